@@ -1,0 +1,114 @@
+"""`clinical-dp`: simulate data, validate a table, run the pipeline.
+
+TensorFlow and TFX are imported only by the subcommands that need them, so that
+`simulate` and `validate` answer in about a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+from clinical_dp.spec import SpecError, load_spec
+from clinical_dp.validation import InvalidInputError
+
+EXIT_OK, EXIT_INVALID, EXIT_FAILED = 0, 2, 1
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+  from clinical_dp.simulators import simulate, write_simulated  # pylint: disable=g-import-not-at-top
+  frame, spec = simulate(args.kind, patients=args.patients, sites=args.sites, seed=args.seed)
+  data_path, spec_path = write_simulated(args.out, frame, spec)
+  label = spec.label_column
+  print(f"simulated {args.kind}: {len(frame)} rows, {frame[spec.id_column].nunique()} patients, "
+        f"{frame[spec.site_column].nunique()} sites, {label} positive rate "
+        f"{frame[label].mean():.3f}")
+  print(f"  data  {data_path}\n  spec  {spec_path}")
+  return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+  from clinical_dp.validation import validate_table  # pylint: disable=g-import-not-at-top
+  spec = load_spec(args.spec)
+  report = validate_table(args.data, spec)
+  if not report.ok:
+    raise InvalidInputError(report.findings)
+  print(f"{args.data}: valid against spec '{spec.name}' ({args.spec}): {report.rows} rows, "
+        f"{report.complete_rows} complete, {report.dropped_rows} would be dropped for missing "
+        "values")
+  return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from pipelines.config import BeamConfig, default_config  # pylint: disable=g-import-not-at-top
+  from pipelines.runner import format_summary, run_pipeline  # pylint: disable=g-import-not-at-top
+  spec = load_spec(args.spec)
+  config = default_config(args.output, fast=args.fast)
+  config = dataclasses.replace(config, beam=BeamConfig(
+      mode=args.beam_mode, workers=args.beam_workers, extra_args=tuple(args.beam_arg)))
+  summary = run_pipeline(args.data, spec, config)
+  print(format_summary(summary))
+  return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="clinical-dp", description="Privacy-preserving pipeline for clinical tables.")
+  commands = parser.add_subparsers(dest="command", required=True)
+
+  simulate = commands.add_parser("simulate", help="write a seeded simulated table and its spec")
+  simulate.add_argument("--kind", required=True, choices=["sprint", "icu"])
+  simulate.add_argument("--out", required=True, help="directory for data.csv and spec.yaml")
+  simulate.add_argument("--patients", type=int, default=None,
+                        help="rows to simulate (default: 9361 for sprint, 20000 for icu)")
+  simulate.add_argument("--sites", type=int, default=None,
+                        help="clinics or hospitals (default: 20 for sprint, 8 for icu)")
+  simulate.add_argument("--seed", type=int, default=0)
+  simulate.set_defaults(handler=_cmd_simulate)
+
+  validate = commands.add_parser("validate", help="check a CSV against its dataset spec")
+  validate.add_argument("--data", required=True)
+  validate.add_argument("--spec", required=True)
+  validate.set_defaults(handler=_cmd_validate)
+
+  run = commands.add_parser("run", help="run the TFX pipeline locally")
+  run.add_argument("--data", required=True)
+  run.add_argument("--spec", required=True)
+  run.add_argument("--output", required=True, help="run directory (metadata, artifacts, summary)")
+  run.add_argument("--fast", action="store_true",
+                   help="small configuration for tests and smoke runs (600 patients)")
+  run.add_argument("--beam-mode", default="in_memory",
+                   choices=["in_memory", "multi_processing", "multi_threading"])
+  run.add_argument("--beam-workers", type=int, default=1)
+  run.add_argument("--beam-arg", action="append", default=[],
+                   help="extra Beam pipeline argument, e.g. --beam-arg=--runner=FlinkRunner")
+  run.set_defaults(handler=_cmd_run)
+  return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  args = build_parser().parse_args(argv)
+  try:
+    return args.handler(args)
+  except InvalidInputError as e:
+    print(f"clinical-dp {args.command}: invalid input:", file=sys.stderr)
+    for finding in e.findings:
+      print(f"  {finding}", file=sys.stderr)
+    return EXIT_INVALID
+  except (SpecError, ValueError) as e:
+    print(f"clinical-dp {args.command}: {e}", file=sys.stderr)
+    return EXIT_INVALID
+  except Exception as e:  # pylint: disable=broad-except
+    print(f"clinical-dp {args.command}: failed: {type(e).__name__}: {e}", file=sys.stderr)
+    output = getattr(args, "output", None)
+    if output and os.path.exists(os.path.join(output, "FAILED")):
+      print(f"  the run directory {os.path.abspath(output)} is marked FAILED",
+            file=sys.stderr)
+    return EXIT_FAILED
+
+
+if __name__ == "__main__":
+  sys.exit(main())

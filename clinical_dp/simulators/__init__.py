@@ -1,0 +1,61 @@
+"""Seeded simulators of the access-controlled anchor datasets (SPRINT, eICU)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from typing import Optional, Tuple
+
+import pandas as pd
+
+from clinical_dp.simulators.icu import IcuConfig, icu_spec, simulate_icu
+from clinical_dp.simulators.sprint import SprintConfig, simulate_sprint, sprint_spec
+from clinical_dp.spec import DatasetSpec
+
+KINDS = ("sprint", "icu")
+
+
+def simulate(kind: str, patients: Optional[int] = None, sites: Optional[int] = None,
+             seed: int = 0) -> Tuple[pd.DataFrame, DatasetSpec]:
+  """Simulates a table of the given kind; None keeps that kind's default size."""
+  if kind == "sprint":
+    config, simulator, spec_fn = SprintConfig(), simulate_sprint, sprint_spec
+  elif kind == "icu":
+    config, simulator, spec_fn = IcuConfig(), simulate_icu, icu_spec
+  else:
+    raise ValueError(f"unknown simulator kind {kind!r}; choose one of {list(KINDS)}")
+  changes = {"seed": seed}
+  if patients is not None:
+    changes["patients"] = patients
+  if sites is not None:
+    changes["sites"] = sites
+  config = dataclasses.replace(config, **changes)
+  if config.patients < 10:
+    raise ValueError(f"--patients must be at least 10, got {config.patients}")
+  if config.sites < 1:
+    raise ValueError(f"--sites must be at least 1, got {config.sites}")
+  return simulator(config), spec_fn(config)
+
+
+def write_simulated(out_dir: str, frame: pd.DataFrame, spec: DatasetSpec) -> Tuple[str, str]:
+  """Writes DIR/data.csv and DIR/spec.yaml, each atomically."""
+  os.makedirs(out_dir, exist_ok=True)
+  data_path = os.path.join(out_dir, "data.csv")
+  spec_path = os.path.join(out_dir, "spec.yaml")
+  for path, write in ((data_path, lambda p: frame.to_csv(p, index=False)),
+                      (spec_path, lambda p: _write_text(p, spec.to_yaml()))):
+    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".partial")
+    os.close(fd)
+    try:
+      write(tmp)
+      os.replace(tmp, path)
+    finally:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+  return data_path, spec_path
+
+
+def _write_text(path: str, text: str) -> None:
+  with open(path, "w", encoding="utf-8") as f:
+    f.write(text)

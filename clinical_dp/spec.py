@@ -1,0 +1,248 @@
+"""Dataset spec: how a user describes a clinical CSV to the pipeline.
+
+The spec names the label, the patient id (the privacy unit), the site, and every
+modeled column with public clinical bounds. The bounds validate input and scale
+values; they never come from the data, so scaling leaks nothing about patients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import yaml
+
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+MISSING_POLICIES = ("drop", "error")
+
+LabelValue = Union[int, str]
+
+
+class SpecError(ValueError):
+  """A dataset spec that cannot be used, with the file and the rule broken."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StaticFeature:
+  """A baseline covariate: one column per patient row."""
+  name: str
+  type: str
+  min: Optional[float] = None
+  max: Optional[float] = None
+  integer: bool = False
+  values: Tuple[str, ...] = ()
+
+  @property
+  def is_categorical(self) -> bool:
+    return self.type == CATEGORICAL
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesFeature:
+  """A longitudinal measurement in wide format, one column per visit."""
+  name: str
+  min: float
+  max: float
+  columns: Tuple[str, ...]
+  integer: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """Everything the pipeline needs to know about one clinical table."""
+  name: str
+  label_column: str
+  static: Tuple[StaticFeature, ...] = ()
+  series: Tuple[SeriesFeature, ...] = ()
+  label_positive: LabelValue = 1
+  label_negative: LabelValue = 0
+  id_column: Optional[str] = None
+  site_column: Optional[str] = None
+  missing: str = "drop"
+
+  @property
+  def feature_columns(self) -> List[str]:
+    """Modeled input columns, static first, then series in visit order."""
+    columns = [feature.name for feature in self.static]
+    for feature in self.series:
+      columns.extend(feature.columns)
+    return columns
+
+  @property
+  def required_columns(self) -> List[str]:
+    """Every column the CSV must have."""
+    columns = [c for c in (self.id_column, self.site_column) if c]
+    return columns + [self.label_column] + self.feature_columns
+
+  @property
+  def num_visits(self) -> int:
+    return len(self.series[0].columns) if self.series else 0
+
+  def to_dict(self) -> Dict[str, Any]:
+    """The YAML form, with empty optional fields left out."""
+    out: Dict[str, Any] = {"name": self.name}
+    if self.id_column:
+      out["id_column"] = self.id_column
+    out["label_column"] = self.label_column
+    out["label_positive"] = self.label_positive
+    out["label_negative"] = self.label_negative
+    if self.site_column:
+      out["site_column"] = self.site_column
+    out["missing"] = self.missing
+    out["static"] = [_static_to_dict(f) for f in self.static]
+    out["series"] = [_series_to_dict(f) for f in self.series]
+    return out
+
+  def to_yaml(self) -> str:
+    return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+def _static_to_dict(feature: StaticFeature) -> Dict[str, Any]:
+  out: Dict[str, Any] = {"name": feature.name, "type": feature.type}
+  if feature.is_categorical:
+    out["values"] = list(feature.values)
+  else:
+    out["min"], out["max"] = feature.min, feature.max
+    if feature.integer:
+      out["integer"] = True
+  return out
+
+
+def _series_to_dict(feature: SeriesFeature) -> Dict[str, Any]:
+  out: Dict[str, Any] = {"name": feature.name, "min": feature.min, "max": feature.max}
+  if feature.integer:
+    out["integer"] = True
+  out["columns"] = list(feature.columns)
+  return out
+
+
+def load_spec(path: str) -> DatasetSpec:
+  """Reads and checks a spec file; raises SpecError naming the file and rule."""
+  if not os.path.isfile(path):
+    raise SpecError(f"{path}: spec file not found")
+  with open(path, encoding="utf-8") as f:
+    text = f.read()
+  return parse_spec(text, source=path)
+
+
+def parse_spec(text: str, source: str = "<spec>") -> DatasetSpec:
+  """Parses spec YAML text; `source` names the file in error messages."""
+  try:
+    raw = yaml.safe_load(text)
+  except yaml.YAMLError as e:
+    raise SpecError(f"{source}: not valid YAML: {e}") from e
+  if not isinstance(raw, dict):
+    raise SpecError(f"{source}: a spec must be a YAML mapping with name, label_column, "
+                    "static and/or series")
+  return spec_from_dict(raw, source)
+
+
+def spec_from_dict(raw: Dict[str, Any], source: str = "<spec>") -> DatasetSpec:
+  """Builds a DatasetSpec from its dictionary form, checking every rule."""
+  known = {"name", "id_column", "label_column", "label_positive", "label_negative",
+           "site_column", "missing", "static", "series"}
+  unknown = sorted(set(raw) - known)
+  if unknown:
+    raise SpecError(f"{source}: unknown key(s) {unknown}; allowed keys are {sorted(known)}")
+  name = _required_str(raw, "name", source)
+  label_column = _required_str(raw, "label_column", source)
+  label_positive = raw.get("label_positive", 1)
+  if "label_negative" in raw:
+    label_negative = raw["label_negative"]
+  elif label_positive == 1:
+    label_negative = 0
+  else:
+    raise SpecError(f"{source}: label_positive is {label_positive!r}; then label_negative must "
+                    "name the other class")
+  if label_positive == label_negative:
+    raise SpecError(f"{source}: label_positive and label_negative are both {label_positive!r}")
+  missing = raw.get("missing", "drop")
+  if missing not in MISSING_POLICIES:
+    raise SpecError(f"{source}: missing must be one of {list(MISSING_POLICIES)}, got {missing!r}")
+  static = tuple(_parse_static(item, i, source) for i, item in enumerate(_list(raw, "static", source)))
+  series = tuple(_parse_series(item, i, source) for i, item in enumerate(_list(raw, "series", source)))
+  if not static and not series:
+    raise SpecError(f"{source}: the spec names no features; give at least one of static or series")
+  visit_counts = {len(s.columns) for s in series}
+  if len(visit_counts) > 1:
+    raise SpecError(f"{source}: every series must have the same number of visit columns, got "
+                    + ", ".join(f"{s.name}: {len(s.columns)}" for s in series))
+  spec = DatasetSpec(
+      name=name, label_column=label_column, static=static, series=series,
+      label_positive=label_positive, label_negative=label_negative,
+      id_column=_optional_str(raw, "id_column", source),
+      site_column=_optional_str(raw, "site_column", source), missing=missing)
+  names = spec.required_columns + [s.name for s in series if s.name not in spec.feature_columns]
+  duplicates = sorted({c for c in names if names.count(c) > 1}
+                      | ({f.name for f in static} & {s.name for s in series}))
+  if duplicates:
+    raise SpecError(f"{source}: column(s) {duplicates} named more than once in the spec")
+  return spec
+
+
+def _required_str(raw: Dict[str, Any], key: str, source: str) -> str:
+  value = raw.get(key)
+  if not isinstance(value, str) or not value:
+    raise SpecError(f"{source}: '{key}' is required and must be a non-empty string")
+  return value
+
+
+def _optional_str(raw: Dict[str, Any], key: str, source: str) -> Optional[str]:
+  if raw.get(key) is None:
+    return None
+  return _required_str(raw, key, source)
+
+
+def _list(raw: Dict[str, Any], key: str, source: str) -> Sequence[Any]:
+  value = raw.get(key) or []
+  if not isinstance(value, list):
+    raise SpecError(f"{source}: '{key}' must be a list")
+  return value
+
+
+def _bounds(item: Dict[str, Any], where: str) -> Tuple[float, float]:
+  lo, hi = item.get("min"), item.get("max")
+  for key, value in (("min", lo), ("max", hi)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise SpecError(f"{where}: '{key}' is required and must be a number, got {value!r}")
+  if lo >= hi:
+    raise SpecError(f"{where}: min ({lo}) must be below max ({hi})")
+  return float(lo), float(hi)
+
+
+def _parse_static(item: Any, index: int, source: str) -> StaticFeature:
+  where = f"{source}: static[{index}]"
+  if not isinstance(item, dict):
+    raise SpecError(f"{where}: each static feature must be a mapping with name and type")
+  name = _required_str(item, "name", where)
+  where = f"{source}: static feature '{name}'"
+  kind = item.get("type")
+  if kind == NUMERIC:
+    lo, hi = _bounds(item, where)
+    return StaticFeature(name=name, type=NUMERIC, min=lo, max=hi,
+                         integer=bool(item.get("integer", False)))
+  if kind == CATEGORICAL:
+    values = item.get("values")
+    if not isinstance(values, list) or len(values) < 2:
+      raise SpecError(f"{where}: a categorical feature needs 'values' with at least two entries")
+    as_text = tuple(str(v) for v in values)
+    if len(set(as_text)) != len(as_text):
+      raise SpecError(f"{where}: 'values' has duplicates: {list(as_text)}")
+    return StaticFeature(name=name, type=CATEGORICAL, values=as_text)
+  raise SpecError(f"{where}: type must be '{NUMERIC}' or '{CATEGORICAL}', got {kind!r}")
+
+
+def _parse_series(item: Any, index: int, source: str) -> SeriesFeature:
+  where = f"{source}: series[{index}]"
+  if not isinstance(item, dict):
+    raise SpecError(f"{where}: each series must be a mapping with name, min, max and columns")
+  name = _required_str(item, "name", where)
+  where = f"{source}: series '{name}'"
+  lo, hi = _bounds(item, where)
+  columns = item.get("columns")
+  if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
+    raise SpecError(f"{where}: 'columns' must be a non-empty list of column names in visit order")
+  return SeriesFeature(name=name, min=lo, max=hi, columns=tuple(columns),
+                       integer=bool(item.get("integer", False)))

@@ -1,0 +1,238 @@
+"""Checks a clinical CSV against its dataset spec, and prepares the pipeline input.
+
+Every finding names the file, the column and the rule, with a row count and the
+first offending lines, so a data manager can fix the source table. The input file
+is only ever read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from typing import List, Optional
+
+import numpy as np
+import pandas as pd
+
+from clinical_dp.spec import DatasetSpec
+
+MISSING_MARKERS = ("", "NA", "N/A", "NaN", "nan", "NULL", "null", "None")
+_EXAMPLE_LINES = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+  """One broken rule: which column, which rule, how many rows, where."""
+  file: str
+  column: str
+  rule: str
+  rows: int = 0
+  lines: tuple = ()
+  detail: str = ""
+
+  def __str__(self) -> str:
+    where = f"{self.file}: column '{self.column}'" if self.column else f"{self.file}"
+    text = f"{where}: {self.rule}"
+    if self.rows:
+      text += f" ({self.rows} row{'s' if self.rows != 1 else ''}"
+      if self.lines:
+        text += ", first at line " + ", ".join(str(n) for n in self.lines)
+      text += ")"
+    if self.detail:
+      text += f"; {self.detail}"
+    return text
+
+
+class InvalidInputError(ValueError):
+  """The table breaks its spec; carries every finding."""
+
+  def __init__(self, findings: List[Finding]):
+    self.findings = findings
+    super().__init__("\n".join(str(f) for f in findings))
+
+
+@dataclasses.dataclass
+class ValidationReport:
+  """The outcome of checking one table."""
+  file: str
+  rows: int
+  complete_rows: int
+  findings: List[Finding]
+  table: Optional[pd.DataFrame] = None  # typed, complete-case rows; None when invalid
+
+  @property
+  def ok(self) -> bool:
+    return not self.findings
+
+  @property
+  def dropped_rows(self) -> int:
+    return self.rows - self.complete_rows
+
+
+def _lines(mask: pd.Series) -> tuple:
+  # Line 1 of the file is the header, so data row i sits on line i + 2.
+  return tuple(int(i) + 2 for i in np.flatnonzero(mask.to_numpy())[:_EXAMPLE_LINES])
+
+
+def _read_raw(path: str) -> pd.DataFrame:
+  if not os.path.exists(path):
+    raise InvalidInputError([Finding(path, "", "file not found")])
+  if os.path.isdir(path):
+    raise InvalidInputError([Finding(path, "", "is a directory, expected a CSV file")])
+  if os.path.getsize(path) == 0:
+    raise InvalidInputError([Finding(path, "", "file is empty (no header, no rows)")])
+  try:
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+  except (pd.errors.ParserError, UnicodeDecodeError) as e:
+    raise InvalidInputError([Finding(path, "", f"not a readable CSV file: {e}")]) from e
+  except pd.errors.EmptyDataError as e:
+    raise InvalidInputError([Finding(path, "", "file is empty (no header, no rows)")]) from e
+  if raw.empty:
+    raise InvalidInputError([Finding(path, "", "file has a header but no data rows")])
+  return raw.apply(lambda column: column.str.strip())
+
+
+def validate_table(path: str, spec: DatasetSpec) -> ValidationReport:
+  """Checks the CSV at `path` against `spec`; never modifies the file.
+
+  Returns a report whose `table` holds the typed complete-case rows (label mapped
+  to 0/1) when the table is valid; otherwise `findings` lists every broken rule.
+  """
+  try:
+    raw = _read_raw(path)
+  except InvalidInputError as e:
+    return ValidationReport(path, 0, 0, e.findings)
+  findings: List[Finding] = []
+  absent = [c for c in spec.required_columns if c not in raw.columns]
+  for column in absent:
+    findings.append(Finding(path, column, "column named in the spec is missing from the file",
+                            detail=f"the file has columns {list(raw.columns)[:12]}"
+                            + (" ..." if len(raw.columns) > 12 else "")))
+  if findings:
+    return ValidationReport(path, len(raw), 0, findings)
+
+  typed = pd.DataFrame(index=raw.index)
+  missing = pd.DataFrame(index=raw.index)
+  for column in spec.required_columns:
+    missing[column] = raw[column].isin(MISSING_MARKERS)
+
+  for key in (spec.id_column, spec.site_column):
+    if key:
+      if missing[key].any():
+        findings.append(Finding(path, key, "identifier is empty", int(missing[key].sum()),
+                                _lines(missing[key])))
+      typed[key] = raw[key]
+
+  typed[spec.label_column] = _check_label(raw, missing, spec, path, findings)
+  for feature in spec.static:
+    if feature.is_categorical:
+      typed[feature.name] = _check_categorical(raw, missing, feature, path, findings)
+    else:
+      typed[feature.name] = _check_numeric(raw, missing, feature.name, feature.min, feature.max,
+                                           feature.integer, path, findings)
+  for series in spec.series:
+    for column in series.columns:
+      typed[column] = _check_numeric(raw, missing, column, series.min, series.max,
+                                     series.integer, path, findings)
+
+  modeled = [spec.label_column] + spec.feature_columns
+  incomplete = missing[modeled].any(axis=1)
+  if spec.missing == "error" and incomplete.any():
+    columns = [c for c in modeled if missing[c].any()]
+    for column in columns:
+      findings.append(Finding(path, column, "missing value and the spec says missing: error",
+                              int(missing[column].sum()), _lines(missing[column])))
+  complete_rows = int((~incomplete).sum())
+  if not findings and complete_rows == 0:
+    findings.append(Finding(path, "", "no complete rows left after dropping rows with missing "
+                            "values", len(raw)))
+  if findings:
+    return ValidationReport(path, len(raw), complete_rows, findings)
+  table = typed.loc[~incomplete].reset_index(drop=True)
+  for series in spec.series:
+    if series.integer:
+      table[list(series.columns)] = table[list(series.columns)].astype(np.int64)
+  for feature in spec.static:
+    if feature.integer:
+      table[feature.name] = table[feature.name].astype(np.int64)
+  table[spec.label_column] = table[spec.label_column].astype(np.int64)
+  return ValidationReport(path, len(raw), complete_rows, findings, table)
+
+
+def _check_label(raw, missing, spec: DatasetSpec, path: str, findings: List[Finding]) -> pd.Series:
+  column = spec.label_column
+  positive, negative = str(spec.label_positive), str(spec.label_negative)
+  values = raw[column]
+  present = ~missing[column]
+  is_positive = values == positive
+  is_negative = values == negative
+  # Numeric labels written as 1.0 / 0.0 still name the classes.
+  numeric = pd.to_numeric(values, errors="coerce")
+  for label, mask_name in ((spec.label_positive, "pos"), (spec.label_negative, "neg")):
+    if isinstance(label, (int, float)) and not isinstance(label, bool):
+      if mask_name == "pos":
+        is_positive |= numeric == label
+      else:
+        is_negative |= numeric == label
+  unknown = present & ~is_positive & ~is_negative
+  if unknown.any():
+    seen = sorted(values[unknown].unique())[:5]
+    findings.append(Finding(path, column, f"label value is neither class "
+                            f"({spec.label_positive!r} positive, {spec.label_negative!r} negative)",
+                            int(unknown.sum()), _lines(unknown), f"unknown values {seen}"))
+  return is_positive.astype(np.int64).where(present)
+
+
+def _check_categorical(raw, missing, feature, path: str, findings: List[Finding]) -> pd.Series:
+  values = raw[feature.name]
+  unknown = ~missing[feature.name] & ~values.isin(feature.values)
+  if unknown.any():
+    seen = sorted(values[unknown].unique())[:5]
+    findings.append(Finding(path, feature.name, f"value not among the spec's categories "
+                            f"{list(feature.values)}", int(unknown.sum()), _lines(unknown),
+                            f"unknown values {seen}"))
+  return values.where(~missing[feature.name])
+
+
+def _check_numeric(raw, missing, column: str, lo: float, hi: float, integer: bool, path: str,
+                   findings: List[Finding]) -> pd.Series:
+  values = pd.to_numeric(raw[column], errors="coerce")
+  present = ~missing[column]
+  text = present & values.isna()
+  if text.any():
+    seen = sorted(raw[column][text].unique())[:5]
+    findings.append(Finding(path, column, "text in a numeric column", int(text.sum()),
+                            _lines(text), f"values {seen}"))
+  number = present & values.notna()
+  out_of_range = number & ((values < lo) | (values > hi))
+  if out_of_range.any():
+    findings.append(Finding(path, column, f"value outside the spec's bounds [{lo:g}, {hi:g}]",
+                            int(out_of_range.sum()), _lines(out_of_range),
+                            f"seen {values[out_of_range].min():g} to {values[out_of_range].max():g}"))
+  if integer:
+    fractional = number & (values != np.round(values))
+    if fractional.any():
+      findings.append(Finding(path, column, "non-integer value where the spec says integer",
+                              int(fractional.sum()), _lines(fractional)))
+  return values.astype(np.float64).where(present)
+
+
+def write_prepared_input(table: pd.DataFrame, spec: DatasetSpec, out_dir: str) -> str:
+  """Writes a validated, typed table as the pipeline's input CSV, atomically.
+
+  Float columns keep a decimal point so that ExampleGen types them as floats, as
+  the spec-derived schema says.
+  """
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, "data.csv")
+  table = table[spec.required_columns]
+  fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".partial")
+  os.close(fd)
+  try:
+    table.to_csv(tmp, index=False, float_format="%.6f")
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  return path

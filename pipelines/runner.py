@@ -1,0 +1,172 @@
+"""Runs the pipeline locally: validate and prepare the input, run LocalDagRunner, summarize.
+
+Shared by `clinical-dp run` and the TFX CLI entry point (pipelines/local_runner.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from typing import Dict
+
+import numpy as np
+
+from clinical_dp.spec import DatasetSpec
+from clinical_dp.validation import (InvalidInputError, ValidationReport, validate_table,
+                                    write_prepared_input)
+from pipelines.config import PipelineConfig
+
+OUTPUT_MARKER = ".clinical-dp-output"
+RUNNING_MARKER = "RUNNING"
+FAILED_MARKER = "FAILED"
+SUMMARY_FILE = "run_summary.json"
+_RUN_CONTENTS = ("tfx", "input", "metadata.sqlite", SUMMARY_FILE, FAILED_MARKER, RUNNING_MARKER)
+
+
+class OutputDirError(ValueError):
+  """The output directory cannot be used for a run."""
+
+
+@dataclasses.dataclass
+class PreparedInput:
+  source: str
+  prepared_csv: str
+  rows_in_file: int
+  rows_dropped_missing: int
+  rows_used: int
+  patients_used: int
+  subsampled: bool
+
+
+def load_valid_table(data_path: str, spec: DatasetSpec) -> ValidationReport:
+  """Validates the CSV against the spec; raises InvalidInputError listing every finding."""
+  report = validate_table(data_path, spec)
+  if not report.ok:
+    raise InvalidInputError(report.findings)
+  return report
+
+
+def prepare_input(report: ValidationReport, spec: DatasetSpec, config: PipelineConfig
+                  ) -> PreparedInput:
+  """Writes the validated table (or the fast configuration's patient subset) as pipeline input."""
+  table = report.table
+  id_column = spec.id_column
+  patients = table[id_column] if id_column else table.index.to_series()
+  subsampled = False
+  if config.max_patients and patients.nunique() > config.max_patients:
+    rng = np.random.default_rng(0)
+    keep = rng.choice(patients.unique(), size=config.max_patients, replace=False)
+    table = table[patients.isin(keep)].reset_index(drop=True)
+    patients = table[id_column] if id_column else table.index.to_series()
+    subsampled = True
+  prepared = write_prepared_input(table, spec, config.input_dir)
+  return PreparedInput(source=os.path.abspath(report.file), prepared_csv=prepared,
+                       rows_in_file=report.rows, rows_dropped_missing=report.dropped_rows,
+                       rows_used=len(table), patients_used=int(patients.nunique()),
+                       subsampled=subsampled)
+
+
+def begin_output_dir(output_dir: str) -> None:
+  """Claims the output directory for a new run and clears an earlier run's results."""
+  if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+    raise OutputDirError(f"{output_dir}: exists and is not a directory")
+  if os.path.isdir(output_dir) and os.listdir(output_dir) and not os.path.exists(
+      os.path.join(output_dir, OUTPUT_MARKER)):
+    raise OutputDirError(f"{output_dir}: directory is not empty and was not made by clinical-dp; "
+                         "choose an empty or new --output directory")
+  os.makedirs(output_dir, exist_ok=True)
+  for name in _RUN_CONTENTS:
+    path = os.path.join(output_dir, name)
+    if os.path.isdir(path):
+      shutil.rmtree(path)
+    elif os.path.exists(path):
+      os.remove(path)
+  open(os.path.join(output_dir, OUTPUT_MARKER), "w").close()
+  with open(os.path.join(output_dir, RUNNING_MARKER), "w") as f:
+    f.write("a clinical-dp run is in progress or was interrupted; its results are incomplete\n")
+
+
+def fail_output_dir(output_dir: str, message: str) -> None:
+  """Marks the run as failed, so the directory never passes for a finished run."""
+  if not os.path.isdir(output_dir):
+    return
+  with open(os.path.join(output_dir, FAILED_MARKER), "w") as f:
+    f.write(message.rstrip() + "\n")
+  running = os.path.join(output_dir, RUNNING_MARKER)
+  if os.path.exists(running):
+    os.remove(running)
+
+
+def finish_output_dir(output_dir: str, summary: Dict) -> str:
+  path = os.path.join(output_dir, SUMMARY_FILE)
+  tmp = path + ".partial"
+  with open(tmp, "w") as f:
+    json.dump(summary, f, indent=2)
+  os.replace(tmp, path)
+  os.remove(os.path.join(output_dir, RUNNING_MARKER))
+  return path
+
+
+def run_local(config: PipelineConfig, spec: DatasetSpec) -> None:
+  """Runs the pipeline under LocalDagRunner (imports TFX only when a run is asked for)."""
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  from pipelines.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
+  tfx.orchestration.LocalDagRunner().run(create_pipeline(config, spec))
+
+
+def summarize(config: PipelineConfig, spec: DatasetSpec, prepared: PreparedInput,
+              seconds: float) -> Dict:
+  """What the run produced, read back from ML Metadata."""
+  from pipelines.metadata import read_outputs, split_sizes  # pylint: disable=g-import-not-at-top
+  outputs = read_outputs(config.metadata_path)
+  statistics = [o for o in outputs if o["type"] == "ExampleStatistics"]
+  return {
+      "pipeline_name": config.pipeline_name,
+      "dataset": spec.name,
+      "seconds": round(seconds, 1),
+      "input": dataclasses.asdict(prepared),
+      "split_by": spec.id_column or "whole row",
+      "split_rows": split_sizes(statistics[0]["uri"]) if statistics else {},
+      "metadata": config.metadata_path,
+      "pipeline_root": config.pipeline_root,
+      "artifacts": outputs,
+  }
+
+
+def format_summary(summary: Dict) -> str:
+  source = summary["input"]
+  lines = [f"clinical-dp run finished in {summary['seconds']:.0f} s: {summary['dataset']}",
+           f"  input     {source['source']}: {source['rows_in_file']} rows, "
+           f"{source['rows_dropped_missing']} dropped for missing values, "
+           f"{source['rows_used']} used ({source['patients_used']} patients"
+           + (", fast subsample" if source["subsampled"] else "") + ")",
+           f"  splits    by {summary['split_by']}: " + ", ".join(
+               f"{k} {v}" for k, v in summary["split_rows"].items()) + " rows"]
+  for artifact in summary["artifacts"]:
+    lines.append(f"  {artifact['component'] + '.' + artifact['name']:<40} {artifact['uri']}")
+  lines.append(f"  metadata  {summary['metadata']}")
+  return "\n".join(lines)
+
+
+def run_pipeline(data_path: str, spec: DatasetSpec, config: PipelineConfig,
+                 log=print) -> Dict:
+  """The whole local job; raises InvalidInputError, OutputDirError or the pipeline's error."""
+  start = time.time()
+  log(f"[1/3] validating {data_path} against spec '{spec.name}'")
+  report = load_valid_table(data_path, spec)  # before touching the output directory
+  begin_output_dir(config.output_dir)
+  try:
+    prepared = prepare_input(report, spec, config)
+    log(f"[2/3] running the TFX pipeline on {prepared.rows_used} rows with LocalDagRunner "
+        f"(Beam {config.beam.mode}); artifacts under {config.pipeline_root}")
+    run_local(config, spec)
+    log("[3/3] reading ML Metadata")
+    summary = summarize(config, spec, prepared, time.time() - start)
+  except BaseException as e:  # also KeyboardInterrupt: never leave a run looking finished
+    fail_output_dir(config.output_dir, f"{type(e).__name__}: {e}")
+    raise
+  finish_output_dir(config.output_dir, summary)
+  return summary
