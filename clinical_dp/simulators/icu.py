@@ -82,8 +82,7 @@ def simulate_icu(config: IcuConfig = IcuConfig()) -> pd.DataFrame:
   first_stays = int(round(config.patients / (1 + config.readmission_rate)))
   site_names = _site_labels(rng, first_stays, sites, "hospital")
   site = np.array([int(s[-2:]) for s in site_names])
-  repeat = np.flatnonzero(rng.random(first_stays) < config.readmission_rate)
-  repeat = repeat[: config.patients - first_stays]
+  repeat = np.sort(rng.choice(first_stays, size=config.patients - first_stays, replace=False))
   patient = np.concatenate([np.arange(first_stays), repeat])
   site = np.concatenate([site, site[repeat]])
   n = len(patient)

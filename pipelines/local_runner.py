@@ -1,0 +1,50 @@
+"""Entry point for the TFX CLI:
+
+  tfx pipeline create --engine=local --pipeline_path=pipelines/local_runner.py
+  tfx run create --engine=local --pipeline_name=clinical-dp
+
+The CLI runs this file as a script. Which table it runs on comes from the
+environment (CLINICAL_DP_DATA, CLINICAL_DP_SPEC, CLINICAL_DP_OUTPUT, CLINICAL_DP_FAST);
+without them it simulates the default SPRINT-like table under outputs/.
+"""
+
+import os
+
+from tfx import v1 as tfx
+
+from clinical_dp.simulators import simulate, write_simulated
+from clinical_dp.spec import load_spec
+from pipelines.config import default_config
+from pipelines.pipeline import create_pipeline
+from pipelines.runner import load_valid_table, prepare_input
+
+_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_DEFAULT_DATA_DIR = os.path.join(_PROJECT_ROOT, "outputs", "data", "sprint")
+
+
+def _data_and_spec():
+  data = os.environ.get("CLINICAL_DP_DATA")
+  spec = os.environ.get("CLINICAL_DP_SPEC")
+  if data and spec:
+    return data, spec
+  if data or spec:
+    raise SystemExit("set both CLINICAL_DP_DATA and CLINICAL_DP_SPEC, or neither")
+  data = os.path.join(_DEFAULT_DATA_DIR, "data.csv")
+  spec = os.path.join(_DEFAULT_DATA_DIR, "spec.yaml")
+  if not (os.path.exists(data) and os.path.exists(spec)):
+    write_simulated(_DEFAULT_DATA_DIR, *simulate("sprint"))
+  return data, spec
+
+
+def main():
+  data_path, spec_path = _data_and_spec()
+  spec = load_spec(spec_path)
+  config = default_config(
+      os.environ.get("CLINICAL_DP_OUTPUT", os.path.join(_PROJECT_ROOT, "outputs", "tfx_cli_run")),
+      fast=os.environ.get("CLINICAL_DP_FAST", "") not in ("", "0"))
+  prepare_input(load_valid_table(data_path, spec), spec, config)
+  tfx.orchestration.LocalDagRunner().run(create_pipeline(config, spec))
+
+
+if __name__ == "__main__":
+  main()

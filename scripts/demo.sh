@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The main job on the embedded default data: simulate the SPRINT-like trial and run
+# the pipeline on it. Outputs land under outputs/demo/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-outputs/demo}"
+.venv/bin/clinical-dp simulate --kind sprint --out "$OUT/data"
+.venv/bin/clinical-dp run --data "$OUT/data/data.csv" --spec "$OUT/data/spec.yaml" \
+  --output "$OUT/run" "$@"
+echo "demo: outputs under $OUT (summary: $OUT/run/run_summary.json)"

@@ -1,0 +1,40 @@
+"""Shared fixtures: small simulated tables and a way to call the CLI as a user would."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(*args, env=None, timeout=900):
+  """Runs `clinical-dp ARGS` in a child process; returns the CompletedProcess."""
+  return subprocess.run([sys.executable, "-m", "clinical_dp.cli", *map(str, args)],
+                        capture_output=True, text=True, cwd=PROJECT_ROOT, env=env,
+                        timeout=timeout)
+
+
+def file_digest(path):
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def sprint_dir(tmp_path_factory):
+  out = tmp_path_factory.mktemp("sprint")
+  result = run_cli("simulate", "--kind", "sprint", "--out", out, "--patients", 1500,
+                   "--sites", 5, "--seed", 7)
+  assert result.returncode == 0, result.stderr
+  return out
+
+
+@pytest.fixture(scope="session")
+def icu_dir(tmp_path_factory):
+  out = tmp_path_factory.mktemp("icu")
+  result = run_cli("simulate", "--kind", "icu", "--out", out, "--patients", 1500,
+                   "--sites", 4, "--seed", 7)
+  assert result.returncode == 0, result.stderr
+  return out
