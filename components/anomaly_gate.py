@@ -96,12 +96,19 @@ def read_anomalies(anomalies_artifact, examples_artifact, schema: schema_pb2.Sch
 
 
 def describe(reports: List[AnomalyReport]) -> str:
-  lines = [f"ExampleValidator found {len(reports)} anomal{'y' if len(reports) == 1 else 'ies'}; "
-           "the pipeline stopped before Transform:"]
+  """One line per column, rows summed over splits, e.g. "(10 rows: train 8, eval 2)"."""
+  by_column: Dict[str, List[AnomalyReport]] = {}
   for report in reports:
-    where = f"column '{report.column}'" if report.column else "the dataset"
-    rows = f" ({report.rows} row{'s' if report.rows != 1 else ''})" if report.rows else ""
-    lines.append(f"  [{report.split}] {where}: {report.problem}{rows}")
+    by_column.setdefault(report.column, []).append(report)
+  lines = [f"ExampleValidator found anomalies in {len(by_column)} column(s); "
+           "the pipeline stopped before Transform:"]
+  for column, column_reports in by_column.items():
+    where = f"column '{column}'" if column else "the dataset"
+    problem = column_reports[0].problem.strip().rstrip(".")
+    rows = sum(r.rows for r in column_reports)
+    splits = ", ".join(f"{r.split} {r.rows}" for r in column_reports)
+    count = f" ({rows} row{'s' if rows != 1 else ''}: {splits})" if rows else ""
+    lines.append(f"  {where}: {problem}{count}")
   return "\n".join(lines)
 
 

@@ -1,0 +1,142 @@
+"""The real TFX pipeline under LocalDagRunner, checked through ML Metadata and its artifacts."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from clinical_dp.simulators import simulate
+from clinical_dp.validation import validate_table, write_prepared_input
+from components.anomaly_gate import DataAnomaliesError
+from pipelines.config import default_config
+from pipelines.metadata import read_outputs
+from tests.conftest import PROJECT_ROOT, run_cli
+
+COMPONENTS = {"CsvExampleGen", "StatisticsGen", "SpecSchemaGen", "ExampleValidator",
+              "AnomalyGate", "Transform"}
+
+
+def _split_examples(examples_uri, split):
+  files = glob.glob(os.path.join(examples_uri, f"Split-{split}", "*.gz"))
+  assert files, f"no files in split {split}"
+  return [tf.train.Example.FromString(r.numpy())
+          for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
+def _bytes(example, key):
+  return example.features.feature[key].bytes_list.value[0].decode()
+
+
+def _outputs_by_key(output_dir):
+  outputs = read_outputs(os.path.join(output_dir, "metadata.sqlite"))
+  return {f"{o['component']}.{o['name']}": o for o in outputs}
+
+
+def _run(data_dir, output):
+  result = run_cli("run", "--data", data_dir / "data.csv", "--spec", data_dir / "spec.yaml",
+                   "--output", output, "--fast")
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+  return result
+
+
+@pytest.fixture(scope="module")
+def sprint_run(sprint_dir, tmp_path_factory):
+  output = tmp_path_factory.mktemp("sprint_run") / "run"
+  return output, _run(sprint_dir, output)
+
+
+@pytest.fixture(scope="module")
+def icu_run(icu_dir, tmp_path_factory):
+  output = tmp_path_factory.mktemp("icu_run") / "run"
+  return output, _run(icu_dir, output)
+
+
+@pytest.mark.parametrize("run_fixture", ["sprint_run", "icu_run"])
+def test_pipeline_runs_to_the_end_and_records_every_artifact(run_fixture, request):
+  output, result = request.getfixturevalue(run_fixture)
+  assert "clinical-dp run finished" in result.stdout
+  assert sorted(os.listdir(output)) == sorted([".clinical-dp-output", "input", "metadata.sqlite",
+                                               "run_summary.json", "tfx"])
+  outputs = _outputs_by_key(str(output))
+  assert {key.split(".")[0] for key in outputs} == COMPONENTS
+  assert all(o["execution_state"] == "COMPLETE" for o in outputs.values())
+  for key in ("CsvExampleGen.examples", "SpecSchemaGen.schema", "ExampleValidator.anomalies",
+              "Transform.transform_graph", "Transform.transformed_examples"):
+    assert os.listdir(outputs[key]["uri"]), key
+  summary = json.loads((output / "run_summary.json").read_text())
+  assert sum(summary["split_rows"].values()) == summary["input"]["rows_used"]
+  assert summary["input"]["subsampled"] and summary["input"]["patients_used"] == 600
+
+
+def test_transformed_examples_follow_the_spec(sprint_run):
+  output, _ = sprint_run
+  uri = _outputs_by_key(str(output))["Transform.transformed_examples"]["uri"]
+  example = _split_examples(uri, "train")[0]
+  features = example.features.feature
+  assert len(features["sbp_xf"].float_list.value) == 12
+  assert len(features["race_xf"].float_list.value) == 4
+  assert sum(features["race_xf"].float_list.value) == 1.0
+  assert 0.0 <= features["age_xf"].float_list.value[0] <= 1.0
+  assert features["label_xf"].int64_list.value[0] in (0, 1)
+  assert _bytes(example, "patient_id").startswith("S")
+
+
+def test_split_keeps_patients_together_and_test_rows_apart(icu_run):
+  output, _ = icu_run
+  uri = _outputs_by_key(str(output))["CsvExampleGen.examples"]["uri"]
+  patients = {split: [_bytes(e, "patient_id") for e in _split_examples(uri, split)]
+              for split in ("train", "eval", "test")}
+  train, evaluation, test = (set(patients[s]) for s in ("train", "eval", "test"))
+  assert not train & test and not evaluation & test and not train & evaluation
+  prepared = pd.read_csv(output / "input" / "data.csv")
+  assert sum(len(rows) for rows in patients.values()) == len(prepared)
+  repeated = prepared["patient_id"][prepared["patient_id"].duplicated()]
+  assert len(repeated) > 0, "the check needs patients with several rows"
+  for split_patients in patients.values():
+    for patient in set(split_patients) & set(repeated):
+      assert split_patients.count(patient) == (prepared["patient_id"] == patient).sum()
+  # The transformed test split holds exactly the held-out patients.
+  transformed = _outputs_by_key(str(output))["Transform.transformed_examples"]["uri"]
+  assert {_bytes(e, "patient_id") for e in _split_examples(transformed, "test")} == test
+
+
+def test_anomalies_stop_the_pipeline_before_transform(tmp_path):
+  """Data that bypass the CLI's checks still cannot reach Transform."""
+  from tfx import v1 as tfx
+  from pipelines.pipeline import create_pipeline
+  frame, spec = simulate("sprint", patients=300, seed=2)
+  frame.to_csv(tmp_path / "data.csv", index=False)
+  table = validate_table(str(tmp_path / "data.csv"), spec).table
+  table.loc[:9, "sbp_6m"] = 400.0
+  table.loc[:2, "sex"] = "X"
+  config = default_config(str(tmp_path / "run"))
+  write_prepared_input(table, spec, config.input_dir)
+  with pytest.raises(DataAnomaliesError) as error:
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, spec))
+  message = str(error.value)
+  assert "column 'sbp_6m'" in message and "(10 rows:" in message
+  assert "column 'sex'" in message and "(3 rows:" in message
+  components = {o["component"] for o in read_outputs(config.metadata_path)}
+  assert "ExampleValidator" in components and "Transform" not in components
+
+
+def test_tfx_cli_runs_the_same_pipeline(sprint_dir, tmp_path):
+  env = dict(os.environ, LOCAL_HOME=str(tmp_path / "tfx_home"),
+             CLINICAL_DP_DATA=str(sprint_dir / "data.csv"),
+             CLINICAL_DP_SPEC=str(sprint_dir / "spec.yaml"),
+             CLINICAL_DP_OUTPUT=str(tmp_path / "run"), CLINICAL_DP_FAST="1")
+  tfx_cli = os.path.join(os.path.dirname(sys.executable), "tfx")
+  for args in (["pipeline", "create", "--engine=local",
+                "--pipeline_path=pipelines/local_runner.py"],
+               ["run", "create", "--engine=local", "--pipeline_name=clinical-dp"]):
+    result = subprocess.run([tfx_cli, *args], cwd=PROJECT_ROOT, env=env, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+  assert os.path.isdir(tmp_path / "tfx_home" / "clinical-dp")
+  outputs = _outputs_by_key(str(tmp_path / "run"))
+  assert outputs["Transform.transformed_examples"]["execution_state"] == "COMPLETE"
