@@ -1,0 +1,1 @@
+"""TensorFlow Federated code and simulation scripts; runs in .venv-federated only."""

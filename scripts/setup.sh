@@ -33,7 +33,7 @@ else
   start=$SECONDS
   rm -f .venv/.clinical-dp-stamp
   [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
-  quiet_pip .venv/bin/python -m pip install -q pip==24.2 setuptools==65.5.0
+  quiet_pip .venv/bin/python -m pip install -q pip==24.2 setuptools==75.8.0
   # TFX 1.16 declares Python < 3.11 but its compiled dependencies ship cp311 wheels
   # (see shared DESIGN.md); the lock is complete, so no resolution is needed.
   quiet_pip .venv/bin/python -m pip install -q --no-deps --ignore-requires-python \

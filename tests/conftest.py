@@ -22,19 +22,19 @@ def file_digest(path):
     return hashlib.sha256(f.read()).hexdigest()
 
 
-@pytest.fixture(scope="session")
-def sprint_dir(tmp_path_factory):
-  out = tmp_path_factory.mktemp("sprint")
-  result = run_cli("simulate", "--kind", "sprint", "--out", out, "--patients", 1500,
-                   "--sites", 5, "--seed", 7)
+def _simulated(tmp_path_factory, kind):
+  out = tmp_path_factory.mktemp(kind)
+  result = run_cli("simulate", "--kind", kind, "--out", out, "--patients", 1500,
+                   "--sites", 5 if kind == "sprint" else 4, "--seed", 7)
   assert result.returncode == 0, result.stderr
   return out
+
+
+@pytest.fixture(scope="session")
+def sprint_dir(tmp_path_factory):
+  return _simulated(tmp_path_factory, "sprint")
 
 
 @pytest.fixture(scope="session")
 def icu_dir(tmp_path_factory):
-  out = tmp_path_factory.mktemp("icu")
-  result = run_cli("simulate", "--kind", "icu", "--out", out, "--patients", 1500,
-                   "--sites", 4, "--seed", 7)
-  assert result.returncode == 0, result.stderr
-  return out
+  return _simulated(tmp_path_factory, "icu")
