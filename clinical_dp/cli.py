@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from typing import List, Optional
 
 from clinical_dp.spec import SpecError, load_spec
@@ -89,8 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _quiet_library_noise() -> None:
+  """Google client libraries warn about Python end-of-life dates on every import."""
+  warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\..*")
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   args = build_parser().parse_args(argv)
+  _quiet_library_noise()
   try:
     return args.handler(args)
   except InvalidInputError as e:
