@@ -1,0 +1,211 @@
+"""Privacy accounting for DP-SGD style training, on Google's dp-accounting.
+
+One function turns a training plan into an epsilon: `compute_epsilon`. Everything
+that reports a privacy guarantee in this project goes through it, so the sampling
+assumption, the accountant and the privacy unit are always stated with the number.
+
+Sampling:
+  poisson  each example enters each step independently with probability B/N
+           (add-or-remove-one adjacency), the assumption of the DP-SGD analyses.
+  fixed    batches of exactly B drawn without replacement (replace-one adjacency);
+           RDP only, as dp-accounting has no PLD analysis for it.
+Microbatches: TF Privacy clips each microbatch; with more than one example per
+  microbatch, one patient can move a clipped microbatch by up to twice the clip under
+  replace-one, so the effective noise multiplier halves (TF Privacy's
+  `used_microbatching`). Per-example clipping (the default here) has no such cost.
+Patients with several rows: a patient with up to k rows is present in a step with
+  probability 1 - (1 - q)^k and moves the clipped sum by at most k clips, so the
+  patient-level guarantee is that of a sampled Gaussian with that rate and noise
+  multiplier sigma / k (a group-privacy bound; exact when k = 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Dict, Optional
+
+import dp_accounting
+from dp_accounting import pld, rdp
+
+ACCOUNTANTS = ("rdp", "pld")
+SAMPLINGS = ("poisson", "fixed")
+RDP_ORDERS = tuple([1 + x / 10.0 for x in range(1, 100)] + list(range(11, 64))
+                   + [128, 256, 512, 1024])
+
+
+class BudgetExceededError(ValueError):
+  """A training plan would spend more privacy than the budget allows."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PrivacyPlan:
+  """What a DP training run will do, as the accountant needs to know it."""
+  num_examples: int
+  batch_size: int
+  noise_multiplier: float
+  epochs: float
+  delta: float
+  accountant: str = "rdp"
+  sampling: str = "poisson"
+  examples_per_microbatch: int = 1
+  max_rows_per_patient: int = 1
+
+  def __post_init__(self):
+    if self.num_examples < 1:
+      raise ValueError(f"num_examples must be positive, got {self.num_examples}")
+    if not 1 <= self.batch_size <= self.num_examples:
+      raise ValueError(f"batch_size must be between 1 and num_examples ({self.num_examples}), "
+                       f"got {self.batch_size}")
+    if self.noise_multiplier < 0:
+      raise ValueError(f"noise_multiplier must be >= 0, got {self.noise_multiplier}")
+    if self.epochs <= 0:
+      raise ValueError(f"epochs must be positive, got {self.epochs}")
+    if not 0 < self.delta < 1:
+      raise ValueError(f"delta must be in (0, 1), got {self.delta}")
+    if self.accountant not in ACCOUNTANTS:
+      raise ValueError(f"accountant must be one of {list(ACCOUNTANTS)}, got {self.accountant!r}")
+    if self.sampling not in SAMPLINGS:
+      raise ValueError(f"sampling must be one of {list(SAMPLINGS)}, got {self.sampling!r}")
+    if self.sampling == "fixed" and self.accountant == "pld":
+      raise ValueError("fixed-size sampling is accounted with rdp only; use --accountant rdp "
+                       "or --sampling poisson")
+    if self.examples_per_microbatch < 1 or self.max_rows_per_patient < 1:
+      raise ValueError("examples_per_microbatch and max_rows_per_patient must be >= 1")
+
+  @property
+  def steps(self) -> int:
+    return int(math.ceil(self.epochs * self.num_examples / self.batch_size))
+
+  @property
+  def sampling_probability(self) -> float:
+    return self.batch_size / self.num_examples
+
+  @property
+  def unit(self) -> str:
+    return "patient" if self.max_rows_per_patient > 1 else "example (one row per patient)"
+
+
+@dataclasses.dataclass(frozen=True)
+class PrivacyRecord:
+  """The guarantee of a plan, with everything needed to read it correctly."""
+  epsilon: float
+  delta: float
+  accountant: str
+  sampling: str
+  unit: str
+  steps: int
+  epochs: float
+  noise_multiplier: float
+  effective_noise_multiplier: float
+  sampling_probability: float
+  batch_size: int
+  num_examples: int
+  examples_per_microbatch: int
+  max_rows_per_patient: int
+
+  def to_dict(self) -> Dict:
+    return dataclasses.asdict(self)
+
+
+def _unit_mechanism(plan: PrivacyPlan):
+  """Sampling rate and noise multiplier of one step for the privacy unit."""
+  sigma = plan.noise_multiplier
+  if plan.examples_per_microbatch > 1:
+    sigma /= 2.0
+  k = plan.max_rows_per_patient
+  q = -math.expm1(k * math.log1p(-plan.sampling_probability)) if k > 1 else \
+      plan.sampling_probability
+  return min(q, 1.0), sigma / k
+
+
+def _dp_event(plan: PrivacyPlan, noise_multiplier: float, q: float):
+  gaussian = dp_accounting.GaussianDpEvent(noise_multiplier)
+  if plan.sampling == "poisson":
+    step = dp_accounting.PoissonSampledDpEvent(q, gaussian)
+  else:
+    step = dp_accounting.SampledWithoutReplacementDpEvent(
+        plan.num_examples, plan.batch_size, gaussian)
+  return dp_accounting.SelfComposedDpEvent(step, plan.steps)
+
+
+def _accountant(plan: PrivacyPlan):
+  if plan.accountant == "pld":
+    return pld.PLDAccountant()
+  relation = (dp_accounting.NeighboringRelation.REPLACE_ONE if plan.sampling == "fixed"
+              else dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE)
+  return rdp.RdpAccountant(list(RDP_ORDERS), relation)
+
+
+def compute_epsilon(plan: PrivacyPlan) -> PrivacyRecord:
+  """Epsilon at the plan's delta, for the plan's privacy unit."""
+  q, sigma = _unit_mechanism(plan)
+  if sigma == 0:
+    epsilon = math.inf
+  else:
+    accountant = _accountant(plan)
+    accountant.compose(_dp_event(plan, sigma, q))
+    epsilon = float(accountant.get_epsilon(plan.delta))
+  return PrivacyRecord(
+      epsilon=epsilon, delta=plan.delta, accountant=plan.accountant, sampling=plan.sampling,
+      unit=plan.unit, steps=plan.steps, epochs=plan.epochs,
+      noise_multiplier=plan.noise_multiplier, effective_noise_multiplier=sigma,
+      sampling_probability=q, batch_size=plan.batch_size, num_examples=plan.num_examples,
+      examples_per_microbatch=plan.examples_per_microbatch,
+      max_rows_per_patient=plan.max_rows_per_patient)
+
+
+def noise_for_target_epsilon(plan: PrivacyPlan, target_epsilon: float,
+                             tolerance: float = 1e-3) -> float:
+  """The smallest noise multiplier (within tolerance) that keeps the plan within target."""
+  def epsilon_at(sigma: float) -> float:
+    return compute_epsilon(dataclasses.replace(plan, noise_multiplier=sigma)).epsilon
+
+  low, high = 0.0, 1.0
+  while epsilon_at(high) > target_epsilon:
+    low, high = high, high * 2
+    if high > 1e4:
+      raise BudgetExceededError(f"no noise multiplier below 1e4 reaches epsilon "
+                                f"{target_epsilon}; train fewer epochs or use smaller batches")
+  while high - low > tolerance:
+    middle = (low + high) / 2
+    if epsilon_at(middle) > target_epsilon:
+      low = middle
+    else:
+      high = middle
+  return high
+
+
+def _max_epochs_within(plan: PrivacyPlan, target_epsilon: float) -> Optional[float]:
+  low, high = 0.0, plan.epochs
+  for _ in range(30):
+    middle = (low + high) / 2
+    if middle > 0 and compute_epsilon(dataclasses.replace(plan, epochs=middle)).epsilon \
+        <= target_epsilon:
+      low = middle
+    else:
+      high = middle
+  return low if low > 0 else None
+
+
+def check_budget(plan: PrivacyPlan, target_epsilon: float) -> PrivacyRecord:
+  """Returns the plan's record, or refuses a plan that would exceed the budget.
+
+  The refusal says which settings would fit: more noise or fewer epochs.
+  """
+  record = compute_epsilon(plan)
+  if record.epsilon <= target_epsilon:
+    return record
+  advice = []
+  try:
+    advice.append(f"raise noise_multiplier to {noise_for_target_epsilon(plan, target_epsilon):.3f}")
+  except BudgetExceededError:
+    pass
+  epochs = _max_epochs_within(plan, target_epsilon)
+  if epochs:
+    advice.append(f"lower epochs to {epochs:.3g}")
+  advice.append("or raise target_epsilon")
+  raise BudgetExceededError(
+      f"the plan spends epsilon {record.epsilon:.3f} at delta {plan.delta:g} "
+      f"({plan.accountant}, {plan.sampling} sampling, {plan.steps} steps), over the budget of "
+      f"{target_epsilon:g}; " + ", ".join(advice))
