@@ -10,10 +10,10 @@ without them it simulates the default SPRINT-like table under outputs/.
 
 import os
 
-from tfx import v1 as tfx
-
+# clinical_dp first: it selects Keras 2 before TensorFlow is imported.
 from clinical_dp.simulators import simulate, write_simulated
 from clinical_dp.spec import load_spec
+from tfx import v1 as tfx  # pylint: disable=g-bad-import-order
 from pipelines.config import default_config
 from pipelines.pipeline import create_pipeline
 from pipelines.runner import load_valid_table, prepare_input

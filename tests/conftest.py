@@ -1,5 +1,7 @@
 """Shared fixtures: small simulated tables and a way to call the CLI as a user would."""
 
+import clinical_dp  # noqa: F401  (selects Keras 2 before any test imports TensorFlow)
+
 import hashlib
 import os
 import subprocess

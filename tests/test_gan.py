@@ -1,0 +1,105 @@
+"""The DP AC-GAN's models and steps; a positive control that DP noise is really applied."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from clinical_dp.simulators import simulate
+from trainers import gan
+
+SPRINT_SPEC = simulate("sprint", patients=20)[1]
+ICU_SPEC = simulate("icu", patients=20)[1]
+SMALL = gan.GanConfig(latent_dim=8, generator_units=16, generator_filters=8,
+                      discriminator_filters=4, discriminator_units=16, batch_size=8)
+
+
+def _real_batch(layout, batch_size, seed=0):
+  rng = np.random.default_rng(seed)
+  real = []
+  if layout.has_series:
+    real.append(tf.constant(rng.random((batch_size, layout.num_visits, layout.num_series)),
+                            tf.float32))
+  if layout.has_static:
+    real.append(tf.constant(rng.random((batch_size, layout.static_width)), tf.float32))
+  labels = tf.constant(rng.integers(0, 2, (batch_size, 1)), tf.int32)
+  return real, labels
+
+
+@pytest.mark.parametrize("spec", [SPRINT_SPEC, ICU_SPEC], ids=["sprint", "icu"])
+def test_generator_emits_the_spec_layout_on_the_unit_scale(spec):
+  layout = gan.PatientLayout.from_spec(spec)
+  generator = gan.build_generator(layout, SMALL)
+  fake, labels = gan.sample_fake(generator, 5, SMALL.latent_dim)
+  expected = ([(5, layout.num_visits, layout.num_series)] if layout.has_series else []) + \
+      [(5, layout.static_width)]
+  assert [tuple(f.shape) for f in fake] == expected
+  for tensor in fake:
+    assert float(tf.reduce_min(tensor)) >= 0.0 and float(tf.reduce_max(tensor)) <= 1.0
+  start = len(layout.numeric_static)
+  for _, size in layout.categorical_static:  # each categorical block is a distribution
+    np.testing.assert_allclose(tf.reduce_sum(fake[-1][:, start:start + size], axis=1), 1.0,
+                               rtol=1e-5)
+    start += size
+
+
+def test_training_steps_update_both_networks():
+  layout = gan.PatientLayout.from_spec(SPRINT_SPEC)
+  generator = gan.build_generator(layout, SMALL)
+  discriminator = gan.build_discriminator(layout, SMALL)
+  d_before = [w.numpy().copy() for w in discriminator.trainable_variables]
+  g_before = [w.numpy().copy() for w in generator.trainable_variables]
+  real, labels = _real_batch(layout, SMALL.batch_size)
+  d_loss = gan.discriminator_dp_step(discriminator, generator,
+                                     gan.dp_discriminator_optimizer(SMALL), real, labels,
+                                     SMALL.latent_dim)
+  g_loss = gan.generator_step(generator, discriminator, gan.generator_optimizer(SMALL),
+                              SMALL.batch_size, SMALL.latent_dim)
+  assert np.isfinite(float(d_loss)) and np.isfinite(float(g_loss))
+  assert any(not np.allclose(a, b.numpy()) for a, b in
+             zip(d_before, discriminator.trainable_variables))
+  assert any(not np.allclose(a, b.numpy()) for a, b in
+             zip(g_before, generator.trainable_variables))
+
+
+def _dp_gradients(discriminator, config, real, labels, fake, fake_labels):
+  optimizer = gan.dp_discriminator_optimizer(config)
+  with tf.GradientTape(persistent=True) as tape:
+    losses = gan.discriminator_example_losses(discriminator, real, labels, fake, fake_labels)
+  pairs = optimizer._compute_gradients(  # pylint: disable=protected-access
+      losses, discriminator.trainable_variables, tape=tape)
+  return np.concatenate([g.numpy().ravel() for g, _ in pairs]), losses
+
+
+def test_dp_path_is_exact_without_noise_and_adds_the_expected_noise():
+  """Positive control. With no noise and a clip no gradient reaches, the DP gradient is the
+  ordinary mean gradient; with noise multiplier s and clip C over a batch of B, it differs
+  from that by Gaussian noise of standard deviation s * C / B per coordinate."""
+  tf.random.set_seed(0)
+  # Wide enough (about 8k weights) that the sample deviation of the noise is within 2%.
+  config = dataclasses.replace(SMALL, dropout=0.0, batch_size=16, discriminator_units=128)
+  layout = gan.PatientLayout.from_spec(SPRINT_SPEC)
+  discriminator = gan.build_discriminator(layout, config)
+  generator = gan.build_generator(layout, config)
+  real, labels = _real_batch(layout, config.batch_size)
+  fake, fake_labels = gan.sample_fake(generator, config.batch_size, config.latent_dim)
+
+  exact = dataclasses.replace(config, l2_norm_clip=1e6, noise_multiplier=0.0)
+  dp_exact, losses = _dp_gradients(discriminator, exact, real, labels, fake, fake_labels)
+  with tf.GradientTape() as tape:
+    mean_loss = tf.reduce_mean(gan.discriminator_example_losses(
+        discriminator, real, labels, fake, fake_labels))
+  plain = np.concatenate([g.numpy().ravel() for g in
+                          tape.gradient(mean_loss, discriminator.trainable_variables)])
+  np.testing.assert_allclose(dp_exact, plain, rtol=1e-3, atol=1e-6)
+
+  clip, sigma = 0.5, 2.0
+  noisy = dataclasses.replace(config, l2_norm_clip=clip, noise_multiplier=sigma)
+  clipped_only, _ = _dp_gradients(discriminator, dataclasses.replace(noisy, noise_multiplier=0.0),
+                                  real, labels, fake, fake_labels)
+  dp_noisy, _ = _dp_gradients(discriminator, noisy, real, labels, fake, fake_labels)
+  expected_sd = sigma * clip / config.batch_size
+  assert np.std(dp_noisy - clipped_only) == pytest.approx(expected_sd, rel=0.05)
+  # Clipping really bounds the sum: the noiseless clipped mean has norm <= C.
+  assert np.linalg.norm(clipped_only) <= clip + 1e-5

@@ -1,0 +1,206 @@
+"""The DP AC-GAN of SPRINT_gan, for any dataset spec: models and training steps.
+
+Pure TensorFlow; the TFX run_fn wiring lives elsewhere. Series are a (visits x
+series) matrix that both networks treat with 1-D convolutions over visits; static
+covariates are generated jointly (sigmoid for numeric values on the spec's [0, 1]
+scale, a softmax per categorical feature). Only the discriminator sees real patients,
+and it is trained with TF Privacy's DPKerasAdamOptimizer on per-example losses; the
+generator learns through the discriminator alone, with plain Adam.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import List, Tuple
+
+import tensorflow as tf
+
+from clinical_dp.spec import DatasetSpec
+
+# TF Privacy's package __init__ imports TF Probability and Estimator, which are not
+# needed here; this documented switch skips that import.
+sys.skip_tf_privacy_import = True
+from tensorflow_privacy.privacy.optimizers import dp_optimizer_keras  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@dataclasses.dataclass(frozen=True)
+class GanConfig:
+  """Architecture and DP training settings of the AC-GAN."""
+  latent_dim: int = 100
+  generator_units: int = 128
+  generator_filters: int = 32
+  discriminator_filters: int = 16
+  discriminator_units: int = 64
+  dropout: float = 0.3
+  leaky_slope: float = 0.2
+  batch_size: int = 64
+  epochs: int = 50
+  generator_learning_rate: float = 2e-4
+  discriminator_learning_rate: float = 2e-4
+  beta_1: float = 0.5
+  l2_norm_clip: float = 1.0
+  noise_multiplier: float = 1.1
+
+
+def paper_config(epochs: int = 500) -> GanConfig:
+  """SPRINT_gan's published setting: batch 1, clip 1e-4, noise 1, lr 2e-5, beta_1 0.5."""
+  return GanConfig(batch_size=1, l2_norm_clip=1e-4, noise_multiplier=1.0,
+                   generator_learning_rate=2e-5, discriminator_learning_rate=2e-5,
+                   beta_1=0.5, epochs=epochs, discriminator_filters=32,
+                   discriminator_units=1024)
+
+
+@dataclasses.dataclass(frozen=True)
+class PatientLayout:
+  """How one patient is laid out for the networks, derived from the spec."""
+  num_visits: int
+  num_series: int
+  numeric_static: Tuple[str, ...]
+  categorical_static: Tuple[Tuple[str, int], ...]
+
+  @classmethod
+  def from_spec(cls, spec: DatasetSpec) -> "PatientLayout":
+    return cls(num_visits=spec.num_visits, num_series=len(spec.series),
+               numeric_static=tuple(f.name for f in spec.static if not f.is_categorical),
+               categorical_static=tuple((f.name, len(f.values)) for f in spec.static
+                                        if f.is_categorical))
+
+  @property
+  def static_width(self) -> int:
+    return len(self.numeric_static) + sum(size for _, size in self.categorical_static)
+
+  @property
+  def has_series(self) -> bool:
+    return self.num_series > 0
+
+  @property
+  def has_static(self) -> bool:
+    return self.static_width > 0
+
+
+def build_generator(layout: PatientLayout, config: GanConfig) -> tf.keras.Model:
+  """(latent, label) -> [series (visits x series)], [static]; all on the [0, 1] scale."""
+  latent = tf.keras.Input((config.latent_dim,), name="latent")
+  label = tf.keras.Input((1,), dtype=tf.int32, name="label")
+  embedded = tf.keras.layers.Flatten()(tf.keras.layers.Embedding(2, config.latent_dim)(label))
+  hidden = tf.keras.layers.Multiply()([latent, embedded])
+  outputs = []
+  if layout.has_series:
+    half = (layout.num_visits + 1) // 2
+    x = tf.keras.layers.Dense(half * config.generator_units)(hidden)
+    x = tf.keras.layers.LeakyReLU(config.leaky_slope)(x)
+    x = tf.keras.layers.Reshape((half, config.generator_units))(x)
+    x = tf.keras.layers.UpSampling1D(2)(x)
+    x = tf.keras.layers.Conv1D(config.generator_filters, 3, padding="same")(x)
+    x = tf.keras.layers.LeakyReLU(config.leaky_slope)(x)
+    x = tf.keras.layers.Conv1D(layout.num_series, 3, padding="same", activation="sigmoid")(x)
+    outputs.append(tf.keras.layers.Cropping1D((0, 2 * half - layout.num_visits),
+                                              name="series")(x))
+  if layout.has_static:
+    x = tf.keras.layers.Dense(config.generator_units)(hidden)
+    x = tf.keras.layers.LeakyReLU(config.leaky_slope)(x)
+    parts = []
+    if layout.numeric_static:
+      parts.append(tf.keras.layers.Dense(len(layout.numeric_static), activation="sigmoid")(x))
+    for name, size in layout.categorical_static:
+      parts.append(tf.keras.layers.Dense(size, activation="softmax", name=f"{name}_probs")(x))
+    outputs.append(parts[0] if len(parts) == 1 else
+                   tf.keras.layers.Concatenate(name="static")(parts))
+  return tf.keras.Model([latent, label], outputs, name="generator")
+
+
+def build_discriminator(layout: PatientLayout, config: GanConfig) -> tf.keras.Model:
+  """[series], [static] -> (real/fake logit, class logit)."""
+  inputs, features = [], []
+  if layout.has_series:
+    series = tf.keras.Input((layout.num_visits, layout.num_series), name="series")
+    x = tf.keras.layers.Conv1D(config.discriminator_filters, 3, padding="same")(series)
+    x = tf.keras.layers.LeakyReLU(config.leaky_slope)(x)
+    x = tf.keras.layers.Dropout(config.dropout)(x)
+    x = tf.keras.layers.Conv1D(2 * config.discriminator_filters, 3, strides=2, padding="same")(x)
+    x = tf.keras.layers.LeakyReLU(config.leaky_slope)(x)
+    x = tf.keras.layers.Dropout(config.dropout)(x)
+    inputs.append(series)
+    features.append(tf.keras.layers.Flatten()(x))
+  if layout.has_static:
+    static = tf.keras.Input((layout.static_width,), name="static")
+    inputs.append(static)
+    features.append(static)
+  x = features[0] if len(features) == 1 else tf.keras.layers.Concatenate()(features)
+  x = tf.keras.layers.Dense(config.discriminator_units)(x)
+  x = tf.keras.layers.LeakyReLU(config.leaky_slope)(x)
+  x = tf.keras.layers.Dropout(config.dropout)(x)
+  real_fake = tf.keras.layers.Dense(1, name="real_fake")(x)
+  label = tf.keras.layers.Dense(1, name="label")(x)
+  return tf.keras.Model(inputs, [real_fake, label], name="discriminator")
+
+
+def dp_discriminator_optimizer(config: GanConfig) -> tf.keras.optimizers.Optimizer:
+  """Per-example clipping (one example per microbatch) and Gaussian noise."""
+  return dp_optimizer_keras.DPKerasAdamOptimizer(
+      l2_norm_clip=config.l2_norm_clip, noise_multiplier=config.noise_multiplier,
+      num_microbatches=None, learning_rate=config.discriminator_learning_rate,
+      beta_1=config.beta_1)
+
+
+def generator_optimizer(config: GanConfig) -> tf.keras.optimizers.Optimizer:
+  return tf.keras.optimizers.Adam(config.generator_learning_rate, beta_1=config.beta_1)
+
+
+def _per_example_bce(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+  return tf.reshape(tf.nn.sigmoid_cross_entropy_with_logits(
+      labels=tf.cast(tf.reshape(labels, tf.shape(logits)), logits.dtype), logits=logits), [-1])
+
+
+def sample_fake(generator: tf.keras.Model, batch_size: int, latent_dim: int,
+                positive_rate: float = 0.5) -> Tuple[List[tf.Tensor], tf.Tensor]:
+  """Generated patients and the labels they were conditioned on."""
+  latent = tf.random.normal((batch_size, latent_dim))
+  labels = tf.cast(tf.random.uniform((batch_size, 1)) < positive_rate, tf.int32)
+  fake = generator([latent, labels], training=True)
+  return (fake if isinstance(fake, list) else [fake]), labels
+
+
+def discriminator_example_losses(discriminator: tf.keras.Model, real: List[tf.Tensor],
+                                 real_labels: tf.Tensor, fake: List[tf.Tensor],
+                                 fake_labels: tf.Tensor) -> tf.Tensor:
+  """Per-example AC-GAN loss: each real patient is paired with one generated patient,
+  so clipping example i bounds real patient i's influence on the update."""
+  real_score, real_class = discriminator(real, training=True)
+  fake_score, fake_class = discriminator(fake, training=True)
+  return (_per_example_bce(tf.ones_like(real_labels), real_score)
+          + _per_example_bce(real_labels, real_class)
+          + _per_example_bce(tf.zeros_like(fake_labels), fake_score)
+          + _per_example_bce(fake_labels, fake_class))
+
+
+def generator_loss(discriminator: tf.keras.Model, fake: List[tf.Tensor],
+                   fake_labels: tf.Tensor) -> tf.Tensor:
+  score, predicted_class = discriminator(fake, training=True)
+  return tf.reduce_mean(_per_example_bce(tf.ones_like(fake_labels), score)
+                        + _per_example_bce(fake_labels, predicted_class))
+
+
+def discriminator_dp_step(discriminator, generator, optimizer, real: List[tf.Tensor],
+                          real_labels: tf.Tensor, latent_dim: int) -> tf.Tensor:
+  """One DP update of the discriminator; returns the mean loss."""
+  batch_size = tf.shape(real_labels)[0]
+  fake, fake_labels = sample_fake(generator, batch_size, latent_dim)
+  with tf.GradientTape(persistent=True) as tape:
+    losses = discriminator_example_losses(discriminator, real, real_labels,
+                                          [tf.stop_gradient(f) for f in fake], fake_labels)
+  # The vector loss and the tape route through TF Privacy's clip-and-noise path.
+  optimizer.minimize(losses, discriminator.trainable_variables, tape=tape)
+  return tf.reduce_mean(losses)
+
+
+def generator_step(generator, discriminator, optimizer, batch_size: int,
+                   latent_dim: int) -> tf.Tensor:
+  """One update of the generator through the (fixed) discriminator; sees no real data."""
+  with tf.GradientTape() as tape:
+    fake, fake_labels = sample_fake(generator, batch_size, latent_dim)
+    loss = generator_loss(discriminator, fake, fake_labels)
+  gradients = tape.gradient(loss, generator.trainable_variables)
+  optimizer.apply_gradients(zip(gradients, generator.trainable_variables))
+  return loss
