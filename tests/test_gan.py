@@ -103,3 +103,54 @@ def test_dp_path_is_exact_without_noise_and_adds_the_expected_noise():
   assert np.std(dp_noisy - clipped_only) == pytest.approx(expected_sd, rel=0.05)
   # Clipping really bounds the sum: the noiseless clipped mean has norm <= C.
   assert np.linalg.norm(clipped_only) <= clip + 1e-5
+
+
+def _tiny_training(tmp_path, epochs=2, budget=None):
+  from clinical_dp.validation import validate_table
+  from clinical_dp.simulators import write_simulated
+  from trainers import gan_trainer
+  data, spec_path = write_simulated(str(tmp_path), *simulate("sprint", patients=300, seed=1))
+  table = validate_table(data, SPRINT_SPEC).table
+  inputs, labels = gan_trainer.encode_table(table, SPRINT_SPEC)
+  config = dataclasses.replace(SMALL, epochs=epochs, batch_size=32)
+  logs = []
+  generator, record = gan_trainer.train_gan(
+      inputs, labels, SPRINT_SPEC, config, budget or gan_trainer.PrivacyBudget(10.0, 1e-5),
+      log=logs.append)
+  return generator, record, logs, len(labels)
+
+
+def test_training_reports_progress_and_a_privacy_record_within_budget(tmp_path):
+  _, record, logs, num_examples = _tiny_training(tmp_path)
+  assert record.sampling == "fixed" and record.accountant == "rdp"
+  assert record.num_examples == num_examples and record.steps == int(np.ceil(2 * num_examples / 32))
+  assert 0 < record.epsilon <= 10.0
+  assert any("epoch 2/2" in line and "epsilon so far" in line for line in logs)
+
+
+def test_plan_over_budget_is_refused_before_training(tmp_path):
+  from trainers import accounting, gan_trainer
+  with pytest.raises(accounting.BudgetExceededError, match="raise noise_multiplier"):
+    _tiny_training(tmp_path, epochs=2, budget=gan_trainer.PrivacyBudget(0.05, 1e-5))
+
+
+def test_exported_generator_returns_patients_in_clinical_units(tmp_path):
+  from trainers import gan_export
+  generator, _, _, _ = _tiny_training(tmp_path, epochs=1)
+  export_dir = gan_export.export_generator(generator, SPRINT_SPEC, SMALL.latent_dim,
+                                           str(tmp_path / "generator"))
+  frame = gan_export.generate_table(export_dir, SPRINT_SPEC, 200, positive_rate=0.5)
+  assert list(frame.columns) == [SPRINT_SPEC.label_column] + SPRINT_SPEC.feature_columns
+  assert len(frame) == 200 and set(frame["intensive"]) <= {0, 1}
+  assert 0.35 < frame["intensive"].mean() < 0.65
+  for feature in SPRINT_SPEC.static:
+    if feature.is_categorical:
+      assert set(frame[feature.name]) <= set(feature.values)
+    else:
+      assert frame[feature.name].between(feature.min, feature.max).all()
+  for series in SPRINT_SPEC.series:
+    values = frame[list(series.columns)]
+    assert values.ge(series.min).all().all() and values.le(series.max).all().all()
+    if series.integer:
+      assert (values.to_numpy() == np.round(values.to_numpy())).all()
+  assert "patient_id" not in frame.columns

@@ -156,7 +156,7 @@ def compute_epsilon(plan: PrivacyPlan) -> PrivacyRecord:
 
 
 def noise_for_target_epsilon(plan: PrivacyPlan, target_epsilon: float,
-                             tolerance: float = 1e-3) -> float:
+                             tolerance: float = 2e-3) -> float:
   """The smallest noise multiplier (within tolerance) that keeps the plan within target."""
   def epsilon_at(sigma: float) -> float:
     return compute_epsilon(dataclasses.replace(plan, noise_multiplier=sigma)).epsilon
@@ -178,7 +178,7 @@ def noise_for_target_epsilon(plan: PrivacyPlan, target_epsilon: float,
 
 def _max_epochs_within(plan: PrivacyPlan, target_epsilon: float) -> Optional[float]:
   low, high = 0.0, plan.epochs
-  for _ in range(30):
+  for _ in range(12):  # to 1/4096 of the planned epochs; each try is a full accounting
     middle = (low + high) / 2
     if middle > 0 and compute_epsilon(dataclasses.replace(plan, epochs=middle)).epsilon \
         <= target_epsilon:
