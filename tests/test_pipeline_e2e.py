@@ -140,3 +140,29 @@ def test_tfx_cli_runs_the_same_pipeline(sprint_dir, tmp_path):
   assert os.path.isdir(tmp_path / "tfx_home" / "clinical-dp")
   outputs = _outputs_by_key(str(tmp_path / "run"))
   assert outputs["Transform.transformed_examples"]["execution_state"] == "COMPLETE"
+
+
+def test_gan_run_fn_trains_on_transform_output_and_exports_a_generator(sprint_run, sprint_dir,
+                                                                       tmp_path):
+  """The Trainer entry point on the real pipeline's Transform artifacts."""
+  from tfx.components.trainer.fn_args_utils import FnArgs
+  from clinical_dp.spec import load_spec
+  from trainers import gan_export, gan_run_fn
+  output, _ = sprint_run
+  outputs = _outputs_by_key(str(output))
+  spec = load_spec(str(sprint_dir / "spec.yaml"))
+  train = os.path.join(outputs["Transform.transformed_examples"]["uri"], "Split-train", "*")
+  fn_args = FnArgs(train_files=[train],
+                   transform_output=outputs["Transform.transform_graph"]["uri"],
+                   serving_model_dir=str(tmp_path / "serving"),
+                   custom_config={"spec": spec.to_dict(),
+                                  "gan": {"epochs": 1, "batch_size": 32, "latent_dim": 8,
+                                          "generator_units": 16, "discriminator_units": 16},
+                                  "budget": {"target_epsilon": 10.0, "delta": 1e-5}})
+  gan_run_fn.run_fn(fn_args)
+  record = json.loads((tmp_path / "serving" / gan_run_fn.PRIVACY_RECORD_FILE).read_text())
+  summary = json.loads((output / "run_summary.json").read_text())
+  assert record["num_examples"] == summary["split_rows"]["train"]
+  assert record["epsilon"] <= 10.0 and record["delta"] == 1e-5 and record["sampling"] == "fixed"
+  frame = gan_export.generate_table(str(tmp_path / "serving"), spec, 20)
+  assert list(frame.columns) == [spec.label_column] + spec.feature_columns
