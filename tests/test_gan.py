@@ -108,14 +108,14 @@ def test_dp_path_is_exact_without_noise_and_adds_the_expected_noise():
 def _tiny_training(tmp_path, epochs=2, budget=None):
   from clinical_dp.validation import validate_table
   from clinical_dp.simulators import write_simulated
-  from trainers import gan_trainer
+  from trainers import dp_training, gan_trainer
   data, spec_path = write_simulated(str(tmp_path), *simulate("sprint", patients=300, seed=1))
   table = validate_table(data, SPRINT_SPEC).table
   inputs, labels = gan_trainer.encode_table(table, SPRINT_SPEC)
   config = dataclasses.replace(SMALL, epochs=epochs, batch_size=32)
   logs = []
   generator, record = gan_trainer.train_gan(
-      inputs, labels, SPRINT_SPEC, config, budget or gan_trainer.PrivacyBudget(10.0, 1e-5),
+      inputs, labels, SPRINT_SPEC, config, budget or dp_training.PrivacyBudget(10.0, 1e-5),
       log=logs.append)
   return generator, record, logs, len(labels)
 
@@ -129,9 +129,9 @@ def test_training_reports_progress_and_a_privacy_record_within_budget(tmp_path):
 
 
 def test_plan_over_budget_is_refused_before_training(tmp_path):
-  from trainers import accounting, gan_trainer
+  from trainers import accounting, dp_training
   with pytest.raises(accounting.BudgetExceededError, match="raise noise_multiplier"):
-    _tiny_training(tmp_path, epochs=2, budget=gan_trainer.PrivacyBudget(0.05, 1e-5))
+    _tiny_training(tmp_path, epochs=2, budget=dp_training.PrivacyBudget(0.05, 1e-5))
 
 
 def test_exported_generator_returns_patients_in_clinical_units(tmp_path):

@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from clinical_dp.spec import spec_from_dict
-from trainers import gan, gan_export, gan_trainer
+from trainers import dp_training, gan, gan_export, gan_trainer
 from trainers.preprocessing import SPEC_KEY
 
 PRIVACY_RECORD_FILE = "privacy_record.json"
@@ -45,7 +45,7 @@ def run_fn(fn_args) -> None:
   custom = fn_args.custom_config or {}
   spec = spec_from_dict(custom[SPEC_KEY])
   config = dataclasses.replace(gan.GanConfig(), **custom.get("gan", {}))
-  budget = gan_trainer.PrivacyBudget(**custom.get("budget", {}))
+  budget = dp_training.PrivacyBudget(**custom.get("budget", {}))
   transformed = load_transformed(fn_args.train_files, fn_args.transform_output)
   inputs, labels = gan_trainer.layout_arrays(transformed, spec)
   generator, record = gan_trainer.train_gan(

@@ -1,14 +1,11 @@
-"""Trains the DP AC-GAN on transformed patients and exports the generator.
+"""Trains the DP AC-GAN on transformed patients.
 
-Batches are drawn without replacement, independently at every step, so the
-accountant's `fixed` sampling (replace-one adjacency, RDP) is exactly what happens.
-The plan is checked against the privacy budget before the first step.
+The plan is checked against the privacy budget before the first step; batches and
+accounting follow trainers/dp_training.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -18,13 +15,9 @@ import tensorflow as tf
 
 from clinical_dp.spec import DatasetSpec
 from trainers import accounting, gan
+from trainers.dp_training import (PrivacyBudget, epsilon_after, fixed_size_batches, plan_for,
+                                  report_interval)
 from trainers.preprocessing import LABEL_KEY, transform_features, transformed_name
-
-
-@dataclasses.dataclass(frozen=True)
-class PrivacyBudget:
-  target_epsilon: float = 10.0
-  delta: float = 1e-5
 
 
 def layout_arrays(transformed: Dict[str, np.ndarray], spec: DatasetSpec
@@ -57,14 +50,6 @@ def encode_table(table: pd.DataFrame, spec: DatasetSpec) -> Tuple[List[np.ndarra
   return layout_arrays(transformed, spec)
 
 
-def plan_for(num_examples: int, config: gan.GanConfig, budget: PrivacyBudget,
-             max_rows_per_patient: int = 1) -> accounting.PrivacyPlan:
-  return accounting.PrivacyPlan(
-      num_examples=num_examples, batch_size=config.batch_size,
-      noise_multiplier=config.noise_multiplier, epochs=config.epochs, delta=budget.delta,
-      accountant="rdp", sampling="fixed", max_rows_per_patient=max_rows_per_patient)
-
-
 def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
               config: gan.GanConfig, budget: PrivacyBudget, seed: int = 0,
               max_rows_per_patient: int = 1, log: Callable[[str], None] = print
@@ -84,23 +69,15 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
       discriminator, generator, d_optimizer, real, y, config.latent_dim))
   g_step = tf.function(lambda: gan.generator_step(
       generator, discriminator, g_optimizer, config.batch_size, config.latent_dim))
-  steps_per_epoch = max(1, math.ceil(num_examples / config.batch_size))
-  # Accounting takes a fraction of a second, so the running epsilon is shown about ten times.
-  report_every = steps_per_epoch * max(1, math.ceil(config.epochs / 10))
-  log(f"DP AC-GAN: {num_examples} patients, {record.steps} steps of batch {config.batch_size}, "
-      f"noise {config.noise_multiplier}, clip {config.l2_norm_clip}; planned epsilon "
-      f"{record.epsilon:.3f} at delta {budget.delta:g} (budget {budget.target_epsilon:g})")
+  every = report_interval(num_examples, config)
   start = time.time()
-  for step in range(record.steps):
-    index = rng.choice(num_examples, size=config.batch_size, replace=False)
+  for step, index in enumerate(fixed_size_batches(num_examples, config.batch_size,
+                                                  record.steps, rng), start=1):
     d_loss = d_step([tf.constant(x[index]) for x in inputs], tf.constant(labels[index]))
     g_loss = g_step()
-    if (step + 1) % report_every == 0 or step + 1 == record.steps:
-      epochs_done = (step + 1) / steps_per_epoch
-      spent = accounting.compute_epsilon(dataclasses.replace(
-          plan_for(num_examples, config, budget, max_rows_per_patient),
-          epochs=(step + 1) * config.batch_size / num_examples)).epsilon
-      log(f"  epoch {epochs_done:.0f}/{config.epochs}: d_loss {float(d_loss):.3f} "
-          f"g_loss {float(g_loss):.3f}, {(step + 1) / (time.time() - start):.1f} steps/s, "
-          f"epsilon so far {spent:.3f}")
+    if step % every == 0 or step == record.steps:
+      spent = epsilon_after(step, num_examples, config, budget, max_rows_per_patient)
+      log(f"  epoch {step * config.batch_size / num_examples:.0f}/{config.epochs}: "
+          f"d_loss {float(d_loss):.3f} g_loss {float(g_loss):.3f}, "
+          f"{step / (time.time() - start):.1f} steps/s, epsilon so far {spent:.3f}")
   return generator, record
