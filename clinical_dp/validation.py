@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from typing import List, Optional
 
 import numpy as np
 import pandas as pd
 
+from clinical_dp.files import write_atomically
 from clinical_dp.spec import DatasetSpec
 
 MISSING_MARKERS = ("", "NA", "N/A", "NaN", "nan", "NULL", "null", "None")
@@ -224,15 +224,6 @@ def write_prepared_input(table: pd.DataFrame, spec: DatasetSpec, out_dir: str) -
   Float columns keep a decimal point so that ExampleGen types them as floats, as
   the spec-derived schema says.
   """
-  os.makedirs(out_dir, exist_ok=True)
-  path = os.path.join(out_dir, "data.csv")
-  table = table[spec.required_columns]
-  fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".partial")
-  os.close(fd)
-  try:
-    table.to_csv(tmp, index=False, float_format="%.6f")
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-  return path
+  columns = table[spec.required_columns]
+  return write_atomically(os.path.join(out_dir, "data.csv"),
+                          lambda tmp: columns.to_csv(tmp, index=False, float_format="%.6f"))

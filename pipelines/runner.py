@@ -14,6 +14,7 @@ from typing import Dict
 
 import numpy as np
 
+from clinical_dp.files import write_text_atomically
 from clinical_dp.spec import DatasetSpec
 from clinical_dp.validation import (InvalidInputError, ValidationReport, validate_table,
                                     write_prepared_input)
@@ -101,11 +102,8 @@ def fail_output_dir(output_dir: str, message: str) -> None:
 
 
 def finish_output_dir(output_dir: str, summary: Dict) -> str:
-  path = os.path.join(output_dir, SUMMARY_FILE)
-  tmp = path + ".partial"
-  with open(tmp, "w") as f:
-    json.dump(summary, f, indent=2)
-  os.replace(tmp, path)
+  path = write_text_atomically(os.path.join(output_dir, SUMMARY_FILE),
+                               json.dumps(summary, indent=2))
   os.remove(os.path.join(output_dir, RUNNING_MARKER))
   return path
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from typing import Optional, Tuple
 
 import pandas as pd
 
+from clinical_dp.files import write_atomically, write_text_atomically
 from clinical_dp.simulators.icu import IcuConfig, icu_spec, simulate_icu
 from clinical_dp.simulators.sprint import SprintConfig, simulate_sprint, sprint_spec
 from clinical_dp.spec import DatasetSpec
@@ -40,22 +40,7 @@ def simulate(kind: str, patients: Optional[int] = None, sites: Optional[int] = N
 
 def write_simulated(out_dir: str, frame: pd.DataFrame, spec: DatasetSpec) -> Tuple[str, str]:
   """Writes DIR/data.csv and DIR/spec.yaml, each atomically."""
-  os.makedirs(out_dir, exist_ok=True)
-  data_path = os.path.join(out_dir, "data.csv")
-  spec_path = os.path.join(out_dir, "spec.yaml")
-  for path, write in ((data_path, lambda p: frame.to_csv(p, index=False)),
-                      (spec_path, lambda p: _write_text(p, spec.to_yaml()))):
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".partial")
-    os.close(fd)
-    try:
-      write(tmp)
-      os.replace(tmp, path)
-    finally:
-      if os.path.exists(tmp):
-        os.remove(tmp)
+  data_path = write_atomically(os.path.join(out_dir, "data.csv"),
+                               lambda tmp: frame.to_csv(tmp, index=False))
+  spec_path = write_text_atomically(os.path.join(out_dir, "spec.yaml"), spec.to_yaml())
   return data_path, spec_path
-
-
-def _write_text(path: str, text: str) -> None:
-  with open(path, "w", encoding="utf-8") as f:
-    f.write(text)
