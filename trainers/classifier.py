@@ -16,9 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from trainers import accounting
-from trainers.dp_training import (PrivacyBudget, epsilon_after, fixed_size_batches, plan_for,
-                                  report_interval)
-from trainers.gan import dp_optimizer_keras
+from trainers.dp_training import (PrivacyBudget, dp_adam, epsilon_after, fixed_size_batches,
+                                  plan_for, report_interval)
 
 KINDS = ("logistic", "mlp")
 
@@ -53,9 +52,7 @@ def build_classifier(width: int, config: ClassifierConfig) -> tf.keras.Model:
 
 def _optimizer(config: ClassifierConfig):
   if config.private:
-    return dp_optimizer_keras.DPKerasAdamOptimizer(
-        l2_norm_clip=config.l2_norm_clip, noise_multiplier=config.noise_multiplier,
-        num_microbatches=None, learning_rate=config.learning_rate)
+    return dp_adam(config.l2_norm_clip, config.noise_multiplier, config.learning_rate)
   return tf.keras.optimizers.Adam(config.learning_rate)
 
 

@@ -8,17 +8,32 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from typing import Iterator
 
 import numpy as np
 
 from trainers import accounting
 
+# TF Privacy's package __init__ imports TF Probability and Estimator, which are not
+# needed here; this documented switch skips that import.
+sys.skip_tf_privacy_import = True
+from tensorflow_privacy.privacy.optimizers import dp_optimizer_keras  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 
 @dataclasses.dataclass(frozen=True)
 class PrivacyBudget:
   target_epsilon: float = 10.0
   delta: float = 1e-5
+
+
+def dp_adam(l2_norm_clip: float, noise_multiplier: float, learning_rate: float,
+            beta_1: float = 0.9):
+  """TF Privacy's DP Adam with one example per microbatch (per-example clipping), which is
+  what the accountant assumes (examples_per_microbatch=1)."""
+  return dp_optimizer_keras.DPKerasAdamOptimizer(
+      l2_norm_clip=l2_norm_clip, noise_multiplier=noise_multiplier, num_microbatches=None,
+      learning_rate=learning_rate, beta_1=beta_1)
 
 
 def plan_for(num_examples: int, config, budget: PrivacyBudget, max_rows_per_patient: int = 1,

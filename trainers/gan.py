@@ -11,17 +11,12 @@ generator learns through the discriminator alone, with plain Adam.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from typing import List, Tuple
 
 import tensorflow as tf
 
 from clinical_dp.spec import DatasetSpec
-
-# TF Privacy's package __init__ imports TF Probability and Estimator, which are not
-# needed here; this documented switch skips that import.
-sys.skip_tf_privacy_import = True
-from tensorflow_privacy.privacy.optimizers import dp_optimizer_keras  # pylint: disable=g-import-not-at-top,wrong-import-position
+from trainers.dp_training import dp_adam
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,10 +133,8 @@ def build_discriminator(layout: PatientLayout, config: GanConfig) -> tf.keras.Mo
 
 def dp_discriminator_optimizer(config: GanConfig) -> tf.keras.optimizers.Optimizer:
   """Per-example clipping (one example per microbatch) and Gaussian noise."""
-  return dp_optimizer_keras.DPKerasAdamOptimizer(
-      l2_norm_clip=config.l2_norm_clip, noise_multiplier=config.noise_multiplier,
-      num_microbatches=None, learning_rate=config.discriminator_learning_rate,
-      beta_1=config.beta_1)
+  return dp_adam(config.l2_norm_clip, config.noise_multiplier,
+                 config.discriminator_learning_rate, config.beta_1)
 
 
 def generator_optimizer(config: GanConfig) -> tf.keras.optimizers.Optimizer:
