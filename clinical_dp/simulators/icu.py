@@ -22,7 +22,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from clinical_dp.simulators.sprint import _site_labels
+from clinical_dp.simulators.sites import draw_sites, site_names
 from clinical_dp.spec import DatasetSpec, StaticFeature
 
 ADMISSION_TYPES = ("cardiac", "surgical", "sepsis", "respiratory", "other")
@@ -80,8 +80,7 @@ def simulate_icu(config: IcuConfig = IcuConfig()) -> pd.DataFrame:
   sites = config.sites
   hospitals = _hospitals(rng, sites, config)
   first_stays = int(round(config.patients / (1 + config.readmission_rate)))
-  site_names = _site_labels(rng, first_stays, sites, "hospital")
-  site = np.array([int(s[-2:]) for s in site_names])
+  site = draw_sites(rng, first_stays, sites)
   repeat = np.sort(rng.choice(first_stays, size=config.patients - first_stays, replace=False))
   patient = np.concatenate([np.arange(first_stays), repeat])
   site = np.concatenate([site, site[repeat]])
@@ -125,7 +124,7 @@ def simulate_icu(config: IcuConfig = IcuConfig()) -> pd.DataFrame:
 
   return pd.DataFrame({
       "patient_id": [f"P{p:06d}" for p in patient],
-      "hospital": [f"hospital{k:02d}" for k in site],
+      "hospital": site_names(site, "hospital"),
       "hospital_death": death,
       "age": age, "sex": sex, "admission_type": np.array(ADMISSION_TYPES)[adm],
       "heart_rate": heart_rate.round(0), "mean_bp": mean_bp.round(0),

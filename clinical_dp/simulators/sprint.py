@@ -21,6 +21,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from clinical_dp.simulators.sites import draw_sites, site_names
 from clinical_dp.spec import DatasetSpec, SeriesFeature, StaticFeature
 
 VISITS = ("rz", "1m", "2m", "3m", "6m", "9m", "12m", "15m", "18m", "21m", "24m", "27m")
@@ -75,12 +76,6 @@ def sprint_spec(config: SprintConfig = SprintConfig()) -> DatasetSpec:
   )
 
 
-def _site_labels(rng: np.random.Generator, n: int, sites: int, prefix: str) -> np.ndarray:
-  weights = 1.0 / np.arange(1, sites + 1) ** 0.8
-  weights /= weights.sum()
-  return np.array([f"{prefix}{k:02d}" for k in rng.choice(sites, size=n, p=weights)])
-
-
 def simulate_sprint(config: SprintConfig = SprintConfig()) -> pd.DataFrame:
   """Simulates the trial table in wide format; missed visits are empty cells."""
   rng = np.random.default_rng(config.seed)
@@ -123,7 +118,7 @@ def simulate_sprint(config: SprintConfig = SprintConfig()) -> pd.DataFrame:
 
   table = {
       "patient_id": [f"S{i:05d}" for i in range(n)],
-      "site": _site_labels(rng, n, config.sites, "clinic"),
+      "site": site_names(draw_sites(rng, n, config.sites), "clinic"),
       "intensive": intensive,
       "age": age, "sex": sex, "race": race, "egfr": egfr, "prior_cvd": prior_cvd,
       "smoking": smoking, "bmi": bmi,
