@@ -160,21 +160,20 @@ def validate_table(path: str, spec: DatasetSpec) -> ValidationReport:
   return ValidationReport(path, len(raw), complete_rows, findings, table)
 
 
+def _names_class(values: pd.Series, label) -> pd.Series:
+  """Cells that name the class `label`; numeric labels also match 1.0 for 1."""
+  mask = values == str(label)
+  if isinstance(label, (int, float)) and not isinstance(label, bool):
+    mask |= pd.to_numeric(values, errors="coerce") == label
+  return mask
+
+
 def _check_label(raw, missing, spec: DatasetSpec, path: str, findings: List[Finding]) -> pd.Series:
   column = spec.label_column
-  positive, negative = str(spec.label_positive), str(spec.label_negative)
   values = raw[column]
   present = ~missing[column]
-  is_positive = values == positive
-  is_negative = values == negative
-  # Numeric labels written as 1.0 / 0.0 still name the classes.
-  numeric = pd.to_numeric(values, errors="coerce")
-  for label, mask_name in ((spec.label_positive, "pos"), (spec.label_negative, "neg")):
-    if isinstance(label, (int, float)) and not isinstance(label, bool):
-      if mask_name == "pos":
-        is_positive |= numeric == label
-      else:
-        is_negative |= numeric == label
+  is_positive = _names_class(values, spec.label_positive)
+  is_negative = _names_class(values, spec.label_negative)
   unknown = present & ~is_positive & ~is_negative
   if unknown.any():
     seen = sorted(values[unknown].unique())[:5]
