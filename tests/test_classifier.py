@@ -23,7 +23,8 @@ def sprint_arrays(tmp_path_factory):
 @pytest.mark.parametrize("kind", ["logistic", "mlp"])
 def test_private_and_twin_classifiers_learn_the_arm(kind, sprint_arrays):
   x_train, y_train, x_test, y_test = sprint_arrays
-  config = classifier.ClassifierConfig(kind=kind, epochs=5, batch_size=64)
+  # 10 epochs: the logistic twin reaches about 0.89 here, well clear of the 0.85 bar.
+  config = classifier.ClassifierConfig(kind=kind, epochs=10, batch_size=64)
   budget = dp_training.PrivacyBudget(target_epsilon=10.0, delta=1e-5)
   logs = []
   private, record = classifier.train_classifier(x_train, y_train, config, budget, log=logs.append)

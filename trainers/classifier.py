@@ -67,7 +67,7 @@ def train_classifier(x: np.ndarray, y: np.ndarray, config: ClassifierConfig,
   num_examples = len(y)
   plan = plan_for(num_examples, config, budget, max_rows_per_patient)
   record = accounting.check_budget(plan, budget.target_epsilon) if config.private else None
-  tf.random.set_seed(seed)
+  tf.keras.utils.set_random_seed(seed)  # Python, NumPy and TF alike
   rng = np.random.default_rng(seed)
   model = build_classifier(x.shape[1], config)
   optimizer = _optimizer(config)

@@ -58,7 +58,7 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
   num_examples = len(labels)
   record = accounting.check_budget(
       plan_for(num_examples, config, budget, max_rows_per_patient), budget.target_epsilon)
-  tf.random.set_seed(seed)
+  tf.keras.utils.set_random_seed(seed)  # Python, NumPy and TF alike
   rng = np.random.default_rng(seed)
   layout = gan.PatientLayout.from_spec(spec)
   generator = gan.build_generator(layout, config)
