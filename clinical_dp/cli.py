@@ -1,4 +1,4 @@
-"""`clinical-dp`: simulate data, validate a table, run the pipeline.
+"""`clinical-dp`: simulate data, validate a table, run the pipeline, account for privacy.
 
 TensorFlow and TFX are imported only by the subcommands that need them, so that
 `simulate` and `validate` answer in about a second.
@@ -44,10 +44,20 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-  from pipelines.config import BeamConfig, default_config  # pylint: disable=g-import-not-at-top
+  from pipelines.config import BeamConfig, default_config, training_config  # pylint: disable=g-import-not-at-top
   from pipelines.runner import format_summary, run_pipeline  # pylint: disable=g-import-not-at-top
+  from trainers.dp_training import PrivacyBudget  # pylint: disable=g-import-not-at-top
   spec = load_spec(args.spec)
-  config = default_config(args.output, fast=args.fast)
+  training = training_config(args.mode, fast=args.fast, epochs=args.epochs,
+                             train_twin=args.non_private_twin)
+  if args.target_epsilon is not None or args.delta is not None:
+    def budget(default: PrivacyBudget) -> PrivacyBudget:
+      return PrivacyBudget(
+          args.target_epsilon if args.target_epsilon is not None else default.target_epsilon,
+          args.delta if args.delta is not None else default.delta)
+    training = dataclasses.replace(training, gan_budget=budget(training.gan_budget),
+                                   classifier_budget=budget(training.classifier_budget))
+  config = default_config(args.output, fast=args.fast, training=training)
   config = dataclasses.replace(config, beam=BeamConfig(
       mode=args.beam_mode, workers=args.beam_workers, extra_args=tuple(args.beam_arg)))
   summary = run_pipeline(args.data, spec, config)
@@ -102,7 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--spec", required=True)
   run.add_argument("--output", required=True, help="run directory (metadata, artifacts, summary)")
   run.add_argument("--fast", action="store_true",
-                   help="small configuration for tests and smoke runs (600 patients)")
+                   help="small configuration for tests and smoke runs (600 patients, 2 epochs)")
+  run.add_argument("--mode", choices=["default", "paper"], default="default",
+                   help="DP GAN settings: ours, or SPRINT_gan's published ones (batch 1, "
+                        "clip 1e-4, noise 1, lr 2e-5, 500 epochs)")
+  run.add_argument("--epochs", type=int, default=None,
+                   help="override the trainers' epochs (e.g. paper mode as a smoke test)")
+  run.add_argument("--target-epsilon", type=float, default=None,
+                   help="privacy budget of each released model (default 1; paper mode GAN 3)")
+  run.add_argument("--delta", type=float, default=None, help="delta of each budget (1e-5)")
+  run.add_argument("--non-private-twin", action="store_true",
+                   help="also train a non-private classifier for comparison (kept in the "
+                        "pipeline artifacts, never released)")
   run.add_argument("--beam-mode", default="in_memory",
                    choices=["in_memory", "multi_processing", "multi_threading"])
   run.add_argument("--beam-workers", type=int, default=1)

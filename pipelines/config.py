@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
+
+from trainers import classifier_run_fn, gan_run_fn
+from trainers.classifier import ClassifierConfig
+from trainers.dp_training import PrivacyBudget
+from trainers.gan import GanConfig, paper_config
+from trainers.preprocessing import SPEC_KEY
 
 BEAM_MODES = ("in_memory", "multi_processing", "multi_threading")
+TRAINING_MODES = ("default", "paper")
+FAST_EPOCHS = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +40,47 @@ class SplitConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+  """The DP trainers and what each may spend. Each released artifact has its own budget;
+  released together, their epsilons and deltas add up (basic composition)."""
+  mode: str = "default"
+  gan: GanConfig = GanConfig()
+  gan_budget: PrivacyBudget = PrivacyBudget(target_epsilon=1.0, delta=1e-5)
+  classifier: ClassifierConfig = ClassifierConfig()
+  classifier_budget: PrivacyBudget = PrivacyBudget(target_epsilon=1.0, delta=1e-5)
+  synthetic_patients: int = 0  # 0: as many as the generator was trained on
+  train_twin: bool = False  # non-private classifier for comparison; never released
+
+  def custom_configs(self, spec_dict: Dict[str, Any]) -> Tuple[Dict, Dict]:
+    """The GAN and classifier Trainers' custom_config (JSON-serializable)."""
+    gan = {SPEC_KEY: spec_dict, gan_run_fn.GAN_KEY: dataclasses.asdict(self.gan),
+           gan_run_fn.BUDGET_KEY: dataclasses.asdict(self.gan_budget)}
+    classifier = {SPEC_KEY: spec_dict,
+                  classifier_run_fn.CLASSIFIER_KEY: dataclasses.asdict(self.classifier),
+                  classifier_run_fn.BUDGET_KEY: dataclasses.asdict(self.classifier_budget),
+                  classifier_run_fn.TWIN_KEY: self.train_twin}
+    return gan, classifier
+
+
+def training_config(mode: str = "default", fast: bool = False, epochs: Optional[int] = None,
+                    train_twin: bool = False) -> TrainingConfig:
+  """Our defaults, or SPRINT_gan's published setting ("paper"); `epochs` overrides both
+  trainers' epochs (paper mode on fewer epochs is the same algorithm, for a smoke test)."""
+  if mode not in TRAINING_MODES:
+    raise ValueError(f"training mode must be one of {list(TRAINING_MODES)}, got {mode!r}")
+  epochs = epochs or (FAST_EPOCHS if fast else None)
+  config = TrainingConfig(train_twin=train_twin)
+  if mode == "paper":
+    # SPRINT_gan reports epsilon about 1.9 for 500 epochs; the budget leaves room for it.
+    config = dataclasses.replace(config, mode=mode, gan=paper_config(),
+                                 gan_budget=PrivacyBudget(target_epsilon=3.0, delta=1e-5))
+  if epochs:
+    config = dataclasses.replace(config, gan=dataclasses.replace(config.gan, epochs=epochs),
+                                 classifier=dataclasses.replace(config.classifier, epochs=epochs))
+  return config
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
   """Everything create_pipeline needs besides the dataset spec."""
   pipeline_name: str
@@ -41,6 +90,7 @@ class PipelineConfig:
   beam: BeamConfig = BeamConfig()
   enable_cache: bool = False
   max_patients: int = 0  # 0 keeps every patient; the fast configuration samples a subset
+  training: TrainingConfig = TrainingConfig()
 
   @property
   def pipeline_root(self) -> str:
@@ -51,10 +101,11 @@ class PipelineConfig:
     return os.path.join(self.output_dir, "metadata.sqlite")
 
 
-def default_config(output_dir: str, pipeline_name: str = "clinical-dp", fast: bool = False
-                   ) -> PipelineConfig:
+def default_config(output_dir: str, pipeline_name: str = "clinical-dp", fast: bool = False,
+                   training: Optional[TrainingConfig] = None) -> PipelineConfig:
   """The default configuration, or the small one used by tests and smoke runs."""
   output_dir = os.path.abspath(output_dir)
   return PipelineConfig(pipeline_name=pipeline_name, output_dir=output_dir,
                         input_dir=os.path.join(output_dir, "input"),
-                        max_patients=600 if fast else 0)
+                        max_patients=600 if fast else 0,
+                        training=training or training_config(fast=fast))

@@ -8,10 +8,15 @@ from tfx.proto import example_gen_pb2
 from clinical_dp.spec import DatasetSpec
 from components.anomaly_gate import AnomalyGate
 from components.spec_schema_gen import SpecSchemaGen
+from components.synthetic_data import SyntheticDataGen
 from pipelines.config import PipelineConfig, SplitConfig
 from trainers.preprocessing import SPEC_KEY
 
 PREPROCESSING_FN = "trainers.preprocessing.preprocessing_fn"
+GAN_RUN_FN = "trainers.gan_run_fn.run_fn"
+CLASSIFIER_RUN_FN = "trainers.classifier_run_fn.run_fn"
+GAN_TRAINER_ID = "GanTrainer"
+CLASSIFIER_TRAINER_ID = "DpClassifierTrainer"
 
 
 def _patient_split(splits: SplitConfig, id_column) -> example_gen_pb2.Output:
@@ -25,8 +30,20 @@ def _patient_split(splits: SplitConfig, id_column) -> example_gen_pb2.Output:
   return example_gen_pb2.Output(split_config=config)
 
 
+def _trainer(run_fn: str, transform, schema, custom_config, component_id: str):
+  """A Trainer on the train split; no eval-split selection is made (see the privacy rules)."""
+  return tfx.components.Trainer(
+      run_fn=run_fn,
+      examples=transform.outputs["transformed_examples"],
+      transform_graph=transform.outputs["transform_graph"],
+      schema=schema,
+      train_args=tfx.proto.TrainArgs(splits=["train"]),
+      eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+      custom_config=custom_config).with_id(component_id)
+
+
 def create_components(config: PipelineConfig, spec: DatasetSpec) -> List:
-  """Ingest, statistics, spec schema, validation, gate, transform."""
+  """Ingest, statistics, spec schema, validation, gate, transform, DP trainers, synthetic data."""
   example_gen = tfx.components.CsvExampleGen(
       input_base=config.input_dir, output_config=_patient_split(config.splits, spec.id_column))
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
@@ -42,7 +59,16 @@ def create_components(config: PipelineConfig, spec: DatasetSpec) -> List:
       schema=anomaly_gate.outputs["validated_schema"],
       preprocessing_fn=PREPROCESSING_FN,
       custom_config={SPEC_KEY: spec.to_dict()})
-  return [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, transform]
+  schema = anomaly_gate.outputs["validated_schema"]
+  gan_config, classifier_config = config.training.custom_configs(spec.to_dict())
+  gan_trainer = _trainer(GAN_RUN_FN, transform, schema, gan_config, GAN_TRAINER_ID)
+  synthetic_data = SyntheticDataGen(generator=gan_trainer.outputs["model"],
+                                    spec_yaml=spec.to_yaml(),
+                                    num_patients=config.training.synthetic_patients)
+  classifier_trainer = _trainer(CLASSIFIER_RUN_FN, transform, schema, classifier_config,
+                                CLASSIFIER_TRAINER_ID)
+  return [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, transform,
+          gan_trainer, synthetic_data, classifier_trainer]
 
 
 def create_pipeline(config: PipelineConfig, spec: DatasetSpec) -> tfx.dsl.Pipeline:

@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import time
-from typing import Dict
+from typing import Dict, List
 
 import numpy as np
 
@@ -24,7 +24,14 @@ OUTPUT_MARKER = ".clinical-dp-output"
 RUNNING_MARKER = "RUNNING"
 FAILED_MARKER = "FAILED"
 SUMMARY_FILE = "run_summary.json"
-_RUN_CONTENTS = ("tfx", "input", "metadata.sqlite", SUMMARY_FILE, FAILED_MARKER, RUNNING_MARKER)
+SYNTHETIC_DIR = "synthetic"
+MODELS_DIR = "models"
+# Released artifacts, copied out of the TFX pipeline root: (component, output, destination).
+RELEASED = (("GanTrainer", "model", os.path.join(MODELS_DIR, "generator")),
+            ("DpClassifierTrainer", "model", os.path.join(MODELS_DIR, "dp_classifier")),
+            ("SyntheticDataGen", "synthetic_examples", SYNTHETIC_DIR))
+_RUN_CONTENTS = ("tfx", "input", "metadata.sqlite", SYNTHETIC_DIR, MODELS_DIR, SUMMARY_FILE,
+                 FAILED_MARKER, RUNNING_MARKER)
 
 
 class OutputDirError(ValueError):
@@ -115,12 +122,60 @@ def run_local(config: PipelineConfig, spec: DatasetSpec) -> None:
   tfx.orchestration.LocalDagRunner().run(create_pipeline(config, spec))
 
 
+def _released_source(component: str, uri: str) -> str:
+  """A Trainer's model lives in Format-Serving; the synthetic data is the artifact itself."""
+  serving = os.path.join(uri, "Format-Serving")
+  return serving if os.path.isdir(serving) else uri
+
+
+def collect_released(outputs: List[Dict], output_dir: str) -> Dict[str, Dict]:
+  """Copies every released artifact under the run directory; returns their privacy records."""
+  from trainers.dp_training import read_privacy_record  # pylint: disable=g-import-not-at-top
+  by_key = {(o["component"], o["name"]): o["uri"] for o in outputs}
+  records = {}
+  for component, name, destination in RELEASED:
+    if (component, name) not in by_key:
+      continue
+    source = _released_source(component, by_key[(component, name)])
+    target = os.path.join(output_dir, destination)
+    if component == "SyntheticDataGen":  # the CSV and its record; the Examples stay in tfx/
+      os.makedirs(target, exist_ok=True)
+      for file in os.listdir(source):
+        if os.path.isfile(os.path.join(source, file)):
+          shutil.copyfile(os.path.join(source, file), os.path.join(target, file))
+    else:
+      shutil.copytree(source, target)
+    records[destination] = read_privacy_record(target)
+  return records
+
+
+def privacy_summary(records: Dict[str, Dict]) -> Dict:
+  """Each released artifact's guarantee, and what releasing the models together costs.
+
+  The synthetic table is post-processing of the generator, so it adds nothing; the
+  generator and the classifier are trained separately on the same patients, so their
+  (epsilon, delta) add up (basic composition).
+  """
+  independent = {k: r for k, r in records.items() if k != SYNTHETIC_DIR}
+  return {
+      "artifacts": {k: {key: r[key] for key in ("epsilon", "delta", "unit", "accountant",
+                                                 "sampling", "steps", "noise_multiplier")}
+                    for k, r in records.items()},
+      "all_released_together": {
+          "epsilon": sum(r["epsilon"] for r in independent.values()),
+          "delta": sum(r["delta"] for r in independent.values()),
+          "composition": "basic (sum) over " + ", ".join(sorted(independent)),
+      },
+  }
+
+
 def summarize(config: PipelineConfig, spec: DatasetSpec, prepared: PreparedInput,
               seconds: float) -> Dict:
-  """What the run produced, read back from ML Metadata."""
+  """What the run produced, read back from ML Metadata, with released artifacts collected."""
   from pipelines.metadata import read_outputs, split_sizes  # pylint: disable=g-import-not-at-top
   outputs = read_outputs(config.metadata_path)
   statistics = [o for o in outputs if o["type"] == "ExampleStatistics"]
+  records = collect_released(outputs, config.output_dir)
   return {
       "pipeline_name": config.pipeline_name,
       "dataset": spec.name,
@@ -128,6 +183,9 @@ def summarize(config: PipelineConfig, spec: DatasetSpec, prepared: PreparedInput
       "input": dataclasses.asdict(prepared),
       "split_by": spec.id_column or "whole row",
       "split_rows": split_sizes(statistics[0]["uri"]) if statistics else {},
+      "training_mode": config.training.mode,
+      "released": {k: os.path.join(config.output_dir, k) for k in records},
+      "privacy": privacy_summary(records),
       "metadata": config.metadata_path,
       "pipeline_root": config.pipeline_root,
       "artifacts": outputs,
@@ -143,8 +201,18 @@ def format_summary(summary: Dict) -> str:
            + (", fast subsample" if source["subsampled"] else "") + ")",
            f"  splits    by {summary['split_by']}: " + ", ".join(
                f"{k} {v}" for k, v in summary["split_rows"].items()) + " rows"]
-  for artifact in summary["artifacts"]:
-    lines.append(f"  {artifact['component'] + '.' + artifact['name']:<40} {artifact['uri']}")
+  lines.append(f"  released ({summary['training_mode']} training mode):")
+  privacy = summary["privacy"]
+  for key, path in summary["released"].items():
+    record = privacy["artifacts"][key]
+    lines.append(f"    {key:<22} epsilon {record['epsilon']:.3f} at delta {record['delta']:g} "
+                 f"({record['unit']}): {path}")
+  together = privacy["all_released_together"]
+  if summary["released"]:
+    lines.append(f"    all released together: epsilon {together['epsilon']:.3f}, delta "
+                 f"{together['delta']:g} ({together['composition']})")
+  lines.append(f"  artifacts {summary['pipeline_root']} ({len(summary['artifacts'])} outputs, "
+               f"listed in {SUMMARY_FILE})")
   lines.append(f"  metadata  {summary['metadata']}")
   return "\n".join(lines)
 
@@ -161,7 +229,7 @@ def run_pipeline(data_path: str, spec: DatasetSpec, config: PipelineConfig,
     log(f"[2/3] running the TFX pipeline on {prepared.rows_used} rows with LocalDagRunner "
         f"(Beam {config.beam.mode}); artifacts under {config.pipeline_root}")
     run_local(config, spec)
-    log("[3/3] reading ML Metadata")
+    log("[3/3] reading ML Metadata; collecting the released artifacts")
     summary = summarize(config, spec, prepared, time.time() - start)
   except BaseException as e:  # also KeyboardInterrupt: never leave a run looking finished
     fail_output_dir(config.output_dir, f"{type(e).__name__}: {e}")

@@ -56,6 +56,31 @@ def test_matches_direct_dp_accounting_calls(accountant):
   assert compute_epsilon(plan).epsilon == pytest.approx(direct.get_epsilon(1e-5), rel=0.01)
 
 
+def test_released_label_count_composes_with_training_for_the_patient():
+  """The GAN's noisy label count is one more Gaussian release; a patient with k rows moves
+  the count by k, so its noise counts as sigma / k."""
+  plan = PrivacyPlan(num_examples=5000, batch_size=64, noise_multiplier=1.1, epochs=10,
+                     delta=1e-5, sampling="poisson", max_rows_per_patient=2,
+                     label_count_noise_multiplier=20.0)
+  patient_rate = 1 - (1 - 64 / 5000) ** 2
+  training = dp_accounting.SelfComposedDpEvent(
+      dp_accounting.PoissonSampledDpEvent(patient_rate, dp_accounting.GaussianDpEvent(1.1 / 2)),
+      plan.steps)
+  direct = dp_accounting.rdp.RdpAccountant()
+  direct.compose(dp_accounting.ComposedDpEvent([training, dp_accounting.GaussianDpEvent(10.0)]))
+  record = compute_epsilon(plan)
+  assert record.epsilon == pytest.approx(direct.get_epsilon(1e-5), rel=0.01)
+  without_count = compute_epsilon(PrivacyPlan(**{**plan.__dict__,
+                                                 "label_count_noise_multiplier": 0.0}))
+  assert record.epsilon > without_count.epsilon
+
+
+def test_delta_must_be_below_one_over_n():
+  with pytest.raises(BudgetExceededError, match="not below 1/N"):
+    check_budget(PrivacyPlan(num_examples=1000, batch_size=10, noise_multiplier=1.0, epochs=1,
+                             delta=1e-3), target_epsilon=10.0)
+
+
 def test_known_value_rdp_and_pld_agree_roughly():
   """TF Privacy's MNIST tutorial setting (it reports 3.01 with the older RDP conversion);
   PLD is tighter than RDP but of the same size."""
@@ -88,6 +113,8 @@ def test_fixed_size_sampling_uses_replace_one_rdp():
   assert record.sampling == "fixed" and math.isfinite(record.epsilon)
   with pytest.raises(ValueError, match="fixed-size sampling is accounted with rdp only"):
     PrivacyPlan(**{**PAPER, "sampling": "fixed", "accountant": "pld"})
+  with pytest.raises(ValueError, match="one row per patient only"):
+    PrivacyPlan(**{**PAPER, "sampling": "fixed", "max_rows_per_patient": 3})
 
 
 def test_budget_refusal_names_the_settings_to_change():

@@ -12,7 +12,8 @@ from trainers import gan
 SPRINT_SPEC = simulate("sprint", patients=20)[1]
 ICU_SPEC = simulate("icu", patients=20)[1]
 SMALL = gan.GanConfig(latent_dim=8, generator_units=16, generator_filters=8,
-                      discriminator_filters=4, discriminator_units=16, batch_size=8)
+                      discriminator_filters=4, discriminator_units=16, batch_size=8,
+                      noise_multiplier=1.1)
 
 
 def _real_batch(layout, batch_size, seed=0):
@@ -105,39 +106,55 @@ def test_dp_path_is_exact_without_noise_and_adds_the_expected_noise():
   assert np.linalg.norm(clipped_only) <= clip + 1e-5
 
 
-def _tiny_training(tmp_path, epochs=2, budget=None):
+def _tiny_training(tmp_path, epochs=2, budget=None, noise_multiplier=1.1):
   from clinical_dp.validation import validate_table
   from clinical_dp.simulators import write_simulated
-  from trainers import dp_training, gan_trainer
+  from trainers import dp_training, features, gan_trainer
   data, spec_path = write_simulated(str(tmp_path), *simulate("sprint", patients=300, seed=1))
   table = validate_table(data, SPRINT_SPEC).table
-  inputs, labels = gan_trainer.encode_table(table, SPRINT_SPEC)
-  config = dataclasses.replace(SMALL, epochs=epochs, batch_size=32)
+  inputs, labels = features.encode_table(table, SPRINT_SPEC)
+  config = dataclasses.replace(SMALL, epochs=epochs, batch_size=32,
+                               noise_multiplier=noise_multiplier)
   logs = []
-  generator, record = gan_trainer.train_gan(
+  trained = gan_trainer.train_gan(
       inputs, labels, SPRINT_SPEC, config, budget or dp_training.PrivacyBudget(10.0, 1e-5),
       log=logs.append)
-  return generator, record, logs, len(labels)
+  return trained, logs, labels
 
 
 def test_training_reports_progress_and_a_privacy_record_within_budget(tmp_path):
-  _, record, logs, num_examples = _tiny_training(tmp_path)
+  trained, logs, labels = _tiny_training(tmp_path)
+  record = trained.record
   assert record.sampling == "fixed" and record.accountant == "rdp"
-  assert record.num_examples == num_examples and record.steps == int(np.ceil(2 * num_examples / 32))
+  assert record.num_examples == len(labels)
+  assert record.steps == int(np.ceil(2 * len(labels) / 32))
   assert 0 < record.epsilon <= 10.0
+  assert record.label_count_noise_multiplier == SMALL.label_count_noise_multiplier
   assert any("epoch 2/2" in line and "epsilon so far" in line for line in logs)
+  # The released label rate is a noisy count: near the truth, not equal to it.
+  assert abs(trained.positive_rate - labels.mean()) < 0.2
+  assert trained.positive_rate != labels.mean()
+
+
+def test_noise_is_solved_for_the_budget_when_not_configured(tmp_path):
+  from trainers import dp_training
+  trained, logs, _ = _tiny_training(tmp_path, epochs=1, noise_multiplier=None,
+                                    budget=dp_training.PrivacyBudget(2.0, 1e-5))
+  assert trained.config.noise_multiplier > 0
+  assert f"noise multiplier {trained.config.noise_multiplier:.3f}" in logs[0]
+  assert 1.9 < trained.record.epsilon <= 2.0
 
 
 def test_plan_over_budget_is_refused_before_training(tmp_path):
   from trainers import accounting, dp_training
   with pytest.raises(accounting.BudgetExceededError, match="raise noise_multiplier"):
-    _tiny_training(tmp_path, epochs=2, budget=dp_training.PrivacyBudget(0.05, 1e-5))
+    _tiny_training(tmp_path, epochs=2, budget=dp_training.PrivacyBudget(0.5, 1e-5))
 
 
 def test_exported_generator_returns_patients_in_clinical_units(tmp_path):
   from trainers import gan_export
-  generator, _, _, _ = _tiny_training(tmp_path, epochs=1)
-  export_dir = gan_export.export_generator(generator, SPRINT_SPEC, SMALL.latent_dim,
+  trained, _, _ = _tiny_training(tmp_path, epochs=1)
+  export_dir = gan_export.export_generator(trained.generator, SPRINT_SPEC, SMALL.latent_dim,
                                            str(tmp_path / "generator"))
   frame = gan_export.generate_table(export_dir, SPRINT_SPEC, 200, positive_rate=0.5)
   assert list(frame.columns) == [SPRINT_SPEC.label_column] + SPRINT_SPEC.feature_columns

@@ -6,11 +6,13 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
 
 from clinical_dp.simulators import simulate
+from clinical_dp.spec import load_spec
 from clinical_dp.validation import validate_table, write_prepared_input
 from components.anomaly_gate import DataAnomaliesError
 from pipelines.config import default_config
@@ -18,7 +20,7 @@ from pipelines.metadata import read_outputs
 from tests.conftest import PROJECT_ROOT, run_cli
 
 COMPONENTS = {"CsvExampleGen", "StatisticsGen", "SpecSchemaGen", "ExampleValidator",
-              "AnomalyGate", "Transform"}
+              "AnomalyGate", "Transform", "GanTrainer", "SyntheticDataGen", "DpClassifierTrainer"}
 
 
 def _split_examples(examples_uri, split):
@@ -61,7 +63,7 @@ def test_pipeline_runs_to_the_end_and_records_every_artifact(run_fixture, reques
   output, result = request.getfixturevalue(run_fixture)
   assert "clinical-dp run finished" in result.stdout
   assert sorted(os.listdir(output)) == sorted([".clinical-dp-output", "input", "metadata.sqlite",
-                                               "run_summary.json", "tfx"])
+                                               "models", "run_summary.json", "synthetic", "tfx"])
   outputs = _outputs_by_key(str(output))
   assert {key.split(".")[0] for key in outputs} == COMPONENTS
   assert all(o["execution_state"] == "COMPLETE" for o in outputs.values())
@@ -139,30 +141,80 @@ def test_tfx_cli_runs_the_same_pipeline(sprint_dir, tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
   assert os.path.isdir(tmp_path / "tfx_home" / "clinical-dp")
   outputs = _outputs_by_key(str(tmp_path / "run"))
-  assert outputs["Transform.transformed_examples"]["execution_state"] == "COMPLETE"
+  assert {key.split(".")[0] for key in outputs} == COMPONENTS
+  assert all(o["execution_state"] == "COMPLETE" for o in outputs.values())
 
 
-def test_gan_run_fn_trains_on_transform_output_and_exports_a_generator(sprint_run, sprint_dir,
-                                                                       tmp_path):
-  """The Trainer entry point on the real pipeline's Transform artifacts."""
-  from tfx.components.trainer.fn_args_utils import FnArgs
-  from clinical_dp.spec import load_spec
-  from trainers import gan_export, gan_run_fn
-  output, _ = sprint_run
-  outputs = _outputs_by_key(str(output))
-  spec = load_spec(str(sprint_dir / "spec.yaml"))
-  train = os.path.join(outputs["Transform.transformed_examples"]["uri"], "Split-train", "*")
-  fn_args = FnArgs(train_files=[train],
-                   transform_output=outputs["Transform.transform_graph"]["uri"],
-                   serving_model_dir=str(tmp_path / "serving"),
-                   custom_config={"spec": spec.to_dict(),
-                                  "gan": {"epochs": 1, "batch_size": 32, "latent_dim": 8,
-                                          "generator_units": 16, "discriminator_units": 16},
-                                  "budget": {"target_epsilon": 10.0, "delta": 1e-5}})
-  gan_run_fn.run_fn(fn_args)
-  record = json.loads((tmp_path / "serving" / gan_run_fn.PRIVACY_RECORD_FILE).read_text())
+@pytest.mark.parametrize("run_fixture,data_fixture", [("sprint_run", "sprint_dir"),
+                                                      ("icu_run", "icu_dir")])
+def test_synthetic_table_follows_the_spec_and_copies_no_real_row(run_fixture, data_fixture,
+                                                                  request):
+  output, _ = request.getfixturevalue(run_fixture)
+  data_dir = request.getfixturevalue(data_fixture)
+  synthetic = output / "synthetic" / "synthetic.csv"
+  # The released table passes the same validation as real input, with nothing dropped.
+  result = run_cli("validate", "--data", synthetic, "--spec", data_dir / "spec.yaml")
+  assert result.returncode == 0 and "0 would be dropped" in result.stdout, result.stderr
+  spec = load_spec(str(data_dir / "spec.yaml"))
+  frame = pd.read_csv(synthetic)
+  real = pd.read_csv(output / "input" / "data.csv")
+  assert list(frame.columns) == spec.required_columns
   summary = json.loads((output / "run_summary.json").read_text())
-  assert record["num_examples"] == summary["split_rows"]["train"]
-  assert record["epsilon"] <= 10.0 and record["delta"] == 1e-5 and record["sampling"] == "fixed"
-  frame = gan_export.generate_table(str(tmp_path / "serving"), spec, 20)
-  assert list(frame.columns) == [spec.label_column] + spec.feature_columns
+  assert len(frame) == summary["split_rows"]["train"]
+  assert not set(frame[spec.id_column]) & set(real[spec.id_column].astype(str))
+  assert set(frame[spec.site_column]) == {"synthetic"}
+  # Label balance: a noisy count of the training labels (noise sd 20 patients).
+  assert abs(frame[spec.label_column].mean() - real[spec.label_column].mean()) < 0.12
+  features = frame[spec.feature_columns].round(4)
+  assert not features.merge(real[spec.feature_columns].round(4)).shape[0], "a real row was copied"
+  # The Examples artifact holds the same rows for downstream components.
+  examples = _outputs_by_key(str(output))["SyntheticDataGen.synthetic_examples"]["uri"]
+  assert len(_split_examples(examples, "train")) == len(frame)
+
+
+def test_released_models_carry_privacy_records_within_budget(sprint_run):
+  output, result = sprint_run
+  summary = json.loads((output / "run_summary.json").read_text())
+  privacy = summary["privacy"]
+  assert set(privacy["artifacts"]) == {"models/generator", "models/dp_classifier", "synthetic"}
+  for key in privacy["artifacts"]:
+    record = json.loads((output / key / "privacy_record.json").read_text())
+    assert 0 < record["epsilon"] <= record["target_epsilon"] == 1.0
+    assert record["delta"] == 1e-5 and record["sampling"] == "fixed"
+    assert record["selection"].startswith("none")
+  generator = json.loads((output / "models/generator/privacy_record.json").read_text())
+  assert generator["label_count_noise_multiplier"] > 0 and 0 < generator["positive_rate"] < 1
+  together = privacy["all_released_together"]
+  assert together["epsilon"] == pytest.approx(
+      generator["epsilon"] + privacy["artifacts"]["models/dp_classifier"]["epsilon"])
+  assert "epsilon so far" in result.stdout and "steps/s" in result.stdout
+
+
+def test_dp_classifier_serves_raw_clinical_features(sprint_run):
+  """Both signatures apply the Transform graph to raw columns and agree with each other."""
+  output, _ = sprint_run
+  model = tf.saved_model.load(str(output / "models" / "dp_classifier"))
+  test_uri = _outputs_by_key(str(output))["CsvExampleGen.examples"]["uri"]
+  examples = _split_examples(test_uri, "test")
+  serialized = tf.constant([e.SerializeToString() for e in examples])
+  probability = model.signatures["serving_default"](examples=serialized)["probability"].numpy()
+  assert probability.shape == (len(examples), 1)
+  assert ((probability > 0) & (probability < 1)).all()
+  features = model.signatures["predict_features"]
+  inputs = {}
+  for name, spec in features.structured_input_signature[1].items():
+    values = [getattr(e.features.feature[name], kind).value[0] for e in examples
+              for kind in ("float_list", "int64_list", "bytes_list")
+              if getattr(e.features.feature[name], kind).value]
+    inputs[name] = tf.constant(values, spec.dtype)[:, None]
+  np.testing.assert_allclose(features(**inputs)["probability"].numpy(), probability, rtol=1e-5)
+
+
+def test_a_plan_over_budget_stops_the_run_before_training(sprint_dir, tmp_path):
+  output = tmp_path / "run"
+  result = run_cli("run", "--data", sprint_dir / "data.csv", "--spec", sprint_dir / "spec.yaml",
+                   "--output", output, "--fast", "--mode", "paper", "--target-epsilon", "0.5")
+  assert result.returncode != 0
+  assert "over the budget of 0.5" in result.stderr and "raise noise_multiplier" in result.stderr
+  assert (output / "FAILED").exists() and not (output / "run_summary.json").exists()
+  assert not (output / "synthetic").exists()

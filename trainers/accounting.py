@@ -8,15 +8,20 @@ Sampling:
   poisson  each example enters each step independently with probability B/N
            (add-or-remove-one adjacency), the assumption of the DP-SGD analyses.
   fixed    batches of exactly B drawn without replacement (replace-one adjacency);
-           RDP only, as dp-accounting has no PLD analysis for it.
+           RDP only, as dp-accounting has no PLD analysis for it, and one row per
+           patient only (its analysis has no group form; patients with several rows
+           are trained and accounted with poisson sampling).
 Microbatches: TF Privacy clips each microbatch; with more than one example per
   microbatch, one patient can move a clipped microbatch by up to twice the clip under
   replace-one, so the effective noise multiplier halves (TF Privacy's
   `used_microbatching`). Per-example clipping (the default here) has no such cost.
 Patients with several rows: a patient with up to k rows is present in a step with
-  probability 1 - (1 - q)^k and moves the clipped sum by at most k clips, so the
-  patient-level guarantee is that of a sampled Gaussian with that rate and noise
-  multiplier sigma / k (a group-privacy bound; exact when k = 1).
+  probability 1 - (1 - q)^k under Poisson sampling and moves the clipped sum by at
+  most k clips, so the patient-level guarantee is that of a sampled Gaussian with that
+  rate and noise multiplier sigma / k (a group-privacy bound; exact when k = 1).
+Released counts: a trainer may also release a noisy count (the GAN's label rate) with
+  the Gaussian mechanism; it is composed with the training steps, with noise
+  multiplier sigma_count / k for the patient.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ class PrivacyPlan:
   sampling: str = "poisson"
   examples_per_microbatch: int = 1
   max_rows_per_patient: int = 1
+  label_count_noise_multiplier: float = 0.0  # 0: no noisy count is released
 
   def __post_init__(self):
     if self.num_examples < 1:
@@ -70,8 +76,15 @@ class PrivacyPlan:
     if self.sampling == "fixed" and self.accountant == "pld":
       raise ValueError("fixed-size sampling is accounted with rdp only; use --accountant rdp "
                        "or --sampling poisson")
+    if self.sampling == "fixed" and self.max_rows_per_patient > 1:
+      raise ValueError("fixed-size sampling is accounted for one row per patient only; with "
+                       f"up to {self.max_rows_per_patient} rows per patient use --sampling "
+                       "poisson")
     if self.examples_per_microbatch < 1 or self.max_rows_per_patient < 1:
       raise ValueError("examples_per_microbatch and max_rows_per_patient must be >= 1")
+    if self.label_count_noise_multiplier < 0:
+      raise ValueError("label_count_noise_multiplier must be >= 0, got "
+                       f"{self.label_count_noise_multiplier}")
 
   @property
   def steps(self) -> int:
@@ -103,6 +116,7 @@ class PrivacyRecord:
   num_examples: int
   examples_per_microbatch: int
   max_rows_per_patient: int
+  label_count_noise_multiplier: float
 
   def to_dict(self) -> Dict:
     return dataclasses.asdict(self)
@@ -126,7 +140,12 @@ def _dp_event(plan: PrivacyPlan, noise_multiplier: float, q: float):
   else:
     step = dp_accounting.SampledWithoutReplacementDpEvent(
         plan.num_examples, plan.batch_size, gaussian)
-  return dp_accounting.SelfComposedDpEvent(step, plan.steps)
+  training = dp_accounting.SelfComposedDpEvent(step, plan.steps)
+  if not plan.label_count_noise_multiplier:
+    return training
+  count = dp_accounting.GaussianDpEvent(
+      plan.label_count_noise_multiplier / plan.max_rows_per_patient)
+  return dp_accounting.ComposedDpEvent([training, count])
 
 
 def _accountant(plan: PrivacyPlan):
@@ -152,7 +171,8 @@ def compute_epsilon(plan: PrivacyPlan) -> PrivacyRecord:
       noise_multiplier=plan.noise_multiplier, effective_noise_multiplier=sigma,
       sampling_probability=q, batch_size=plan.batch_size, num_examples=plan.num_examples,
       examples_per_microbatch=plan.examples_per_microbatch,
-      max_rows_per_patient=plan.max_rows_per_patient)
+      max_rows_per_patient=plan.max_rows_per_patient,
+      label_count_noise_multiplier=plan.label_count_noise_multiplier)
 
 
 def noise_for_target_epsilon(plan: PrivacyPlan, target_epsilon: float,
@@ -193,6 +213,10 @@ def check_budget(plan: PrivacyPlan, target_epsilon: float) -> PrivacyRecord:
 
   The refusal says which settings would fit: more noise or fewer epochs.
   """
+  if plan.delta >= 1.0 / plan.num_examples:
+    raise BudgetExceededError(
+        f"delta {plan.delta:g} is not below 1/N = 1/{plan.num_examples}; such a delta allows "
+        "releasing a whole record; lower delta")
   record = compute_epsilon(plan)
   if record.epsilon <= target_epsilon:
     return record

@@ -9,15 +9,14 @@ the twin trains the same way with plain Adam, for comparison only.
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from trainers import accounting
-from trainers.dp_training import (PrivacyBudget, dp_adam, epsilon_after, fixed_size_batches,
-                                  plan_for, report_interval)
+from trainers.dp_training import (PrivacyBudget, TrainingProgress, dp_adam,
+                                  plan_for, training_batches, with_noise_for_budget)
 
 KINDS = ("logistic", "mlp")
 
@@ -30,12 +29,8 @@ class ClassifierConfig:
   epochs: int = 20
   learning_rate: float = 1e-2
   l2_norm_clip: float = 1.0
-  noise_multiplier: float = 1.1
+  noise_multiplier: Optional[float] = None  # None: the smallest noise within the budget
   private: bool = True
-
-
-def flatten_inputs(inputs: List[np.ndarray]) -> np.ndarray:
-  return np.concatenate([x.reshape(len(x), -1) for x in inputs], axis=1).astype(np.float32)
 
 
 def build_classifier(width: int, config: ClassifierConfig) -> tf.keras.Model:
@@ -65,6 +60,10 @@ def train_classifier(x: np.ndarray, y: np.ndarray, config: ClassifierConfig,
   Returns the model and its privacy record (None for the non-private twin).
   """
   num_examples = len(y)
+  if config.private:
+    config = with_noise_for_budget(
+        config, plan_for(num_examples, config, budget, max_rows_per_patient), budget)
+  # The twin samples batches the same way; it has no guarantee to account for.
   plan = plan_for(num_examples, config, budget, max_rows_per_patient)
   record = accounting.check_budget(plan, budget.target_epsilon) if config.private else None
   tf.keras.utils.set_random_seed(seed)  # Python, NumPy and TF alike
@@ -73,7 +72,7 @@ def train_classifier(x: np.ndarray, y: np.ndarray, config: ClassifierConfig,
   optimizer = _optimizer(config)
   labels = y.reshape(-1, 1).astype(np.float32)
 
-  @tf.function
+  @tf.function(reduce_retracing=True)  # Poisson batches vary in size
   def step(features, targets):
     with tf.GradientTape(persistent=config.private) as tape:
       losses = tf.reshape(tf.nn.sigmoid_cross_entropy_with_logits(
@@ -85,16 +84,11 @@ def train_classifier(x: np.ndarray, y: np.ndarray, config: ClassifierConfig,
       optimizer.minimize(loss, model.trainable_variables, tape=tape)
     return loss
 
-  every, start = report_interval(num_examples, config), time.time()
   kind = f"{'DP' if config.private else 'non-private'} {config.kind}"
-  for count, index in enumerate(fixed_size_batches(num_examples, config.batch_size,
-                                                   plan.steps, rng), start=1):
-    loss = step(tf.constant(x[index]), tf.constant(labels[index]))
-    if count % every == 0 or count == plan.steps:
-      spent = (f", epsilon so far {epsilon_after(count, num_examples, config, budget, max_rows_per_patient):.3f}"
-               if config.private else "")
-      log(f"  {kind} epoch {count * config.batch_size / num_examples:.0f}/{config.epochs}: "
-          f"loss {float(loss):.3f}, {count / (time.time() - start):.1f} steps/s{spent}")
+  progress = TrainingProgress(kind, num_examples, config.batch_size, config.epochs, plan.steps,
+                              plan if config.private else None, log)
+  for count, index in enumerate(training_batches(plan, rng), start=1):
+    progress.after(count, loss=step(tf.constant(x[index]), tf.constant(labels[index])))
   return model, record
 
 

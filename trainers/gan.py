@@ -4,19 +4,23 @@ Pure TensorFlow; the TFX run_fn wiring lives elsewhere. Series are a (visits x
 series) matrix that both networks treat with 1-D convolutions over visits; static
 covariates are generated jointly (sigmoid for numeric values on the spec's [0, 1]
 scale, a softmax per categorical feature). Only the discriminator sees real patients,
-and it is trained with TF Privacy's DPKerasAdamOptimizer on per-example losses; the
-generator learns through the discriminator alone, with plain Adam.
+and it is trained with DP Adam on per-example losses (per-example clipping and Gaussian
+noise; by default the one-pass clipping of trainers/dp_clipping.py, or TF Privacy's
+optimizers, see GanConfig.dp_method); the generator learns through the discriminator
+alone, with plain Adam.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import tensorflow as tf
 
 from clinical_dp.spec import DatasetSpec
+from trainers import dp_clipping
 from trainers.dp_training import dp_adam
+from trainers.features import PatientLayout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,13 +33,22 @@ class GanConfig:
   discriminator_units: int = 64
   dropout: float = 0.3
   leaky_slope: float = 0.2
-  batch_size: int = 64
-  epochs: int = 50
-  generator_learning_rate: float = 2e-4
-  discriminator_learning_rate: float = 2e-4
+  # Large batches and few steps: at epsilon 1 on ~5000 patients, batch 256 for 30 epochs
+  # needs noise 10.2, whose share per example (noise / batch 0.04) is 2.5x smaller than
+  # at batch 64 for 50 epochs (0.10).
+  batch_size: int = 256
+  epochs: int = 30
+  generator_learning_rate: float = 1e-3
+  discriminator_learning_rate: float = 1e-3
   beta_1: float = 0.5
   l2_norm_clip: float = 1.0
-  noise_multiplier: float = 1.1
+  noise_multiplier: Optional[float] = None  # None: the smallest noise within the budget
+  label_count_noise_multiplier: float = 20.0  # the released label rate is a noisy count
+  # How the discriminator's per-example gradients are clipped; all are the same exact DP
+  # update. "fast": one batched pass (trainers/dp_clipping.py), about 2x a non-private
+  # step; "tf_privacy": DPKerasAdamOptimizer (a Jacobian, about 10x); "vectorized":
+  # TF Privacy's VectorizedDPKerasAdamOptimizer. See benchmarks/dp_step_overhead.py.
+  dp_method: str = "fast"
 
 
 def paper_config(epochs: int = 500) -> GanConfig:
@@ -44,34 +57,6 @@ def paper_config(epochs: int = 500) -> GanConfig:
                    generator_learning_rate=2e-5, discriminator_learning_rate=2e-5,
                    beta_1=0.5, epochs=epochs, discriminator_filters=32,
                    discriminator_units=1024)
-
-
-@dataclasses.dataclass(frozen=True)
-class PatientLayout:
-  """How one patient is laid out for the networks, derived from the spec."""
-  num_visits: int
-  num_series: int
-  numeric_static: Tuple[str, ...]
-  categorical_static: Tuple[Tuple[str, int], ...]
-
-  @classmethod
-  def from_spec(cls, spec: DatasetSpec) -> "PatientLayout":
-    return cls(num_visits=spec.num_visits, num_series=len(spec.series),
-               numeric_static=tuple(f.name for f in spec.static if not f.is_categorical),
-               categorical_static=tuple((f.name, len(f.values)) for f in spec.static
-                                        if f.is_categorical))
-
-  @property
-  def static_width(self) -> int:
-    return len(self.numeric_static) + sum(size for _, size in self.categorical_static)
-
-  @property
-  def has_series(self) -> bool:
-    return self.num_series > 0
-
-  @property
-  def has_static(self) -> bool:
-    return self.static_width > 0
 
 
 def build_generator(layout: PatientLayout, config: GanConfig) -> tf.keras.Model:
@@ -131,10 +116,27 @@ def build_discriminator(layout: PatientLayout, config: GanConfig) -> tf.keras.Mo
   return tf.keras.Model(inputs, [real_fake, label], name="discriminator")
 
 
+DP_METHODS = ("fast", "tf_privacy", "vectorized")
+
+
 def dp_discriminator_optimizer(config: GanConfig) -> tf.keras.optimizers.Optimizer:
-  """Per-example clipping (one example per microbatch) and Gaussian noise."""
-  return dp_adam(config.l2_norm_clip, config.noise_multiplier,
-                 config.discriminator_learning_rate, config.beta_1)
+  """Per-example clipping (one example per microbatch) and Gaussian noise, by
+  config.dp_method. Each is a TF Privacy DP Adam that `minimize(vector_loss, var_list,
+  tape=tape)` accepts; the "fast" one also takes the one-pass clipped sums."""
+  if config.dp_method == "fast":
+    return dp_clipping.FastDPKerasAdamOptimizer(
+        config.l2_norm_clip, config.noise_multiplier,
+        learning_rate=config.discriminator_learning_rate, beta_1=config.beta_1)
+  if config.dp_method == "tf_privacy":
+    return dp_adam(config.l2_norm_clip, config.noise_multiplier,
+                   config.discriminator_learning_rate, config.beta_1)
+  if config.dp_method == "vectorized":
+    from tensorflow_privacy.privacy.optimizers import dp_optimizer_keras_vectorized  # pylint: disable=g-import-not-at-top
+    return dp_optimizer_keras_vectorized.VectorizedDPKerasAdamOptimizer(
+        l2_norm_clip=config.l2_norm_clip, noise_multiplier=config.noise_multiplier,
+        num_microbatches=None, learning_rate=config.discriminator_learning_rate,
+        beta_1=config.beta_1)
+  raise ValueError(f"dp_method {config.dp_method!r} is not one of {DP_METHODS}")
 
 
 def generator_optimizer(config: GanConfig) -> tf.keras.optimizers.Optimizer:
@@ -160,8 +162,15 @@ def discriminator_example_losses(discriminator: tf.keras.Model, real: List[tf.Te
                                  fake_labels: tf.Tensor) -> tf.Tensor:
   """Per-example AC-GAN loss: each real patient is paired with one generated patient,
   so clipping example i bounds real patient i's influence on the update."""
-  real_score, real_class = discriminator(real, training=True)
-  fake_score, fake_class = discriminator(fake, training=True)
+  return _ac_gan_example_losses(discriminator(real, training=True),
+                                discriminator(fake, training=True), real_labels, fake_labels)
+
+
+def _ac_gan_example_losses(real_outputs, fake_outputs, real_labels: tf.Tensor,
+                           fake_labels: tf.Tensor) -> tf.Tensor:
+  """discriminator_example_losses from the discriminator's outputs on both batches."""
+  real_score, real_class = real_outputs
+  fake_score, fake_class = fake_outputs
   return (_per_example_bce(tf.ones_like(real_labels), real_score)
           + _per_example_bce(real_labels, real_class)
           + _per_example_bce(tf.zeros_like(fake_labels), fake_score)
@@ -180,9 +189,17 @@ def discriminator_dp_step(discriminator, generator, optimizer, real: List[tf.Ten
   """One DP update of the discriminator; returns the mean loss."""
   batch_size = tf.shape(real_labels)[0]
   fake, fake_labels = sample_fake(generator, batch_size, latent_dim)
+  fake = [tf.stop_gradient(f) for f in fake]
+  if isinstance(optimizer, dp_clipping.FastDPKerasAdamOptimizer):
+    # Real and generated patients in one forward pass; example i's gradient (real i plus
+    # generated i) is clipped from that pass and its backward pass (trainers/dp_clipping.py).
+    losses = optimizer.minimize_examples(
+        discriminator, [real, fake],
+        lambda outputs: _ac_gan_example_losses(*outputs, real_labels, fake_labels))
+    return tf.reduce_mean(losses)
   with tf.GradientTape(persistent=True) as tape:
-    losses = discriminator_example_losses(discriminator, real, real_labels,
-                                          [tf.stop_gradient(f) for f in fake], fake_labels)
+    losses = discriminator_example_losses(discriminator, real, real_labels, fake,
+                                          fake_labels)
   # The vector loss and the tape route through TF Privacy's clip-and-noise path.
   optimizer.minimize(losses, discriminator.trainable_variables, tape=tape)
   return tf.reduce_mean(losses)

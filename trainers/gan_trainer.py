@@ -1,83 +1,67 @@
 """Trains the DP AC-GAN on transformed patients.
 
-The plan is checked against the privacy budget before the first step; batches and
-accounting follow trainers/dp_training.py.
+The plan is checked against the privacy budget before the first step (with the noise
+solved for the budget when the config leaves it open); batches and accounting follow
+trainers/dp_training.py. Besides the generator, the run releases the label rate the
+synthetic patients are drawn with, as a noisy count charged to the same budget.
 """
 
 from __future__ import annotations
 
-import time
-from typing import Callable, Dict, List, Optional, Tuple
+import dataclasses
+from typing import Callable, List
 
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
 from clinical_dp.spec import DatasetSpec
 from trainers import accounting, gan
-from trainers.dp_training import (PrivacyBudget, epsilon_after, fixed_size_batches, plan_for,
-                                  report_interval)
-from trainers.preprocessing import LABEL_KEY, transform_features, transformed_name
+from trainers.dp_training import (PrivacyBudget, TrainingProgress, dp_positive_rate,
+                                  plan_for, training_batches, with_noise_for_budget)
+from trainers.features import PatientLayout
 
 
-def layout_arrays(transformed: Dict[str, np.ndarray], spec: DatasetSpec
-                  ) -> Tuple[List[np.ndarray], np.ndarray]:
-  """Transform outputs -> the networks' inputs ([series], [static]) and labels."""
-  layout = gan.PatientLayout.from_spec(spec)
-  inputs = []
-  if layout.has_series:
-    inputs.append(np.stack([np.asarray(transformed[transformed_name(s.name)], np.float32)
-                            for s in spec.series], axis=2))
-  if layout.has_static:
-    numeric = [np.asarray(transformed[transformed_name(n)], np.float32)[:, None]
-               for n in layout.numeric_static]
-    categorical = [np.asarray(transformed[transformed_name(n)], np.float32)
-                   for n, _ in layout.categorical_static]
-    inputs.append(np.concatenate(numeric + categorical, axis=1))
-  labels = np.asarray(transformed[LABEL_KEY], np.int32).reshape(-1, 1)
-  return inputs, labels
-
-
-def encode_table(table: pd.DataFrame, spec: DatasetSpec) -> Tuple[List[np.ndarray], np.ndarray]:
-  """A validated table through the pipeline's own preprocessing_fn, for use outside TFX."""
-  columns = {}
-  for column in spec.required_columns:
-    values = table[column].to_numpy()
-    if values.dtype == object:
-      values = values.astype(str).astype(bytes)
-    columns[column] = tf.constant(values.reshape(-1, 1))
-  transformed = {k: v.numpy() for k, v in transform_features(columns, spec).items()}
-  return layout_arrays(transformed, spec)
+@dataclasses.dataclass
+class TrainedGan:
+  generator: tf.keras.Model
+  record: accounting.PrivacyRecord
+  config: gan.GanConfig  # as trained, with the noise multiplier that was used
+  positive_rate: float  # DP estimate of the training label rate
 
 
 def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
               config: gan.GanConfig, budget: PrivacyBudget, seed: int = 0,
-              max_rows_per_patient: int = 1, log: Callable[[str], None] = print
-              ) -> Tuple[tf.keras.Model, accounting.PrivacyRecord]:
-  """DP training; refuses a plan over budget before any step. Returns (generator, record)."""
+              max_rows_per_patient: int = 1, log: Callable[[str], None] = print) -> TrainedGan:
+  """DP training; refuses a plan over budget before any step."""
   num_examples = len(labels)
-  record = accounting.check_budget(
-      plan_for(num_examples, config, budget, max_rows_per_patient), budget.target_epsilon)
+  count_noise = config.label_count_noise_multiplier
+
+  def plan(trained_config):
+    return plan_for(num_examples, trained_config, budget, max_rows_per_patient,
+                    label_count_noise_multiplier=count_noise)
+
+  config = with_noise_for_budget(config, plan(config), budget)
+  record = accounting.check_budget(plan(config), budget.target_epsilon)
+  log(f"  DP AC-GAN: {num_examples} rows, {record.steps} steps of batch {config.batch_size}, "
+      f"noise multiplier {config.noise_multiplier:.3f}, clip {config.l2_norm_clip:g}; "
+      f"planned epsilon {record.epsilon:.3f} at delta {budget.delta:g} ({record.unit})")
   tf.keras.utils.set_random_seed(seed)  # Python, NumPy and TF alike
   rng = np.random.default_rng(seed)
-  layout = gan.PatientLayout.from_spec(spec)
+  positive_rate = dp_positive_rate(labels, count_noise, rng)
+  layout = PatientLayout.from_spec(spec)
   generator = gan.build_generator(layout, config)
   discriminator = gan.build_discriminator(layout, config)
   d_optimizer = gan.dp_discriminator_optimizer(config)
   g_optimizer = gan.generator_optimizer(config)
   d_step = tf.function(lambda real, y: gan.discriminator_dp_step(
-      discriminator, generator, d_optimizer, real, y, config.latent_dim))
+      discriminator, generator, d_optimizer, real, y, config.latent_dim),
+                       reduce_retracing=True)  # Poisson batches vary in size
   g_step = tf.function(lambda: gan.generator_step(
       generator, discriminator, g_optimizer, config.batch_size, config.latent_dim))
-  every = report_interval(num_examples, config)
-  start = time.time()
-  for step, index in enumerate(fixed_size_batches(num_examples, config.batch_size,
-                                                  record.steps, rng), start=1):
+  progress = TrainingProgress("DP AC-GAN", num_examples, config.batch_size, config.epochs,
+                              record.steps, plan(config), log)
+  for step, index in enumerate(training_batches(plan(config), rng), start=1):
     d_loss = d_step([tf.constant(x[index]) for x in inputs], tf.constant(labels[index]))
     g_loss = g_step()
-    if step % every == 0 or step == record.steps:
-      spent = epsilon_after(step, num_examples, config, budget, max_rows_per_patient)
-      log(f"  epoch {step * config.batch_size / num_examples:.0f}/{config.epochs}: "
-          f"d_loss {float(d_loss):.3f} g_loss {float(g_loss):.3f}, "
-          f"{step / (time.time() - start):.1f} steps/s, epsilon so far {spent:.3f}")
-  return generator, record
+    progress.after(step, d_loss=d_loss, g_loss=g_loss)
+  return TrainedGan(generator, record, config, positive_rate)

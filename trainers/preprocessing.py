@@ -52,7 +52,7 @@ def transform_features(inputs: Dict[str, tf.Tensor], spec: DatasetSpec) -> Dict[
     outputs[transformed_name(series.name)] = tf.stack(visits, axis=1)
   outputs[LABEL_KEY] = tf.cast(_dense(inputs[spec.label_column]), tf.int64)
   for key in (spec.id_column, spec.site_column):
-    if key:
+    if key and key in inputs:  # tables made outside the pipeline may lack them
       outputs[key] = _dense(inputs[key])
   return outputs
 

@@ -1,0 +1,90 @@
+"""SyntheticDataGen: turns the DP generator into a released synthetic dataset.
+
+It writes `synthetic.csv` in the input's columns and clinical units, checked
+against the dataset spec before it is published, and the same rows as an Examples
+artifact (split "train") that downstream TFX components can consume. Synthetic
+patients get fresh ids and the site "synthetic": nothing is copied from real rows.
+The guarantee is the generator's (post-processing), so its privacy record is
+copied beside the table.
+"""
+
+import os
+import shutil
+
+import pandas as pd
+import tensorflow as tf
+from tfx import v1 as tfx
+from tfx.types import artifact_utils
+from tfx.utils import path_utils
+
+from clinical_dp.files import write_atomically
+from clinical_dp.spec import DatasetSpec, parse_spec
+from clinical_dp.validation import InvalidInputError, validate_table
+from trainers import dp_training, gan_export
+
+SYNTHETIC_CSV = "synthetic.csv"
+SYNTHETIC_SPLIT = "train"
+SYNTHETIC_SITE = "synthetic"
+
+
+def synthetic_table(generator_dir: str, spec: DatasetSpec, num_patients: int,
+                    positive_rate: float) -> pd.DataFrame:
+  """Generated patients with the input's columns, in the order the spec lists them."""
+  frame = gan_export.generate_table(generator_dir, spec, num_patients, positive_rate)
+  if spec.id_column:
+    frame[spec.id_column] = [f"synthetic-{i:06d}" for i in range(1, num_patients + 1)]
+  if spec.site_column:
+    frame[spec.site_column] = SYNTHETIC_SITE
+  return frame[spec.required_columns]
+
+
+def _feature(value) -> tf.train.Feature:
+  if isinstance(value, str):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
+  if isinstance(value, int):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+  return tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+
+
+def write_examples(frame: pd.DataFrame, path: str) -> None:
+  """One tf.Example per row, typed as CsvExampleGen types the input CSV."""
+  with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+    for row in frame.itertuples(index=False):
+      example = tf.train.Example(features=tf.train.Features(feature={
+          column: _feature(value.item() if hasattr(value, "item") else value)
+          for column, value in zip(frame.columns, row)}))
+      writer.write(example.SerializeToString())
+
+
+def write_checked_csv(frame: pd.DataFrame, spec: DatasetSpec, path: str) -> None:
+  """Publishes the table only if it passes the same validation as real input."""
+  def write(tmp: str) -> None:
+    frame.to_csv(tmp, index=False, float_format="%.6f")
+    report = validate_table(tmp, spec)
+    if not report.ok or report.dropped_rows:
+      raise InvalidInputError(report.findings)
+  write_atomically(path, write)
+
+
+@tfx.dsl.components.component
+def SyntheticDataGen(  # pylint: disable=invalid-name
+    generator: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
+    synthetic_examples: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Examples],
+    spec_yaml: tfx.dsl.components.Parameter[str],
+    num_patients: tfx.dsl.components.Parameter[int] = 0,
+) -> None:
+  """Samples num_patients (0: as many as the generator was trained on) at the DP label rate."""
+  spec = parse_spec(spec_yaml)
+  generator_dir = path_utils.serving_model_path(generator.uri)
+  record = dp_training.read_privacy_record(generator_dir)
+  count = num_patients or record["num_examples"]
+  print(f"  SyntheticDataGen: sampling {count} synthetic patients at positive rate "
+        f"{record['positive_rate']:.3f} (DP epsilon {record['epsilon']:.3f})")
+  frame = synthetic_table(generator_dir, spec, count, record["positive_rate"])
+  write_checked_csv(frame, spec, os.path.join(synthetic_examples.uri, SYNTHETIC_CSV))
+  split_dir = os.path.join(synthetic_examples.uri, f"Split-{SYNTHETIC_SPLIT}")
+  os.makedirs(split_dir, exist_ok=True)
+  write_examples(frame, os.path.join(split_dir, "synthetic-00000-of-00001.gz"))
+  synthetic_examples.split_names = artifact_utils.encode_split_names([SYNTHETIC_SPLIT])
+  shutil.copyfile(os.path.join(generator_dir, dp_training.PRIVACY_RECORD_FILE),
+                  os.path.join(synthetic_examples.uri, dp_training.PRIVACY_RECORD_FILE))

@@ -1,0 +1,98 @@
+"""TFX Trainer entry point for the DP classifier: `run_fn` on Transform's output.
+
+custom_config carries the dataset spec ("spec"), ClassifierConfig overrides
+("classifier"), the privacy budget ("budget") and whether to train the non-private
+twin ("train_twin"). The released model (serving_model_dir) answers on raw clinical
+features: its signatures apply the Transform graph, so serving cannot drift from
+training. The twin, when asked for, goes to the run's model_run_dir, which is not a
+released artifact.
+"""
+
+import dataclasses
+import os
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from clinical_dp.spec import DatasetSpec, spec_from_dict
+from trainers import classifier, dp_training, features
+from trainers.preprocessing import SPEC_KEY
+
+CLASSIFIER_KEY = "classifier"
+BUDGET_KEY = "budget"
+TWIN_KEY = "train_twin"
+TWIN_DIR = "non_private_twin"
+FEATURES_SIGNATURE = "predict_features"
+
+
+class ClassifierModule(tf.Module):
+  """The Keras classifier behind the Transform graph, with two serving signatures."""
+
+  def __init__(self, model: tf.keras.Model, transform_output: tft.TFTransformOutput,
+               spec: DatasetSpec):
+    super().__init__()
+    self.model = model
+    self.transform_layer = transform_output.transform_features_layer()
+    self._spec = spec
+    raw_spec = transform_output.raw_feature_spec()
+    # Columns the model does not use (label, id, site) are fed as placeholders, so the
+    # Transform graph runs whole; their outputs are ignored.
+    self._raw_spec = raw_spec
+    self._feature_spec = {c: raw_spec[c] for c in spec.feature_columns}
+
+  def _predict(self, raw):
+    batch = tf.shape(next(iter(raw.values())))[0]
+    complete = dict(raw)
+    for column, feature in self._raw_spec.items():
+      if column not in complete:
+        complete[column] = tf.zeros([batch] + list(feature.shape), feature.dtype)
+    transformed = self.transform_layer(complete)
+    logit = self.model(features.flat_features(features.network_inputs(transformed, self._spec)))
+    return {"logit": logit, "probability": tf.sigmoid(logit)}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+  def serve_examples(self, serialized):
+    """Serialized tf.Examples with the raw clinical feature columns (TFX and TFMA style)."""
+    return self._predict(tf.io.parse_example(serialized, self._feature_spec))
+
+  def features_signature(self):
+    """One tensor per raw feature column, shaped [batch, 1] as in the Examples."""
+    specs = {column: tf.TensorSpec([None] + list(feature.shape), feature.dtype, name=column)
+             for column, feature in self._feature_spec.items()}
+    return tf.function(lambda **raw: self._predict(raw)).get_concrete_function(**specs)
+
+
+def export_classifier(model: tf.keras.Model, transform_output: tft.TFTransformOutput,
+                      spec: DatasetSpec, export_dir: str) -> str:
+  module = ClassifierModule(model, transform_output, spec)
+  tf.saved_model.save(module, export_dir, signatures={
+      "serving_default": module.serve_examples.get_concrete_function(),
+      FEATURES_SIGNATURE: module.features_signature()})
+  return export_dir
+
+
+def run_fn(fn_args) -> None:
+  """Trains the DP classifier (and, if asked, its twin) on the train split."""
+  custom = fn_args.custom_config or {}
+  spec = spec_from_dict(custom[SPEC_KEY])
+  config = dataclasses.replace(classifier.ClassifierConfig(),
+                               **{**custom.get(CLASSIFIER_KEY, {}), "private": True})
+  budget = dp_training.PrivacyBudget(**custom.get(BUDGET_KEY, {}))
+  transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  transformed = features.load_transformed(fn_args.train_files, fn_args.transform_output)
+  inputs, labels = features.layout_arrays(transformed, spec)
+  x, y = features.flatten_inputs(inputs), labels.reshape(-1)
+  max_rows = features.max_rows_per_patient(transformed, spec.id_column)
+  model, record = classifier.train_classifier(x, y, config, budget,
+                                              max_rows_per_patient=max_rows)
+  export_classifier(model, transform_output, spec, fn_args.serving_model_dir)
+  dp_training.write_privacy_record(
+      fn_args.serving_model_dir, record, model=f"dp_{config.kind}_classifier",
+      target_epsilon=budget.target_epsilon,
+      noise_multiplier_source=("configured" if config.noise_multiplier is not None
+                               else "solved for the target epsilon"),
+      classifier_config=dataclasses.asdict(config))
+  if custom.get(TWIN_KEY):
+    twin, _ = classifier.train_classifier(x, y, dataclasses.replace(config, private=False),
+                                          budget, max_rows_per_patient=max_rows)
+    export_classifier(twin, transform_output, spec, os.path.join(fn_args.model_run_dir, TWIN_DIR))
