@@ -44,19 +44,24 @@ class GanConfig:
   l2_norm_clip: float = 1.0
   noise_multiplier: Optional[float] = None  # None: the smallest noise within the budget
   label_count_noise_multiplier: float = 20.0  # the released label rate is a noisy count
-  # How the discriminator's per-example gradients are clipped; all are the same exact DP
-  # update. "fast": one batched pass (trainers/dp_clipping.py), about 2x a non-private
-  # step; "tf_privacy": DPKerasAdamOptimizer (a Jacobian, about 10x); "vectorized":
-  # TF Privacy's VectorizedDPKerasAdamOptimizer. See benchmarks/dp_step_overhead.py.
+  # How the discriminator's per-example gradients are clipped; each is the same exact DP
+  # update. At batch 64 (benchmarks/dp_step_overhead.py) a non-private step takes 3 ms;
+  # "fast", one batched pass (trainers/dp_clipping.py), 1.3-1.4x that; "tf_privacy",
+  # DPKerasAdamOptimizer (a Jacobian), about 9x; "vectorized", TF Privacy's
+  # VectorizedDPKerasAdamOptimizer, about 8x.
   dp_method: str = "fast"
 
 
 def paper_config(epochs: int = 500) -> GanConfig:
-  """SPRINT_gan's published setting: batch 1, clip 1e-4, noise 1, lr 2e-5, beta_1 0.5."""
+  """SPRINT_gan's published setting: batch 1, clip 1e-4, noise 1, lr 2e-5, beta_1 0.5.
+
+  At batch 1 TF Privacy's own optimizer is the fastest exact update (benchmarks/
+  dp_step_overhead.py --paper --batch_size 1), so paper mode uses it.
+  """
   return GanConfig(batch_size=1, l2_norm_clip=1e-4, noise_multiplier=1.0,
                    generator_learning_rate=2e-5, discriminator_learning_rate=2e-5,
                    beta_1=0.5, epochs=epochs, discriminator_filters=32,
-                   discriminator_units=1024)
+                   discriminator_units=1024, dp_method="tf_privacy")
 
 
 def build_generator(layout: PatientLayout, config: GanConfig) -> tf.keras.Model:
@@ -131,7 +136,8 @@ def dp_discriminator_optimizer(config: GanConfig) -> tf.keras.optimizers.Optimiz
     return dp_adam(config.l2_norm_clip, config.noise_multiplier,
                    config.discriminator_learning_rate, config.beta_1)
   if config.dp_method == "vectorized":
-    from tensorflow_privacy.privacy.optimizers import dp_optimizer_keras_vectorized  # pylint: disable=g-import-not-at-top
+    from tensorflow_privacy.privacy.optimizers import (  # pylint: disable=g-import-not-at-top
+        dp_optimizer_keras_vectorized)
     return dp_optimizer_keras_vectorized.VectorizedDPKerasAdamOptimizer(
         l2_norm_clip=config.l2_norm_clip, noise_multiplier=config.noise_multiplier,
         num_microbatches=None, learning_rate=config.discriminator_learning_rate,
@@ -162,11 +168,11 @@ def discriminator_example_losses(discriminator: tf.keras.Model, real: List[tf.Te
                                  fake_labels: tf.Tensor) -> tf.Tensor:
   """Per-example AC-GAN loss: each real patient is paired with one generated patient,
   so clipping example i bounds real patient i's influence on the update."""
-  return _ac_gan_example_losses(discriminator(real, training=True),
+  return ac_gan_example_losses(discriminator(real, training=True),
                                 discriminator(fake, training=True), real_labels, fake_labels)
 
 
-def _ac_gan_example_losses(real_outputs, fake_outputs, real_labels: tf.Tensor,
+def ac_gan_example_losses(real_outputs, fake_outputs, real_labels: tf.Tensor,
                            fake_labels: tf.Tensor) -> tf.Tensor:
   """discriminator_example_losses from the discriminator's outputs on both batches."""
   real_score, real_class = real_outputs
@@ -195,7 +201,7 @@ def discriminator_dp_step(discriminator, generator, optimizer, real: List[tf.Ten
     # generated i) is clipped from that pass and its backward pass (trainers/dp_clipping.py).
     losses = optimizer.minimize_examples(
         discriminator, [real, fake],
-        lambda outputs: _ac_gan_example_losses(*outputs, real_labels, fake_labels))
+        lambda outputs: ac_gan_example_losses(*outputs, real_labels, fake_labels))
     return tf.reduce_mean(losses)
   with tf.GradientTape(persistent=True) as tape:
     losses = discriminator_example_losses(discriminator, real, real_labels, fake,
