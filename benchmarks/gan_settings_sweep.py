@@ -27,10 +27,15 @@ from trainers.dp_training import PrivacyBudget
 
 CANDIDATES = {
     "default": gan.GanConfig(),
+    "g_lr_1e-3": gan.GanConfig(generator_learning_rate=1e-3),
+    "d_lr_2e-3": gan.GanConfig(discriminator_learning_rate=2e-3),
+    "epochs20": gan.GanConfig(epochs=20),
+    "clip_0.5": gan.GanConfig(l2_norm_clip=0.5),
     "small_d": gan.GanConfig(discriminator_filters=8, discriminator_units=32),
-    "slow_g": gan.GanConfig(generator_learning_rate=2e-4),
-    "small_d_slow_g": gan.GanConfig(discriminator_filters=8, discriminator_units=32,
-                                    generator_learning_rate=2e-4),
+    "g_lr_1e-4": gan.GanConfig(generator_learning_rate=1e-4),
+    "d_lr_5e-4": gan.GanConfig(discriminator_learning_rate=5e-4),
+    "batch128": gan.GanConfig(batch_size=128),
+    "epochs50": gan.GanConfig(epochs=50),
     "batch512_60ep": gan.GanConfig(batch_size=512, epochs=60),
 }
 

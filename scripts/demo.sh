@@ -7,4 +7,4 @@ OUT="${OUT:-outputs/demo}"
 .venv/bin/clinical-dp simulate --kind sprint --out "$OUT/data"
 .venv/bin/clinical-dp run --data "$OUT/data/data.csv" --spec "$OUT/data/spec.yaml" \
   --output "$OUT/run" "$@"
-echo "demo: outputs under $OUT (summary: $OUT/run/run_summary.json)"
+echo "demo: outputs under $OUT: synthetic data $OUT/run/synthetic/synthetic.csv, models $OUT/run/models/, summary $OUT/run/run_summary.json"

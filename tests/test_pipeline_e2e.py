@@ -39,9 +39,9 @@ def _outputs_by_key(output_dir):
   return {f"{o['component']}.{o['name']}": o for o in outputs}
 
 
-def _run(data_dir, output):
+def _run(data_dir, output, *extra):
   result = run_cli("run", "--data", data_dir / "data.csv", "--spec", data_dir / "spec.yaml",
-                   "--output", output, "--fast")
+                   "--output", output, "--fast", *extra)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
   return result
 
@@ -49,7 +49,7 @@ def _run(data_dir, output):
 @pytest.fixture(scope="module")
 def sprint_run(sprint_dir, tmp_path_factory):
   output = tmp_path_factory.mktemp("sprint_run") / "run"
-  return output, _run(sprint_dir, output)
+  return output, _run(sprint_dir, output, "--non-private-twin")
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +188,10 @@ def test_released_models_carry_privacy_records_within_budget(sprint_run):
   assert together["epsilon"] == pytest.approx(
       generator["epsilon"] + privacy["artifacts"]["models/dp_classifier"]["epsilon"])
   assert "epsilon so far" in result.stdout and "steps/s" in result.stdout
+  # The non-private twin exists for comparison but is not among the released models.
+  model_run = _outputs_by_key(str(output))["DpClassifierTrainer.model_run"]["uri"]
+  assert os.path.isfile(os.path.join(model_run, "non_private_twin", "saved_model.pb"))
+  assert sorted(os.listdir(output / "models")) == ["dp_classifier", "generator"]
 
 
 def test_dp_classifier_serves_raw_clinical_features(sprint_run):
