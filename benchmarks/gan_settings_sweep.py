@@ -28,6 +28,9 @@ from trainers.dp_training import PrivacyBudget
 CANDIDATES = {
     "default": gan.GanConfig(),
     "g_lr_1e-3": gan.GanConfig(generator_learning_rate=1e-3),
+    "g_steps_2": gan.GanConfig(generator_steps=2),
+    "g_steps_3": gan.GanConfig(generator_steps=3),
+    "g_steps_2_epochs50": gan.GanConfig(generator_steps=2, epochs=50),
     "d_lr_2e-3": gan.GanConfig(discriminator_learning_rate=2e-3),
     "epochs20": gan.GanConfig(epochs=20),
     "clip_0.5": gan.GanConfig(l2_norm_clip=0.5),

@@ -44,6 +44,7 @@ class GanConfig:
   beta_1: float = 0.5
   l2_norm_clip: float = 1.0
   noise_multiplier: Optional[float] = None  # None: the smallest noise within the budget
+  generator_steps: int = 1  # generator updates per discriminator update
   label_count_noise_multiplier: float = 20.0  # the released label rate is a noisy count
   # How the discriminator's per-example gradients are clipped; each is the same exact DP
   # update. At batch 64 (benchmarks/dp_step_overhead.py) a non-private step takes 3 ms;

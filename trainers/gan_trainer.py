@@ -62,6 +62,7 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
                               record.steps, plan(config), log)
   for step, index in enumerate(training_batches(plan(config), rng), start=1):
     d_loss = d_step([tf.constant(x[index]) for x in inputs], tf.constant(labels[index]))
-    g_loss = g_step()
+    for _ in range(config.generator_steps):  # free in privacy: no real data involved
+      g_loss = g_step()
     progress.after(step, d_loss=d_loss, g_loss=g_loss)
   return TrainedGan(generator, record, config, positive_rate)
