@@ -1,0 +1,307 @@
+"""The seven algorithms, each a loop of rounds over the same model and data.
+
+Pooled baselines (`centralized`, `central_dp`) run the pure-TF steps directly; the
+federated ones run TFF iterative processes from federated/process.py. Every loop
+draws its site schedule (which sites are selected, which fail) from the config's
+seed, records what actually ran in a privacy ledger, and refuses a round that
+would take the ledger over the budget (the round is discarded, nothing released).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+from sklearn.metrics import roc_auc_score
+
+from federated import model as model_lib
+from federated import process
+from federated.accounting import Ledger, epsilon_of, solve_noise
+from federated.config import ALGORITHMS, FederatedConfig
+from federated.data import FederatedData, SiteData
+
+Log = Callable[[str], None]
+
+
+@dataclasses.dataclass
+class Result:
+  """One algorithm's outcome: final weights, curve, privacy and timing."""
+  algorithm: str
+  weights: List[np.ndarray]
+  auroc_per_round: List[float]
+  eval_rounds: List[int]
+  rounds: int
+  rounds_planned: int
+  wall_seconds: float
+  round_seconds: float
+  privacy: Dict
+  details: Dict
+
+
+def auroc(y: np.ndarray, p: np.ndarray) -> Optional[float]:
+  """AUROC, or None where one class is absent (a small site's split)."""
+  if len(np.unique(y)) < 2:
+    return None
+  return float(roc_auc_score(y, p))
+
+
+def evaluate(weights: Sequence[np.ndarray], part: SiteData) -> Dict:
+  p = model_lib.predict(weights, part.x)
+  accuracy = float(np.mean((p >= 0.5) == (part.y >= 0.5))) if part.rows else None
+  return {"auroc": auroc(part.y, p), "accuracy": accuracy, "n": part.rows}
+
+
+class _Schedule:
+  """Which sites take part in each round: selection, then simulated failures."""
+
+  def __init__(self, sites: Sequence[str], config: FederatedConfig):
+    self.sites = list(sites)
+    self.per_round = config.clients_per_round or len(sites)
+    if self.per_round > len(sites):
+      raise ValueError(f"clients_per_round {self.per_round} exceeds the {len(sites)} sites")
+    self.dropout_rate = config.dropout_rate
+    # One schedule stream per run seed, so every algorithm sees the same failures.
+    self.rng = np.random.default_rng([config.seed, 7919])
+    self.dropped = 0
+
+  def next(self) -> List[str]:
+    chosen = sorted(self.rng.choice(len(self.sites), self.per_round, replace=False))
+    alive = self.rng.random(len(chosen)) >= self.dropout_rate
+    self.dropped += int((~alive).sum())
+    return [self.sites[i] for i, ok in zip(chosen, alive) if ok]
+
+
+def _seed(config: FederatedConfig, algorithm: str, round_index: int, site: int) -> np.ndarray:
+  return np.array([config.seed * 1000 + ALGORITHMS.index(algorithm),
+                   round_index * 1000 + site], np.int64)
+
+
+class _Runner:
+  """Shared bookkeeping of one algorithm's run: curve, timing, progress lines."""
+
+  def __init__(self, algorithm: str, data: FederatedData, config: FederatedConfig, log: Log):
+    self.algorithm, self.data, self.config, self.log = algorithm, data, config, log
+    self.eval_part = data.pooled("eval")
+    self.curve: List[float] = []
+    self.curve_rounds: List[int] = []
+    self.started = time.time()
+    self.round_times: List[float] = []
+    self.progress_every = max(1, config.rounds // 5)
+
+  def after_round(self, round_index: int, weights: Sequence[np.ndarray], seconds: float,
+                  note: str = "") -> None:
+    self.round_times.append(seconds)
+    last = round_index == self.config.rounds
+    if round_index % self.config.eval_every == 0 or last:
+      self.curve.append(evaluate(weights, self.eval_part)["auroc"])
+      self.curve_rounds.append(round_index)
+    if round_index % self.progress_every == 0 or last:
+      value = self.curve[-1] if self.curve_rounds and self.curve_rounds[-1] == round_index \
+          else None
+      self.log(f"[{self.algorithm}] round {round_index}/{self.config.rounds}"
+               + (f" eval AUROC {value:.4f}" if value is not None else "")
+               + f" ({seconds:.2f} s/round){note}")
+
+  def result(self, weights, rounds_run: int, privacy: Dict, details: Dict) -> Result:
+    if not self.curve_rounds or self.curve_rounds[-1] != rounds_run:
+      self.curve.append(evaluate(weights, self.eval_part)["auroc"])
+      self.curve_rounds.append(rounds_run)
+    return Result(self.algorithm, [np.asarray(w) for w in weights], self.curve,
+                  self.curve_rounds, rounds_run, self.config.rounds,
+                  time.time() - self.started,
+                  float(np.mean(self.round_times)) if self.round_times else 0.0, privacy,
+                  details)
+
+
+def _no_privacy() -> Dict:
+  return {"epsilon": math.inf, "delta": None, "unit": "none (not private)",
+          "accountant": None}
+
+
+# --- pooled baselines (pure TF) -------------------------------------------------------
+
+def _pooled(algorithm: str, data: FederatedData, config: FederatedConfig, log: Log) -> Result:
+  runner = _Runner(algorithm, data, config, log)
+  train = data.pooled("train")
+  dp = algorithm == "central_dp"
+  weights = [tf.constant(w) for w in model_lib.initial_weights(
+      len(data.feature_names), config.model, config.hidden_units, config.seed)]
+  momentum = [tf.zeros_like(w) for w in weights]
+  q = min(1.0, config.batch_size / train.num_patients)
+  x, y = tf.constant(train.x), tf.constant(train.y)
+  patient, num_patients = tf.constant(train.patient), tf.constant(train.num_patients)
+  sigma = 0.0
+  ledger = None
+  if dp:
+    sigma = solve_noise(lambda s: epsilon_of({(q, s): config.rounds}, config.delta),
+                        config.target_epsilon)
+    ledger = Ledger(config.delta, "patient", ("pooled",))
+
+  @tf.function
+  def step(weights, momentum, seed):
+    if dp:
+      sums = model_lib.noisy_clipped_sum(weights, x, y, patient, num_patients, q, config.clip,
+                                         tf.constant(sigma * config.clip), seed)
+      direction = [-s / float(config.batch_size) for s in sums]
+    else:
+      rows = model_lib.sample_patients(patient, num_patients, q, seed)
+      direction = [-g for g in model_lib.mean_gradient(weights, tf.gather(x, rows),
+                                                       tf.gather(y, rows))]
+    return model_lib.server_momentum_step(weights, momentum, direction, config.learning_rate,
+                                          config.momentum)
+
+  rounds_run = 0
+  for r in range(1, config.rounds + 1):
+    if ledger and ledger.epsilon_after({"pooled": (q, sigma)}) > config.target_epsilon:
+      log(f"[{algorithm}] budget reached after {rounds_run} rounds; stopping")
+      break
+    t = time.time()
+    weights, momentum = step(weights, momentum, tf.constant(_seed(config, algorithm, r, 0)))
+    if ledger:
+      ledger.record({"pooled": (q, sigma)})
+    rounds_run = r
+    runner.after_round(r, [w.numpy() for w in weights], time.time() - t)
+  privacy = _no_privacy() if not dp else dict(
+      ledger.to_dict(), noise_multiplier=sigma, sampling="poisson", sampling_probability=q,
+      clip=config.clip, expected_batch=config.batch_size)
+  return runner.result([w.numpy() for w in weights], rounds_run, privacy,
+                       {"steps": rounds_run, "where": "pooled data (not achievable in practice)"})
+
+
+# --- federated algorithms (TFF) -------------------------------------------------------
+
+def _site_rates(data: FederatedData, config: FederatedConfig) -> Dict[str, float]:
+  return {s: min(1.0, config.site_batch_size / max(1, data.splits["train"][s].num_patients))
+          for s in data.sites}
+
+
+def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
+               log: Log) -> Result:
+  process.use_test_context()
+  runner = _Runner(algorithm, data, config, log)
+  schedule = _Schedule(data.sites, config)
+  train = data.splits["train"]
+  clients = {s: process.client_value(train[s]) for s in data.sites}
+  initial = model_lib.initial_weights(len(data.feature_names), config.model,
+                                      config.hidden_units, config.seed)
+  num_features = len(data.feature_names)
+  per_round = schedule.per_round
+  rates = _site_rates(data, config)
+  steps = config.local_steps
+  details: Dict = {}
+  sigma = 0.0
+  ledger: Optional[Ledger] = None
+  step_events: Callable[[List[str]], Dict[str, tuple]] = lambda active: {}
+
+  if algorithm == "fedavg":
+    client = process.local_training_step(steps, config.site_batch_size,
+                                         config.client_learning_rate, dp=False, weighted=True)
+    built = process.build_process(initial, num_features, client, process.mean_aggregator(True),
+                                  config.server_learning_rate, 0.0)
+  elif algorithm in ("local_dp", "cyclical"):
+    # Each site's patients are touched only by that site's own DP-SGD steps.
+    visits = config.rounds  # local_dp: a site runs `steps` per round; cyclical: per cycle
+    worst_q = max(rates.values())
+    sigma = solve_noise(lambda s: epsilon_of({(worst_q, s): visits * steps}, config.delta),
+                        config.target_epsilon)
+    client = process.local_training_step(steps, config.site_batch_size,
+                                         config.client_learning_rate, dp=True, clip=config.clip,
+                                         noise_multiplier=sigma)
+    server_lr = config.server_learning_rate if algorithm == "local_dp" else 1.0
+    built = process.build_process(initial, num_features, client, process.mean_aggregator(False),
+                                  server_lr, 0.0)
+    ledger = Ledger(config.delta, "patient", data.sites)
+    step_events = lambda active: {s: (rates[s], sigma) for s in active}
+    details.update(noise_multiplier=sigma, sampling="poisson (per site)",
+                   site_sampling_rates=rates, local_steps=steps, clip=config.clip,
+                   expected_site_batch=config.site_batch_size)
+  elif algorithm == "dp_fedavg":
+    sigma = solve_noise(lambda s: epsilon_of({(1.0, s): config.rounds}, config.delta),
+                        config.target_epsilon)
+    aggregator, clipping = process.dp_aggregator(sigma, per_round, config.update_clip)
+    client = process.local_training_step(steps, config.site_batch_size,
+                                         config.client_learning_rate, dp=False)
+    built = process.build_process(initial, num_features, client, aggregator,
+                                  config.server_learning_rate, 0.0)
+    ledger = Ledger(config.delta, "site (client level)", data.sites)
+    step_events = lambda active: {s: (1.0, sigma) for s in active}
+    details.update(noise_multiplier=sigma, clipping=clipping, update_clip=config.update_clip,
+                   aggregator="tff.aggregators.DifferentiallyPrivateFactory.gaussian_"
+                   + clipping, local_steps=steps,
+                   sampling="none claimed (each round a Gaussian mechanism per site)")
+  elif algorithm == "dopamine":
+    total = sum(train[s].num_patients for s in data.sites)
+    q = min(1.0, config.batch_size / total)
+    expected_active = per_round * (1.0 - config.dropout_rate)
+    # Planned for the expected survivors; the ledger records the noise actually added.
+    sigma = solve_noise(lambda s: epsilon_of(
+        {(q, s * math.sqrt(expected_active / per_round)): config.rounds}, config.delta),
+        config.target_epsilon)
+    share = sigma * config.clip / math.sqrt(per_round)
+    # The secure sum's range must hold a site's noisy sum: its sampled patients' clipped
+    # gradients (at most B x clip in total, with room for sampling) plus 8 noise sds.
+    bound = 2.0 * config.batch_size * config.clip + 8.0 * share
+    client = process.dopamine_step(q, config.clip, share)
+    built = process.build_process(initial, num_features, client,
+                                  process.secure_sum_aggregator(bound), config.learning_rate,
+                                  config.momentum, direction_scale=-1.0 / config.batch_size)
+    ledger = Ledger(config.delta, "patient", data.sites)
+    step_events = lambda active: {
+        s: (q, sigma * math.sqrt(len(active) / per_round)) for s in active}
+    details.update(noise_multiplier=sigma, noise_stddev_share=share,
+                   noise_share_rule=f"sigma * clip / sqrt({per_round})", sampling_probability=q,
+                   expected_batch=config.batch_size, clip=config.clip,
+                   aggregator="tff.aggregators.SecureSumFactory", secure_sum_bound=bound)
+  else:
+    raise ValueError(f"not a federated algorithm: {algorithm}")
+
+  state = built.initialize()
+  weights = process.weights_of(state)
+  rounds_run = 0
+  secure_clipped = 0
+  stopped = None
+  for r in range(1, config.rounds + 1):
+    t = time.time()
+    active = schedule.next()
+    repeats = steps if algorithm in ("local_dp", "cyclical") else 1
+    events = step_events(active)
+    if ledger:
+      if ledger.epsilon_after(events, repeats) > config.target_epsilon:
+        stopped = f"budget reached after {rounds_run} rounds"
+        log(f"[{algorithm}] {stopped}; stopping")
+        break
+    if active:
+      if algorithm == "cyclical":
+        for site in active:  # the model visits the surviving sites in turn
+          state, _ = built.next(state, [clients[site]],
+                                [_seed(config, algorithm, r, data.sites.index(site))])
+      else:
+        state, measurements = built.next(
+            state, [clients[s] for s in active],
+            [_seed(config, algorithm, r, data.sites.index(s)) for s in active])
+        if algorithm == "dopamine":
+          secure_clipped += int(measurements["secure_upper_clipped_count"]) + int(
+              measurements["secure_lower_clipped_count"])
+      if ledger:
+        ledger.record(events, repeats)
+    weights = process.weights_of(state)
+    rounds_run = r
+    runner.after_round(r, weights, time.time() - t,
+                       f" sites {len(active)}/{per_round}" if config.dropout_rate else "")
+  details.update(sites_per_round=per_round, site_failures=schedule.dropped,
+                 stopped_early=stopped)
+  if algorithm == "dopamine":
+    details["secure_sum_clipped_values"] = secure_clipped
+  privacy = _no_privacy() if ledger is None else dict(ledger.to_dict(), **{
+      k: v for k, v in details.items() if k in ("noise_multiplier", "sampling", "clip")})
+  return runner.result(weights, rounds_run, privacy, details)
+
+
+def run(algorithm: str, data: FederatedData, config: FederatedConfig, log: Log) -> Result:
+  if algorithm in ("centralized", "central_dp"):
+    return _pooled(algorithm, data, config, log)
+  return _federated(algorithm, data, config, log)

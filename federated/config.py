@@ -1,0 +1,95 @@
+"""Typed configuration of a federated simulation.
+
+Pure Python on purpose (no TensorFlow import): the pipeline runtime imports this
+module to build the command line of `python -m federated.simulate`, which then runs
+in the federated runtime.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import List, Tuple
+
+ALGORITHMS: Tuple[str, ...] = ("centralized", "fedavg", "central_dp", "local_dp", "dp_fedavg",
+                               "dopamine", "cyclical")
+DP_ALGORITHMS: Tuple[str, ...] = ("central_dp", "local_dp", "dp_fedavg", "dopamine", "cyclical")
+MODELS: Tuple[str, ...] = ("mlp", "logistic")
+
+
+@dataclasses.dataclass(frozen=True)
+class FederatedConfig:
+  """What to train and with which privacy budget; every field is a CLI flag.
+
+  A round means: one communication round of FedAvg-style algorithms (each selected
+  site runs `local_steps` steps), one DP-SGD step for `dopamine` and `central_dp`
+  (the sites' noisy gradient sums are added into one step), one step of pooled
+  training for `centralized`, and one full cycle over the sites for `cyclical`.
+  """
+  algorithm: str = "all"
+  rounds: int = 150
+  clients_per_round: int = 0        # 0: every site each round
+  target_epsilon: float = 3.0
+  delta: float = 1e-5
+  seed: int = 0
+  dropout_rate: float = 0.0         # chance that a selected site fails in a round
+  model: str = "mlp"
+  hidden_units: int = 16
+  clip: float = 1.0                 # per-patient gradient norm bound (DP-SGD algorithms)
+  batch_size: int = 1024            # expected pooled batch of centralized / central_dp / dopamine
+  site_batch_size: int = 64         # expected batch of a site's local steps
+  local_steps: int = 5              # local steps per round (fedavg, local_dp, dp_fedavg, cyclical)
+  learning_rate: float = 0.5        # step size of pooled and secure-sum DP-SGD (with momentum)
+  momentum: float = 0.9
+  client_learning_rate: float = 0.2  # step size of a site's local steps
+  server_learning_rate: float = 1.0  # FedAvg server step on the averaged model update
+  update_clip: float = 0.5          # dp_fedavg: bound on a site's model update (client level)
+  eval_every: int = 5               # rounds between AUROC points on the eval split
+
+  def __post_init__(self):
+    if self.algorithm not in ALGORITHMS + ("all",):
+      raise ValueError(f"algorithm must be one of {list(ALGORITHMS) + ['all']}, "
+                       f"got {self.algorithm!r}")
+    if self.model not in MODELS:
+      raise ValueError(f"model must be one of {list(MODELS)}, got {self.model!r}")
+    for name in ("rounds", "hidden_units", "batch_size", "site_batch_size", "local_steps",
+                 "eval_every"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+    if self.clients_per_round < 0:
+      raise ValueError(f"clients_per_round must be >= 0, got {self.clients_per_round}")
+    if not self.target_epsilon > 0:
+      raise ValueError(f"target_epsilon must be positive, got {self.target_epsilon}")
+    if not 0 < self.delta < 1:
+      raise ValueError(f"delta must be in (0, 1), got {self.delta}")
+    if not 0 <= self.dropout_rate < 1:
+      raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
+    for name in ("clip", "learning_rate", "client_learning_rate", "server_learning_rate",
+                 "update_clip"):
+      if not getattr(self, name) > 0:
+        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    if not 0 <= self.momentum < 1:
+      raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+
+  @property
+  def algorithms(self) -> Tuple[str, ...]:
+    return ALGORITHMS if self.algorithm == "all" else (self.algorithm,)
+
+  @classmethod
+  def fast(cls, **changes) -> "FederatedConfig":
+    """A few rounds of a small model: for tests and smoke runs, not for results."""
+    values = dict(rounds=6, hidden_units=4, batch_size=128, site_batch_size=32, local_steps=2,
+                  eval_every=2, target_epsilon=5.0, delta=1e-4)
+    values.update(changes)
+    return cls(**values)
+
+  def to_args(self) -> List[str]:
+    """The CLI flags of federated.simulate for this config (not data, spec or output)."""
+    args: List[str] = []
+    for field in dataclasses.fields(self):
+      args += [flag(field.name), repr(getattr(self, field.name))
+               if isinstance(getattr(self, field.name), float) else str(getattr(self, field.name))]
+    return args
+
+
+def flag(name: str) -> str:
+  return "--" + name.replace("_", "-")

@@ -1,0 +1,219 @@
+"""Loads a clinical table into per-site, per-split feature matrices.
+
+Two sources, the same rules as the pipeline:
+  a CSV + dataset spec (checked with the pipeline's own validation; complete-case
+    rows; patients split 8:1:1 train / eval / test by a hash of the patient id,
+    so all rows of a patient land in one split);
+  a pipeline Examples directory (CsvExampleGen output: `Split-train/`, `Split-eval/`,
+    `Split-test/` of GZIP TFRecords of raw tf.Examples), whose split is ExampleGen's
+    patient hash split; each split goes through the same validation.
+Features are scaled by the spec's public bounds and one-hot encoded over the spec's
+categories (as trainers/preprocessing.py does): nothing here depends on the data's
+statistics, so preprocessing costs no privacy. The test split is only ever used for
+the final evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import os
+import tempfile
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import pandas as pd
+
+from clinical_dp.spec import DatasetSpec, SpecError, load_spec, parse_spec
+from clinical_dp.validation import InvalidInputError, validate_table
+
+SPLITS = ("train", "eval", "test")
+_HASH_BUCKETS = {"train": 8, "eval": 1, "test": 1}  # the pipeline's SplitConfig
+
+
+class DataError(ValueError):
+  """Input that cannot be used: one line naming the file, column or rule."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SiteData:
+  """One site's rows of one split, as model inputs."""
+  x: np.ndarray             # [rows, features] float32 in [0, 1]
+  y: np.ndarray             # [rows] float32 0/1
+  patient: np.ndarray       # [rows] int32 patient index within this site and split
+  num_patients: int
+
+  @property
+  def rows(self) -> int:
+    return int(self.x.shape[0])
+
+  def max_rows_per_patient(self) -> int:
+    return int(np.bincount(self.patient).max()) if self.rows else 0
+
+
+@dataclasses.dataclass(frozen=True)
+class FederatedData:
+  """Every site's train, eval and test data, with where it came from."""
+  sites: Tuple[str, ...]
+  splits: Dict[str, Dict[str, SiteData]]   # split -> site -> data
+  feature_names: Tuple[str, ...]
+  source: str
+  spec_name: str
+
+  def pooled(self, split: str) -> SiteData:
+    parts = [self.splits[split][s] for s in self.sites if self.splits[split][s].rows]
+    offsets = np.cumsum([0] + [p.num_patients for p in parts])
+    return SiteData(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]),
+                    np.concatenate([p.patient + o for p, o in zip(parts, offsets)]).astype(
+                        np.int32), int(offsets[-1]))
+
+  def summary(self) -> Dict:
+    return {"source": self.source, "spec": self.spec_name, "features": len(self.feature_names),
+            "rows": {split: {s: self.splits[split][s].rows for s in self.sites}
+                     for split in SPLITS},
+            "patients": {split: {s: self.splits[split][s].num_patients for s in self.sites}
+                         for split in SPLITS}}
+
+
+def read_spec(path: Optional[str] = None, text: Optional[str] = None) -> DatasetSpec:
+  try:
+    spec = load_spec(path) if path else parse_spec(text, source="--spec-yaml")
+  except SpecError as e:
+    raise DataError(str(e)) from e
+  if not spec.site_column:
+    raise DataError(f"{path or '--spec-yaml'}: the spec names no site_column; federated "
+                    "learning needs the site of each row")
+  return spec
+
+
+def feature_names(spec: DatasetSpec) -> Tuple[str, ...]:
+  names: List[str] = []
+  for feature in spec.static:
+    if feature.is_categorical:
+      names += [f"{feature.name}={value}" for value in feature.values]
+    else:
+      names.append(feature.name)
+  for series in spec.series:
+    names += list(series.columns)
+  return tuple(names)
+
+
+def encode(table: pd.DataFrame, spec: DatasetSpec) -> np.ndarray:
+  """Scaled numbers and one-hot categories, by the spec's bounds and values only."""
+  columns = []
+  for feature in spec.static:
+    values = table[feature.name]
+    if feature.is_categorical:
+      columns += [(values.astype(str) == v).to_numpy(np.float32) for v in feature.values]
+    else:
+      columns.append(_scale(values, feature.min, feature.max))
+  for series in spec.series:
+    columns += [_scale(table[c], series.min, series.max) for c in series.columns]
+  return np.stack(columns, axis=1).astype(np.float32)
+
+
+def _scale(values: pd.Series, low: float, high: float) -> np.ndarray:
+  return np.clip((values.to_numpy(np.float64) - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def patient_split(patient_ids: pd.Series) -> pd.Series:
+  """train / eval / test by a hash of the patient id (8:1:1 buckets, as the pipeline)."""
+  total = sum(_HASH_BUCKETS.values())
+  def bucket(pid: str) -> str:
+    value = int.from_bytes(hashlib.sha256(pid.encode("utf-8")).digest()[:8], "big") % total
+    for split, size in _HASH_BUCKETS.items():
+      if value < size:
+        return split
+      value -= size
+    raise AssertionError("unreachable")
+  unique = pd.Series(patient_ids.unique())
+  return patient_ids.map(dict(zip(unique, unique.map(bucket))))
+
+
+def _validated(path: str, spec: DatasetSpec) -> pd.DataFrame:
+  report = validate_table(path, spec)
+  if not report.ok:
+    first = str(report.findings[0])
+    more = len(report.findings) - 1
+    raise DataError(first + (f" (and {more} more finding{'s' * (more > 1)})" if more else ""))
+  return report.table
+
+
+def _ids(table: pd.DataFrame, spec: DatasetSpec) -> pd.Series:
+  # Without an id column every row is its own patient (the spec says so).
+  if spec.id_column:
+    return table[spec.id_column].astype(str)
+  return pd.Series([f"row-{i}" for i in range(len(table))], index=table.index)
+
+
+def load_csv(path: str, spec: DatasetSpec) -> FederatedData:
+  table = _validated(path, spec)
+  split = patient_split(_ids(table, spec))
+  return _assemble({s: table[split == s] for s in SPLITS}, spec, source=path)
+
+
+def _example_rows(files: List[str]) -> pd.DataFrame:
+  import tensorflow as tf  # only this source needs TensorFlow
+  rows = []
+  for record in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator():
+    example = tf.train.Example.FromString(record)
+    row = {}
+    for name, feature in example.features.feature.items():
+      kind = feature.WhichOneof("kind")
+      values = list(getattr(feature, kind).value) if kind else []
+      value = values[0] if values else ""
+      row[name] = value.decode("utf-8") if isinstance(value, bytes) else value
+    rows.append(row)
+  return pd.DataFrame(rows)
+
+
+def load_examples(directory: str, spec: DatasetSpec) -> FederatedData:
+  """Reads ExampleGen's splits; each is validated against the spec like a CSV."""
+  if not os.path.isdir(directory):
+    raise DataError(f"{directory}: Examples directory not found")
+  tables = {}
+  with tempfile.TemporaryDirectory() as tmp:
+    for split in SPLITS:
+      files = sorted(glob.glob(os.path.join(directory, f"Split-{split}", "*")))
+      if not files:
+        raise DataError(f"{directory}: no Split-{split}/ files; expected ExampleGen output with "
+                        f"splits {list(SPLITS)}")
+      frame = _example_rows(files)
+      if frame.empty:
+        raise DataError(f"{directory}/Split-{split}: no examples")
+      csv = os.path.join(tmp, f"{split}.csv")
+      frame.to_csv(csv, index=False)
+      try:
+        tables[split] = _validated(csv, spec)
+      except DataError as e:
+        raise DataError(f"{directory}/Split-{split}: {str(e).split(': ', 1)[1]}") from e
+  return _assemble(tables, spec, source=directory)
+
+
+def _assemble(tables: Dict[str, pd.DataFrame], spec: DatasetSpec, source: str) -> FederatedData:
+  sites = sorted(set().union(*(t[spec.site_column].astype(str) for t in tables.values())))
+  if len(sites) < 2:
+    raise DataError(f"{source}: column '{spec.site_column}' has {len(sites)} site(s); "
+                    "federated learning needs at least 2")
+  if tables["train"].empty or tables["test"].empty:
+    raise DataError(f"{source}: the train or test split is empty; too few patients")
+  if spec.id_column:
+    every = pd.concat(list(tables.values()))
+    spread = every.groupby(every[spec.id_column].astype(str))[spec.site_column].nunique()
+    if (spread > 1).any():
+      raise DataError(f"{source}: column '{spec.id_column}': {int((spread > 1).sum())} "
+                      f"patient(s) have rows at several sites (e.g. {spread[spread > 1].index[0]}); "
+                      "per-site accounting needs each patient at one site")
+  splits: Dict[str, Dict[str, SiteData]] = {}
+  for split, table in tables.items():
+    splits[split] = {}
+    site_of_row = table[spec.site_column].astype(str)
+    for site in sites:
+      part = table[site_of_row == site]
+      codes, uniques = pd.factorize(_ids(part, spec))
+      splits[split][site] = SiteData(
+          encode(part, spec) if len(part) else np.zeros((0, len(feature_names(spec))),
+                                                        np.float32),
+          part[spec.label_column].to_numpy(np.float32), codes.astype(np.int32), len(uniques))
+  return FederatedData(tuple(sites), splits, feature_names(spec), source, spec.name)

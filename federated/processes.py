@@ -1,0 +1,135 @@
+"""Running TFF work in a child session and cleaning up after it.
+
+TFF's execution contexts start `worker_binary` processes that outlive Python and
+keep its stdout and stderr open, so a caller waiting on those pipes hangs. Every
+TFF run is therefore a child in a session of its own; when it ends, whatever is
+left in that session is killed. Pure Python, no TensorFlow: the pipeline runtime
+(the TFX component) uses it too.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import time
+from typing import Callable, Deque, List, Optional, Sequence
+
+
+def session_members(session_id: int) -> List[int]:
+  """Process ids in a session (read from /proc; Linux)."""
+  members = []
+  for entry in os.listdir("/proc"):
+    if not entry.isdigit():
+      continue
+    try:
+      with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
+        stat = f.read()
+    except OSError:
+      continue
+    # Fields after the command name (which may contain spaces) start after ")".
+    fields = stat[stat.rfind(")") + 2:].split()
+    if int(fields[3]) == session_id:
+      members.append(int(entry))
+  return members
+
+
+def worker_binaries() -> List[int]:
+  """Process ids of every TFF worker_binary on the machine."""
+  found = []
+  for entry in os.listdir("/proc"):
+    if entry.isdigit():
+      try:
+        with open(f"/proc/{entry}/cmdline", "rb") as f:
+          if b"worker_binary" in f.read().split(b"\0")[0]:
+            found.append(int(entry))
+      except OSError:
+        continue
+  return found
+
+
+def kill_session(session_id: int, grace_seconds: float = 3.0) -> None:
+  """SIGTERM then SIGKILL to everything left in the session."""
+  for sig in (signal.SIGTERM, signal.SIGKILL):
+    members = session_members(session_id)
+    if not members:
+      return
+    for pid in members:
+      try:
+        os.kill(pid, sig)
+      except ProcessLookupError:
+        pass
+    deadline = time.time() + grace_seconds
+    while time.time() < deadline and session_members(session_id):
+      time.sleep(0.1)
+
+
+def run_in_own_session(command: Sequence[str], on_line: Optional[Callable[[str], None]] = None,
+                       timeout: Optional[float] = None, tail_lines: int = 40,
+                       **popen_kwargs) -> "Completed":
+  """Runs `command` as a session leader, streams its merged output, kills leftovers.
+
+  Returns the exit code and the last `tail_lines` lines. The session is cleaned up
+  on every exit path (also on timeout or when the caller is interrupted).
+  """
+  tail: Deque[str] = collections.deque(maxlen=tail_lines)
+  process = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+                             **popen_kwargs)
+  started = time.time()
+  timed_out = False
+  try:
+    # The session leader's pid is the session id; reading stops at EOF, which the
+    # cleanup below forces even if a worker still holds the pipe.
+    import selectors
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    while True:
+      if timeout is not None and time.time() - started > timeout:
+        timed_out = True
+        break
+      if not selector.select(timeout=0.5):
+        if process.poll() is not None and not _has_data(process):
+          break
+        continue
+      line = process.stdout.readline()
+      if not line:
+        break
+      line = line.rstrip("\n")
+      tail.append(line)
+      if on_line:
+        on_line(line)
+    if timed_out:
+      returncode = None
+    else:
+      try:
+        returncode = process.wait(timeout=timeout)
+      except subprocess.TimeoutExpired:
+        returncode, timed_out = None, True
+  finally:
+    kill_session(process.pid)
+    if process.poll() is None:
+      process.kill()
+      process.wait()
+    process.stdout.close()
+  return Completed(returncode if not timed_out else -signal.SIGKILL, list(tail), timed_out)
+
+
+def _has_data(process) -> bool:
+  import select
+  readable, _, _ = select.select([process.stdout], [], [], 0)
+  return bool(readable)
+
+
+class Completed:
+  """The outcome of run_in_own_session."""
+
+  def __init__(self, returncode: int, tail: List[str], timed_out: bool):
+    self.returncode = returncode
+    self.tail = tail
+    self.timed_out = timed_out
+
+  @property
+  def output(self) -> str:
+    return "\n".join(self.tail)
