@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="refuse a plan over this budget; without --noise-multiplier, "
                             "solve for the smallest noise that fits")
   privacy.set_defaults(handler=_cmd_privacy)
+  from kubeflow.cli import add_kubeflow_parser  # pylint: disable=g-import-not-at-top
+  add_kubeflow_parser(commands)
   return parser
 
 

@@ -1,0 +1,74 @@
+"""Entry point of the federated step on Kubeflow, in the federated image.
+
+`python -m federated.simulate` reads the Examples directory and writes its output
+directory with local file operations; on Kubeflow both artifacts are remote URIs
+(gs://...). This stages the examples in a local directory, runs the same command line on
+local paths, and copies the results to the output artifact's URI. Local paths pass
+through untouched.
+
+Runs in the federated runtime: standard library and TensorFlow only (no TFX there).
+
+  python -m kubeflow.federated_launcher EXAMPLES_URI SPEC_YAML FEDERATED_ARGS_JSON OUTPUT_URI
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from typing import List, Optional
+from urllib.parse import urlparse
+
+
+def is_remote(uri: str) -> bool:
+  return bool(urlparse(uri).scheme)
+
+
+def copy_tree(source: str, target: str) -> int:
+  """Copies every file under source to the same relative path under target (any
+  filesystem TensorFlow can reach); returns the number of files."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  copied = 0
+  for directory, _, files in tf.io.gfile.walk(source):
+    relative = os.path.relpath(directory, source) if directory != source else ""
+    destination = os.path.join(target, relative) if relative else target
+    tf.io.gfile.makedirs(destination)
+    for name in files:
+      tf.io.gfile.copy(os.path.join(directory, name), os.path.join(destination, name),
+                       overwrite=True)
+      copied += 1
+  return copied
+
+
+def simulate_command(examples: str, spec_yaml: str, federated_args: List[str],
+                     output: str) -> List[str]:
+  """The federated step's command line, as the local FederatedStep runs it."""
+  return [sys.executable, "-m", "federated.simulate", "--examples", examples,
+          "--spec-yaml", spec_yaml, *federated_args, "--output", output]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  if len(argv) != 4:
+    print(__doc__, file=sys.stderr)
+    return 2
+  examples_uri, spec_yaml, args_json, output_uri = argv
+  federated_args = json.loads(args_json)
+  with tempfile.TemporaryDirectory(prefix="federated-step-") as scratch:
+    examples = examples_uri
+    if is_remote(examples_uri):
+      examples = os.path.join(scratch, "examples")
+      count = copy_tree(examples_uri, examples)
+      print(f"federated step: staged {count} example files from {examples_uri}", flush=True)
+    output = os.path.join(scratch, "output") if is_remote(output_uri) else output_uri
+    code = subprocess.call(simulate_command(examples, spec_yaml, federated_args, output))
+    if code == 0 and output != output_uri:
+      count = copy_tree(output, output_uri)
+      print(f"federated step: copied {count} result files to {output_uri}", flush=True)
+  return code
+
+
+if __name__ == "__main__":
+  sys.exit(main())
