@@ -33,7 +33,7 @@ class CompileResult:
   images: Dict[str, str]  # component id -> image
 
 
-def _pipeline_config(config: KubeflowConfig, training=None):
+def kubeflow_pipeline_config(config: KubeflowConfig, training=None):
   """The local pipeline's configuration with Kubeflow's data root and Beam runner."""
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from pipelines.config import BeamConfig, PipelineConfig  # pylint: disable=g-import-not-at-top
@@ -138,7 +138,7 @@ def create_kubeflow_pipeline(config: KubeflowConfig, spec: DatasetSpec, training
   (Kubeflow brings its own), GPUs on the training steps. `training` (a
   pipelines.config.TrainingConfig) defaults to the local default."""
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-  pipeline_config = _pipeline_config(config, training)
+  pipeline_config = kubeflow_pipeline_config(config, training)
   components = kubeflow_components(config, spec, pipeline_config)
   _check_no_module_files(components)
   attach_gpus(components, config.gpu)
