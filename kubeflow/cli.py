@@ -55,7 +55,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
   from pipelines.config import training_config  # pylint: disable=g-import-not-at-top
   training = training_config(args.mode, epochs=args.epochs, train_twin=args.non_private_twin)
   from kubeflow.runner import DATA_ROOT_PARAMETER, compile_pipeline  # pylint: disable=g-import-not-at-top
-  result = compile_pipeline(config, spec, args.output, training=training)
+  result = compile_pipeline(config, spec, args.output, training=training,
+                            federated=not args.no_federated)
   gpu = config.gpu
   print(f"compiled pipeline '{config.pipeline_name}' (dataset spec '{spec.name}') for "
         f"Kubeflow Pipelines: {os.path.abspath(result.output)}")
@@ -145,6 +146,9 @@ def add_kubeflow_parser(subparsers) -> None:
                         help="override the trainers' epochs")
   compile_.add_argument("--non-private-twin", action="store_true",
                         help="also train the non-private classifier for comparison")
+  compile_.add_argument("--no-federated", action="store_true",
+                        help="leave out the federated step (it runs when the spec names a "
+                             "site column)")
   compile_.set_defaults(handler=_cmd_compile)
 
   prepare = commands.add_parser(

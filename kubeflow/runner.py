@@ -33,8 +33,10 @@ class CompileResult:
   images: Dict[str, str]  # component id -> image
 
 
-def kubeflow_pipeline_config(config: KubeflowConfig, training=None):
-  """The local pipeline's configuration with Kubeflow's data root and Beam runner."""
+def kubeflow_pipeline_config(config: KubeflowConfig, training=None, federated: bool = True):
+  """The local pipeline's configuration with Kubeflow's data root and Beam runner;
+  `training` (a pipelines.config.TrainingConfig) defaults to the local default, and
+  federated=False leaves the federated step out."""
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from pipelines.config import BeamConfig, PipelineConfig  # pylint: disable=g-import-not-at-top
   # A runtime parameter, so one compiled pipeline runs on any table; CsvExampleGen's
@@ -46,6 +48,8 @@ def kubeflow_pipeline_config(config: KubeflowConfig, training=None):
                                    beam=BeamConfig(extra_args=config.beam_extra_args()))
   if training is not None:
     pipeline_config = dataclasses.replace(pipeline_config, training=training)
+  if not federated:
+    pipeline_config = dataclasses.replace(pipeline_config, federated=None)
   return pipeline_config
 
 
@@ -53,7 +57,8 @@ def kubeflow_components(config: KubeflowConfig, spec: DatasetSpec, pipeline_conf
   """create_components of the local pipeline, with the federated step as a container."""
   from pipelines.pipeline import create_components  # pylint: disable=g-import-not-at-top
   kwargs = {}
-  if "federated_step" in inspect.signature(create_components).parameters:
+  if (getattr(pipeline_config, "federated", None) is not None
+      and "federated_step" in inspect.signature(create_components).parameters):
     kwargs["federated_step"] = federated_step_builder(config.federated_image)
   return create_components(pipeline_config, spec, **kwargs)
 
@@ -133,12 +138,12 @@ def write_spec(path: str, pipeline_spec: Dict, platform: Dict, header: str) -> N
   os.replace(temporary, path)
 
 
-def create_kubeflow_pipeline(config: KubeflowConfig, spec: DatasetSpec, training=None):
+def create_kubeflow_pipeline(config: KubeflowConfig, spec: DatasetSpec, training=None,
+                             federated: bool = True):
   """The local pipeline's components as a Kubeflow pipeline: no metadata connection
-  (Kubeflow brings its own), GPUs on the training steps. `training` (a
-  pipelines.config.TrainingConfig) defaults to the local default."""
+  (Kubeflow brings its own), GPUs on the training steps."""
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-  pipeline_config = kubeflow_pipeline_config(config, training)
+  pipeline_config = kubeflow_pipeline_config(config, training, federated)
   components = kubeflow_components(config, spec, pipeline_config)
   _check_no_module_files(components)
   attach_gpus(components, config.gpu)
@@ -149,10 +154,10 @@ def create_kubeflow_pipeline(config: KubeflowConfig, spec: DatasetSpec, training
 
 
 def compile_pipeline(config: KubeflowConfig, spec: DatasetSpec, output: str,
-                     training=None) -> CompileResult:
+                     training=None, federated: bool = True) -> CompileResult:
   """Compiles the pipeline into `output` (YAML); writes nothing else."""
   from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner  # pylint: disable=g-import-not-at-top
-  pipeline = create_kubeflow_pipeline(config, spec, training)
+  pipeline = create_kubeflow_pipeline(config, spec, training, federated)
   gpu_ids = [c.id for c in pipeline.components
              if getattr(c, "platform_config", None) is not None]
   runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(

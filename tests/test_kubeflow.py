@@ -164,14 +164,16 @@ def test_no_resolver_and_no_local_paths(compiled, local_components):
 
 def test_cpu_only_compile_with_a_distributed_beam_runner(tmp_path_factory):
   """--gpu-count 0: no accelerator and no platform spec; Dataflow runs the Beam jobs on
-  workers started from the pipeline image."""
+  workers started from the pipeline image; --no-federated leaves the federated step out."""
   _, text, documents = _compile(
       tmp_path_factory, "cpu", "--image-pipeline", PIPELINE_IMAGE, "--gpu-count", "0",
       "--beam-runner", "DataflowRunner", "--beam-arg=--project=clinical-dp-test",
-      "--beam-arg=--region=europe-west4")
+      "--beam-arg=--region=europe-west4", "--no-federated")
   assert len(documents) == 1
   pipeline_spec = documents[0]
   assert "accelerator" not in text
+  images = {e["container"]["image"] for _, e in _executors(pipeline_spec).values()}
+  assert images == {PIPELINE_IMAGE}
   assert "defaultPipelineRoot" not in pipeline_spec
   assert "defaultValue" not in pipeline_spec["root"]["inputDefinitions"]["parameters"][
       "data_root"]
