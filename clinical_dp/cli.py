@@ -60,6 +60,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
   config = default_config(args.output, fast=args.fast, training=training)
   config = dataclasses.replace(config, beam=BeamConfig(
       mode=args.beam_mode, workers=args.beam_workers, extra_args=tuple(args.beam_arg)))
+  if args.no_federated:
+    config = dataclasses.replace(config, federated=None)
   summary = run_pipeline(args.data, spec, config)
   print(format_summary(summary))
   return EXIT_OK
@@ -124,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--non-private-twin", action="store_true",
                    help="also train a non-private classifier for comparison (kept in the "
                         "pipeline artifacts, never released)")
+  run.add_argument("--no-federated", action="store_true",
+                   help="leave out the federated step (it runs when the spec names a site "
+                        "column)")
   run.add_argument("--beam-mode", default="in_memory",
                    choices=["in_memory", "multi_processing", "multi_threading"])
   run.add_argument("--beam-workers", type=int, default=1)

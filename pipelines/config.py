@@ -6,6 +6,8 @@ import dataclasses
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
+from components.evaluation_report import ReportConfig, fast_report_config
+from federated.config import FederatedConfig
 from trainers import classifier_run_fn, gan_run_fn
 from trainers.classifier import ClassifierConfig
 from trainers.dp_training import PrivacyBudget
@@ -51,15 +53,17 @@ class TrainingConfig:
   synthetic_patients: int = 0  # 0: as many as the generator was trained on
   train_twin: bool = False  # non-private classifier for comparison; never released
 
-  def custom_configs(self, spec_dict: Dict[str, Any]) -> Tuple[Dict, Dict]:
-    """The GAN and classifier Trainers' custom_config (JSON-serializable)."""
-    gan = {SPEC_KEY: spec_dict, gan_run_fn.GAN_KEY: dataclasses.asdict(self.gan),
-           gan_run_fn.BUDGET_KEY: dataclasses.asdict(self.gan_budget)}
-    classifier = {SPEC_KEY: spec_dict,
-                  classifier_run_fn.CLASSIFIER_KEY: dataclasses.asdict(self.classifier),
-                  classifier_run_fn.BUDGET_KEY: dataclasses.asdict(self.classifier_budget),
-                  classifier_run_fn.TWIN_KEY: self.train_twin}
-    return gan, classifier
+  def gan_custom_config(self, spec_dict: Dict[str, Any]) -> Dict:
+    """The GAN Trainer's custom_config (JSON-serializable)."""
+    return {SPEC_KEY: spec_dict, gan_run_fn.GAN_KEY: dataclasses.asdict(self.gan),
+            gan_run_fn.BUDGET_KEY: dataclasses.asdict(self.gan_budget)}
+
+  def classifier_custom_config(self, spec_dict: Dict[str, Any], private: bool = True) -> Dict:
+    """The DP classifier's (or, private=False, its twin's) Trainer custom_config."""
+    return {SPEC_KEY: spec_dict,
+            classifier_run_fn.CLASSIFIER_KEY: dataclasses.asdict(self.classifier),
+            classifier_run_fn.BUDGET_KEY: dataclasses.asdict(self.classifier_budget),
+            classifier_run_fn.PRIVATE_KEY: private}
 
 
 def training_config(mode: str = "default", fast: bool = False, epochs: Optional[int] = None,
@@ -91,6 +95,9 @@ class PipelineConfig:
   enable_cache: bool = False
   max_patients: int = 0  # 0 keeps every patient; the fast configuration samples a subset
   training: TrainingConfig = TrainingConfig()
+  report: ReportConfig = ReportConfig()
+  # The federated step runs when the spec names a site column; None leaves it out.
+  federated: Optional[FederatedConfig] = FederatedConfig()
 
   @property
   def pipeline_root(self) -> str:
@@ -108,4 +115,6 @@ def default_config(output_dir: str, pipeline_name: str = "clinical-dp", fast: bo
   return PipelineConfig(pipeline_name=pipeline_name, output_dir=output_dir,
                         input_dir=os.path.join(output_dir, "input"),
                         max_patients=600 if fast else 0,
-                        training=training or training_config(fast=fast))
+                        training=training or training_config(fast=fast),
+                        report=fast_report_config() if fast else ReportConfig(),
+                        federated=FederatedConfig.fast() if fast else FederatedConfig())

@@ -1,12 +1,14 @@
 """The pipeline definition: a pure function from configuration to a TFX pipeline."""
 
-from typing import List
+from typing import Callable, List, Optional
 
+import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2
 
 from clinical_dp.spec import DatasetSpec
 from components.anomaly_gate import AnomalyGate
+from components.evaluation_report import SEX_COLUMN, EvaluationReport
 from components.spec_schema_gen import SpecSchemaGen
 from components.synthetic_data import SyntheticDataGen
 from pipelines.config import PipelineConfig, SplitConfig
@@ -17,6 +19,15 @@ GAN_RUN_FN = "trainers.gan_run_fn.run_fn"
 CLASSIFIER_RUN_FN = "trainers.classifier_run_fn.run_fn"
 GAN_TRAINER_ID = "GanTrainer"
 CLASSIFIER_TRAINER_ID = "DpClassifierTrainer"
+TWIN_TRAINER_ID = "NonPrivateTwinTrainer"
+EVALUATOR_ID = "Evaluator"
+REPORT_ID = "EvaluationReport"
+FEDERATED_STEP_ID = "FederatedStep"
+
+# (examples channel, spec YAML, federated.simulate flags) -> a component whose output
+# "federated_results" holds federated.json; local runs launch the federated runtime,
+# Kubeflow runs the same command in the federated image.
+FederatedStepBuilder = Callable[[object, str, List[str]], object]
 
 
 def _patient_split(splits: SplitConfig, id_column) -> example_gen_pb2.Output:
@@ -42,8 +53,40 @@ def _trainer(run_fn: str, transform, schema, custom_config, component_id: str):
       custom_config=custom_config).with_id(component_id)
 
 
-def create_components(config: PipelineConfig, spec: DatasetSpec) -> List:
-  """Ingest, statistics, spec schema, validation, gate, transform, DP trainers, synthetic data."""
+def evaluation_config(spec: DatasetSpec, with_twin: bool) -> tfma.EvalConfig:
+  """AUROC and accuracy of the DP classifier (and its twin as TFMA's baseline) on the
+  raw test patients, overall, by site and by sex where those columns exist."""
+  def model(name: str, is_baseline: bool) -> tfma.ModelSpec:
+    return tfma.ModelSpec(name=name, signature_name="serving_default",
+                          label_key=spec.label_column, prediction_key="probability",
+                          is_baseline=is_baseline)
+  slice_columns = [c for c in (spec.site_column, SEX_COLUMN)
+                   if c and c in spec.required_columns]
+  return tfma.EvalConfig(
+      model_specs=[model("candidate", False)] + ([model("baseline", True)] if with_twin else []),
+      slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[c])
+                                           for c in slice_columns],
+      metrics_specs=[tfma.MetricsSpec(metrics=[
+          tfma.MetricConfig(class_name="ExampleCount"), tfma.MetricConfig(class_name="AUC"),
+          tfma.MetricConfig(class_name="BinaryAccuracy")])])
+
+
+def _numeric_binary_label(spec: DatasetSpec) -> bool:
+  """TFMA reads the raw label column as the target: it must already be 1 / 0."""
+  return str(spec.label_positive) == "1" and str(spec.label_negative) == "0"
+
+
+def _local_federated_step(examples, spec_yaml: str, federated_args: List[str]):
+  import json  # pylint: disable=g-import-not-at-top
+  from components.federated_step import FederatedStep  # pylint: disable=g-import-not-at-top
+  return FederatedStep(examples=examples, spec_yaml=spec_yaml,
+                       federated_args=json.dumps(federated_args))
+
+
+def create_components(config: PipelineConfig, spec: DatasetSpec,
+                      federated_step: Optional[FederatedStepBuilder] = None) -> List:
+  """Ingest, statistics, spec schema, validation, gate, transform, DP trainers, synthetic
+  data, evaluation and report, and (with a site column) the federated step."""
   example_gen = tfx.components.CsvExampleGen(
       input_base=config.input_dir, output_config=_patient_split(config.splits, spec.id_column))
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
@@ -60,15 +103,46 @@ def create_components(config: PipelineConfig, spec: DatasetSpec) -> List:
       preprocessing_fn=PREPROCESSING_FN,
       custom_config={SPEC_KEY: spec.to_dict()})
   schema = anomaly_gate.outputs["validated_schema"]
-  gan_config, classifier_config = config.training.custom_configs(spec.to_dict())
-  gan_trainer = _trainer(GAN_RUN_FN, transform, schema, gan_config, GAN_TRAINER_ID)
+  training = config.training
+  gan_trainer = _trainer(GAN_RUN_FN, transform, schema,
+                         training.gan_custom_config(spec.to_dict()), GAN_TRAINER_ID)
   synthetic_data = SyntheticDataGen(generator=gan_trainer.outputs["model"],
                                     spec_yaml=spec.to_yaml(),
-                                    num_patients=config.training.synthetic_patients)
-  classifier_trainer = _trainer(CLASSIFIER_RUN_FN, transform, schema, classifier_config,
+                                    num_patients=training.synthetic_patients)
+  classifier_trainer = _trainer(CLASSIFIER_RUN_FN, transform, schema,
+                                training.classifier_custom_config(spec.to_dict()),
                                 CLASSIFIER_TRAINER_ID)
-  return [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, transform,
-          gan_trainer, synthetic_data, classifier_trainer]
+  components = [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
+                transform, gan_trainer, synthetic_data, classifier_trainer]
+  evaluator = None
+  if _numeric_binary_label(spec):
+    twin_trainer = None
+    if training.train_twin:
+      twin_trainer = _trainer(CLASSIFIER_RUN_FN, transform, schema,
+                              training.classifier_custom_config(spec.to_dict(), private=False),
+                              TWIN_TRAINER_ID)
+      components.append(twin_trainer)
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"], model=classifier_trainer.outputs["model"],
+        baseline_model=twin_trainer.outputs["model"] if twin_trainer else None,
+        example_splits=["test"],
+        eval_config=evaluation_config(spec, with_twin=twin_trainer is not None)
+    ).with_id(EVALUATOR_ID)
+    components.append(evaluator)
+  federated = None
+  if config.federated is not None and spec.site_column:
+    build = federated_step or _local_federated_step
+    federated = build(example_gen.outputs["examples"], spec.to_yaml(),
+                      config.federated.to_args()).with_id(FEDERATED_STEP_ID)
+    components.append(federated)
+  report = EvaluationReport(
+      examples=example_gen.outputs["examples"],
+      synthetic_examples=synthetic_data.outputs["synthetic_examples"],
+      generator=gan_trainer.outputs["model"], gan_run=gan_trainer.outputs["model_run"],
+      classifier=classifier_trainer.outputs["model"],
+      evaluation=evaluator.outputs["evaluation"] if evaluator else None,
+      spec_yaml=spec.to_yaml(), report_config=config.report.to_json()).with_id(REPORT_ID)
+  return components + [report]
 
 
 def create_pipeline(config: PipelineConfig, spec: DatasetSpec) -> tfx.dsl.Pipeline:

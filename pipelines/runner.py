@@ -26,12 +26,17 @@ FAILED_MARKER = "FAILED"
 SUMMARY_FILE = "run_summary.json"
 SYNTHETIC_DIR = "synthetic"
 MODELS_DIR = "models"
+REPORT_DIR = "report"
+FEDERATED_DIR = "federated"
 # Released artifacts, copied out of the TFX pipeline root: (component, output, destination).
 RELEASED = (("GanTrainer", "model", os.path.join(MODELS_DIR, "generator")),
             ("DpClassifierTrainer", "model", os.path.join(MODELS_DIR, "dp_classifier")),
             ("SyntheticDataGen", "synthetic_examples", SYNTHETIC_DIR))
-_RUN_CONTENTS = ("tfx", "input", "metadata.sqlite", SYNTHETIC_DIR, MODELS_DIR, SUMMARY_FILE,
-                 FAILED_MARKER, RUNNING_MARKER)
+# Results that are not released artifacts, copied the same way: (component, output, destination).
+RESULTS = (("EvaluationReport", "report_dir", REPORT_DIR),
+           ("FederatedStep", "federated_results", FEDERATED_DIR))
+_RUN_CONTENTS = ("tfx", "input", "metadata.sqlite", SYNTHETIC_DIR, MODELS_DIR, REPORT_DIR,
+                 FEDERATED_DIR, SUMMARY_FILE, FAILED_MARKER, RUNNING_MARKER)
 
 
 class OutputDirError(ValueError):
@@ -149,6 +154,41 @@ def collect_released(outputs: List[Dict], output_dir: str) -> Dict[str, Dict]:
   return records
 
 
+def collect_results(outputs: List[Dict], output_dir: str) -> Dict[str, str]:
+  """Copies the report and the federated results under the run directory."""
+  by_key = {(o["component"], o["name"]): o["uri"] for o in outputs}
+  copied = {}
+  for component, name, destination in RESULTS:
+    if (component, name) in by_key:
+      target = os.path.join(output_dir, destination)
+      shutil.copytree(by_key[(component, name)], target)
+      copied[destination] = target
+  return copied
+
+
+def report_headline(report_dir: str) -> Dict:
+  """The numbers `run` ends with, read back from report.json."""
+  with open(os.path.join(report_dir, "report.json")) as f:
+    report = json.load(f)
+  utility = report["utility"]
+  return {
+      "synthetic_relative_auroc": utility["synthetic_relative_to_real"],
+      "real_auroc": {m: r.get("auroc") for m, r in utility["real"].items()},
+      "synthetic_auroc": {m: r.get("auroc") for m, r in utility["synthetic"].items()},
+      "shuffled_label_control_auroc": utility["shuffled_label_control"].get("auroc"),
+      "correlation_spearman": report["fidelity"]["correlation_spearman"],
+      "membership_auroc": report["attack"]["membership_auroc"],
+      "strongest_attack": f"{report['attack']['strongest']['attack']} on "
+                          f"{report['attack']['strongest']['artifact']}",
+      "positive_control_auroc": report["attack"]["positive_control_auroc"],
+      "attack_verdict": report["headline"]["privacy"]["status"],
+      "dcr_ratio": report["disclosure"]["dcr_ratio"],
+      "exact_copies": report["disclosure"]["exact_copies"],
+      "epsilon": report["privacy"]["epsilon"], "delta": report["privacy"]["delta"],
+      "unit": report["privacy"]["unit"],
+  }
+
+
 def privacy_summary(records: Dict[str, Dict]) -> Dict:
   """Each released artifact's guarantee, and what releasing the models together costs.
 
@@ -176,7 +216,8 @@ def summarize(config: PipelineConfig, spec: DatasetSpec, prepared: PreparedInput
   outputs = read_outputs(config.metadata_path)
   statistics = [o for o in outputs if o["type"] == "ExampleStatistics"]
   records = collect_released(outputs, config.output_dir)
-  return {
+  results = collect_results(outputs, config.output_dir)
+  summary = {
       "pipeline_name": config.pipeline_name,
       "dataset": spec.name,
       "seconds": round(seconds, 1),
@@ -188,8 +229,14 @@ def summarize(config: PipelineConfig, spec: DatasetSpec, prepared: PreparedInput
       "privacy": privacy_summary(records),
       "metadata": config.metadata_path,
       "pipeline_root": config.pipeline_root,
+      "results": results,
       "artifacts": outputs,
   }
+  if REPORT_DIR in results:
+    summary["report"] = {"html": os.path.join(results[REPORT_DIR], "report.html"),
+                         "json": os.path.join(results[REPORT_DIR], "report.json"),
+                         "headline": report_headline(results[REPORT_DIR])}
+  return summary
 
 
 def format_summary(summary: Dict) -> str:
@@ -211,10 +258,33 @@ def format_summary(summary: Dict) -> str:
   if summary["released"]:
     lines.append(f"    all released together: epsilon {together['epsilon']:.3f}, delta "
                  f"{together['delta']:g} ({together['composition']})")
+  if "report" in summary:
+    lines.extend(_headline_lines(summary["report"]))
+  if FEDERATED_DIR in summary.get("results", {}):
+    lines.append(f"  federated {os.path.join(summary['results'][FEDERATED_DIR], 'federated.json')}")
   lines.append(f"  artifacts {summary['pipeline_root']} ({len(summary['artifacts'])} outputs, "
                f"listed in {SUMMARY_FILE})")
   lines.append(f"  metadata  {summary['metadata']}")
   return "\n".join(lines)
+
+
+def _headline_lines(report: Dict) -> List[str]:
+  h = report["headline"]
+  ratio = h["synthetic_relative_auroc"]
+  def auroc(value):
+    return "n/a" if value is None else f"{value:.3f}"
+  return [
+      "  report:",
+      "    utility   test AUROC trained on real / on synthetic: " + ", ".join(
+          f"{m} {auroc(h['real_auroc'][m])} / {auroc(h['synthetic_auroc'][m])}"
+          + (f" ({ratio[m]:.0%})" if ratio.get(m) is not None else "") for m in h["real_auroc"]),
+      f"              shuffled-label control AUROC {auroc(h['shuffled_label_control_auroc'])}",
+      f"    fidelity  correlation-structure Spearman {auroc(h['correlation_spearman'])}",
+      f"    privacy   epsilon {h['epsilon']:.3f} at delta {h['delta']:g} per {h['unit']}; "
+      f"strongest membership attack AUROC {h['membership_auroc']:.3f} ({h['strongest_attack']}),"
+      f" positive control {h['positive_control_auroc']:.3f}: {h['attack_verdict']}",
+      f"              DCR ratio {h['dcr_ratio']:.3f}, exact copies {h['exact_copies']}",
+      f"    report    {report['html']}"]
 
 
 def run_pipeline(data_path: str, spec: DatasetSpec, config: PipelineConfig,

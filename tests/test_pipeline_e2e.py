@@ -1,10 +1,12 @@
 """The real TFX pipeline under LocalDagRunner, checked through ML Metadata and its artifacts."""
 
+import base64
 import glob
 import json
 import os
 import subprocess
 import sys
+from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
@@ -20,7 +22,10 @@ from pipelines.metadata import read_outputs
 from tests.conftest import PROJECT_ROOT, run_cli
 
 COMPONENTS = {"CsvExampleGen", "StatisticsGen", "SpecSchemaGen", "ExampleValidator",
-              "AnomalyGate", "Transform", "GanTrainer", "SyntheticDataGen", "DpClassifierTrainer"}
+              "AnomalyGate", "Transform", "GanTrainer", "SyntheticDataGen", "DpClassifierTrainer",
+              "Evaluator", "FederatedStep", "EvaluationReport"}
+RUN_DIR_CONTENTS = [".clinical-dp-output", "federated", "input", "metadata.sqlite", "models",
+                    "report", "run_summary.json", "synthetic", "tfx"]
 
 
 def _split_examples(examples_uri, split):
@@ -62,10 +67,10 @@ def icu_run(icu_dir, tmp_path_factory):
 def test_pipeline_runs_to_the_end_and_records_every_artifact(run_fixture, request):
   output, result = request.getfixturevalue(run_fixture)
   assert "clinical-dp run finished" in result.stdout
-  assert sorted(os.listdir(output)) == sorted([".clinical-dp-output", "input", "metadata.sqlite",
-                                               "models", "run_summary.json", "synthetic", "tfx"])
+  assert sorted(os.listdir(output)) == RUN_DIR_CONTENTS
   outputs = _outputs_by_key(str(output))
-  assert {key.split(".")[0] for key in outputs} == COMPONENTS
+  twin = {"NonPrivateTwinTrainer"} if run_fixture == "sprint_run" else set()
+  assert {key.split(".")[0] for key in outputs} == COMPONENTS | twin
   assert all(o["execution_state"] == "COMPLETE" for o in outputs.values())
   for key in ("CsvExampleGen.examples", "SpecSchemaGen.schema", "ExampleValidator.anomalies",
               "Transform.transform_graph", "Transform.transformed_examples"):
@@ -189,8 +194,11 @@ def test_released_models_carry_privacy_records_within_budget(sprint_run):
       generator["epsilon"] + privacy["artifacts"]["models/dp_classifier"]["epsilon"])
   assert "epsilon so far" in result.stdout and "steps/s" in result.stdout
   # The non-private twin exists for comparison but is not among the released models.
-  model_run = _outputs_by_key(str(output))["DpClassifierTrainer.model_run"]["uri"]
-  assert os.path.isfile(os.path.join(model_run, "non_private_twin", "saved_model.pb"))
+  twin = os.path.join(_outputs_by_key(str(output))["NonPrivateTwinTrainer.model"]["uri"],
+                      "Format-Serving")
+  assert os.path.isfile(os.path.join(twin, "saved_model.pb"))
+  assert os.path.isfile(os.path.join(twin, "NOT_PRIVATE"))
+  assert not os.path.exists(os.path.join(twin, "privacy_record.json"))
   assert sorted(os.listdir(output / "models")) == ["dp_classifier", "generator"]
 
 
@@ -222,3 +230,87 @@ def test_a_plan_over_budget_stops_the_run_before_training(sprint_dir, tmp_path):
   assert "over the budget of 0.5" in result.stderr and "raise noise_multiplier" in result.stderr
   assert (output / "FAILED").exists() and not (output / "run_summary.json").exists()
   assert not (output / "synthetic").exists()
+
+
+REPORT_FIELDS = (["privacy.epsilon", "privacy.delta", "privacy.unit",
+                  "utility.shuffled_label_control.auroc", "fidelity.correlation_spearman",
+                  "attack.membership_auroc", "attack.positive_control_auroc",
+                  "disclosure.dcr_ratio", "disclosure.exact_copies"]
+                 + [f"utility.{source}.{model}.auroc" for source in ("real", "synthetic")
+                    for model in ("lr", "rf", "svm", "knn")])
+
+
+def _field(report, dotted):
+  value = report
+  for key in dotted.split("."):
+    value = value[key]
+  return value
+
+
+@pytest.mark.parametrize("run_fixture", ["sprint_run", "icu_run"])
+def test_report_has_every_documented_field_and_run_prints_its_headline(run_fixture, request):
+  output, result = request.getfixturevalue(run_fixture)
+  report = json.loads((output / "report" / "report.json").read_text())
+  for field in REPORT_FIELDS:
+    assert _field(report, field) is not None, field
+  for model in ("lr", "rf", "svm", "knn"):
+    assert 0.0 <= report["utility"]["synthetic"][model]["auroc"] <= 1.0
+    assert report["utility"]["real"][model]["auroc"] > 0.75, model  # real data is learnable
+  assert abs(report["utility"]["shuffled_label_control"]["auroc"] - 0.5) < 0.15
+  assert report["privacy"]["epsilon"] <= 1.0 and report["privacy"]["delta"] == 1e-5
+  assert report["privacy"]["unit"].startswith("patient" if run_fixture == "icu_run" else "example")
+  assert report["disclosure"]["exact_copies"] == 0
+  summary = json.loads((output / "run_summary.json").read_text())
+  html_path = summary["report"]["html"]
+  assert html_path == str(output / "report" / "report.html")
+  assert f"report    {html_path}" in result.stdout
+  assert "strongest membership attack AUROC" in result.stdout
+  assert "federated" in summary["results"]
+
+
+class _Page(HTMLParser):
+  def __init__(self):
+    super().__init__()
+    self.tags, self.images, self.links, self.text = [], [], [], []
+
+  def handle_starttag(self, tag, attrs):
+    attrs = dict(attrs)
+    self.tags.append(tag)
+    if tag == "img":
+      self.images.append(attrs.get("src", ""))
+    self.links += [v for k, v in attrs.items() if k in ("href", "src") and v and tag != "img"]
+
+  def handle_data(self, data):
+    self.text.append(data)
+
+
+def test_report_html_is_self_contained_with_the_headline_first(sprint_run):
+  output, _ = sprint_run
+  page = _Page()
+  page.feed((output / "report" / "report.html").read_text())
+  assert not {"script", "link", "iframe"} & set(page.tags) and not page.links
+  assert len(page.images) >= 4
+  for src in page.images:
+    assert src.startswith("data:image/png;base64,")
+    assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+  text = " ".join(page.text)
+  order = [text.index(heading) for heading in (
+      "Is the synthetic data useful?", "How private is it?", "Utility: train on synthetic",
+      "Fidelity", "Privacy audit", "Synthetic-record disclosure", "Federated learning",
+      "Full privacy record")]
+  assert order == sorted(order)
+
+
+def test_evaluator_scores_the_dp_classifier_and_its_twin_by_slice(sprint_run):
+  output, _ = sprint_run
+  report = json.loads((output / "report" / "report.json").read_text())
+  models = report["utility"]["dp_models"]
+  assert set(models) == {"DP classifier", "non-private twin"}
+  summary = json.loads((output / "run_summary.json").read_text())
+  for result in models.values():
+    slices = result["slices"]
+    assert slices["overall"]["examples"] == summary["split_rows"]["test"]
+    assert {"sex=F", "sex=M"} <= set(slices) and any(k.startswith("site=") for k in slices)
+    assert sum(v["examples"] for k, v in slices.items() if k.startswith("sex=")) == \
+        slices["overall"]["examples"]
+    assert 0.5 < slices["overall"]["auroc"] <= 1.0

@@ -1,11 +1,12 @@
 """TFX Trainer entry point for the DP classifier: `run_fn` on Transform's output.
 
 custom_config carries the dataset spec ("spec"), ClassifierConfig overrides
-("classifier"), the privacy budget ("budget") and whether to train the non-private
-twin ("train_twin"). The released model (serving_model_dir) answers on raw clinical
+("classifier"), the privacy budget ("budget") and whether the model is private
+("private", default true). The model (serving_model_dir) answers on raw clinical
 features: its signatures apply the Transform graph, so serving cannot drift from
-training. The twin, when asked for, goes to the run's model_run_dir, which is not a
-released artifact.
+training. The non-private twin is the same run_fn with "private" false, run by a
+Trainer of its own so that TFX's Evaluator can compare the two; it is never released
+and its directory says so instead of carrying a privacy record.
 """
 
 import dataclasses
@@ -20,8 +21,8 @@ from trainers.preprocessing import SPEC_KEY
 
 CLASSIFIER_KEY = "classifier"
 BUDGET_KEY = "budget"
-TWIN_KEY = "train_twin"
-TWIN_DIR = "non_private_twin"
+PRIVATE_KEY = "private"
+NOT_PRIVATE_FILE = "NOT_PRIVATE"
 FEATURES_SIGNATURE = "predict_features"
 
 
@@ -72,11 +73,12 @@ def export_classifier(model: tf.keras.Model, transform_output: tft.TFTransformOu
 
 
 def run_fn(fn_args) -> None:
-  """Trains the DP classifier (and, if asked, its twin) on the train split."""
+  """Trains the DP classifier (or its non-private twin) on the train split."""
   custom = fn_args.custom_config or {}
   spec = spec_from_dict(custom[SPEC_KEY])
+  private = bool(custom.get(PRIVATE_KEY, True))
   config = dataclasses.replace(classifier.ClassifierConfig(),
-                               **{**custom.get(CLASSIFIER_KEY, {}), "private": True})
+                               **{**custom.get(CLASSIFIER_KEY, {}), "private": private})
   budget = dp_training.PrivacyBudget(**custom.get(BUDGET_KEY, {}))
   transform_output = tft.TFTransformOutput(fn_args.transform_output)
   transformed = features.load_transformed(fn_args.train_files, fn_args.transform_output)
@@ -86,13 +88,13 @@ def run_fn(fn_args) -> None:
   model, record = classifier.train_classifier(x, y, config, budget,
                                               max_rows_per_patient=max_rows)
   export_classifier(model, transform_output, spec, fn_args.serving_model_dir)
+  if not private:
+    with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, NOT_PRIVATE_FILE), "w") as f:
+      f.write("non-private twin for comparison only: no privacy guarantee; never release\n")
+    return
   dp_training.write_privacy_record(
       fn_args.serving_model_dir, record, model=f"dp_{config.kind}_classifier",
       target_epsilon=budget.target_epsilon,
       noise_multiplier_source=("configured" if config.noise_multiplier is not None
                                else "solved for the target epsilon"),
       classifier_config=dataclasses.asdict(config))
-  if custom.get(TWIN_KEY):
-    twin, _ = classifier.train_classifier(x, y, dataclasses.replace(config, private=False),
-                                          budget, max_rows_per_patient=max_rows)
-    export_classifier(twin, transform_output, spec, os.path.join(fn_args.model_run_dir, TWIN_DIR))

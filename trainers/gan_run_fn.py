@@ -3,10 +3,12 @@
 custom_config carries the dataset spec ("spec"), GanConfig overrides ("gan") and the
 privacy budget ("budget"). The generator SavedModel goes to serving_model_dir with
 its privacy record beside it; the record also carries the DP label rate that the
-synthetic data component draws labels with.
+synthetic data component draws labels with. The discriminator's weights go to the
+run's model_run_dir, which is not released: the privacy audit attacks them.
 """
 
 import dataclasses
+import os
 
 from clinical_dp.spec import spec_from_dict
 from trainers import dp_training, features, gan, gan_export, gan_trainer
@@ -14,6 +16,7 @@ from trainers.preprocessing import SPEC_KEY
 
 GAN_KEY = "gan"
 BUDGET_KEY = "budget"
+DISCRIMINATOR_WEIGHTS = "discriminator/weights"  # TF checkpoint: works on gs:// too
 
 
 def run_fn(fn_args) -> None:
@@ -35,3 +38,4 @@ def run_fn(fn_args) -> None:
       noise_multiplier_source=("configured" if config.noise_multiplier is not None
                                else "solved for the target epsilon"),
       gan_config=dataclasses.asdict(trained.config))
+  trained.discriminator.save_weights(os.path.join(fn_args.model_run_dir, DISCRIMINATOR_WEIGHTS))

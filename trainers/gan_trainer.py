@@ -24,6 +24,7 @@ from trainers.features import PatientLayout
 @dataclasses.dataclass
 class TrainedGan:
   generator: tf.keras.Model
+  discriminator: tf.keras.Model  # never released; kept for the membership audit
   record: accounting.PrivacyRecord
   config: gan.GanConfig  # as trained, with the noise multiplier that was used
   positive_rate: float  # DP estimate of the training label rate
@@ -65,4 +66,4 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
     for _ in range(config.generator_steps):  # free in privacy: no real data involved
       g_loss = g_step()
     progress.after(step, d_loss=d_loss, g_loss=g_loss)
-  return TrainedGan(generator, record, config, positive_rate)
+  return TrainedGan(generator, discriminator, record, config, positive_rate)

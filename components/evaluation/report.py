@@ -1,0 +1,248 @@
+"""The report: headline verdicts, then utility, fidelity, attacks, disclosure and the
+full privacy record, as report.json and a self-contained report.html.
+
+The HTML is written for a clinician and a privacy officer: every number says what it
+is measured on, plots are embedded as data URIs, and nothing is fetched from outside.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import json
+from typing import Dict, List, Optional
+
+from components.evaluation.utility import MODEL_NAMES, MODELS
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+  """What the report calls good enough (the project's targets, issue 4)."""
+  synthetic_relative_auroc: float = 0.97  # of real-trained AUROC, for LR and RF
+  released_max_auroc: float = 0.55  # membership attacks on released artifacts
+  positive_control_min_auroc: float = 0.6  # the attacks must beat this on the control
+  correlation_spearman: float = 0.9
+
+
+def utility_verdict(utility: Dict, thresholds: Thresholds) -> Dict:
+  ratios = utility.get("synthetic_relative_to_real", {})
+  key = [ratios.get(m) for m in ("lr", "rf")]
+  if any(r is None for r in key):
+    return {"status": "unknown", "text": "utility could not be measured (see the table)"}
+  worst = min(key)
+  status = "meets target" if worst >= thresholds.synthetic_relative_auroc else "below target"
+  return {"status": status, "worst_relative_auroc": worst,
+          "text": (f"Models trained on the synthetic patients reach {ratios['lr']:.0%} "
+                   f"(logistic regression) and {ratios['rf']:.0%} (random forest) of the AUROC "
+                   f"of the same models trained on the real patients, on real held-out "
+                   f"patients (target {thresholds.synthetic_relative_auroc:.0%}).")}
+
+
+def attack_verdict(attack: Dict, thresholds: Thresholds) -> Dict:
+  control, strongest = attack["positive_control_auroc"], attack["membership_auroc"]
+  if control < thresholds.positive_control_min_auroc:
+    return {"status": "inconclusive",
+            "text": (f"Inconclusive: the attacks did not work on a deliberately overfit "
+                     f"non-private model either (AUROC {control:.2f}), so their failure on "
+                     "the released artifacts proves little.")}
+  if strongest <= thresholds.released_max_auroc:
+    return {"status": "pass",
+            "text": (f"The strongest membership attack on the released artifacts reaches "
+                     f"AUROC {strongest:.2f} (0.5 is a coin toss; target at most "
+                     f"{thresholds.released_max_auroc:.2f}), while the same attacks reach "
+                     f"{control:.2f} on a deliberately overfit model.")}
+  return {"status": "fail",
+          "text": (f"Review before release: a membership attack reaches AUROC {strongest:.2f} "
+                   f"on a released artifact (target at most {thresholds.released_max_auroc:.2f}).")}
+
+
+def _fmt(value, digits: int = 3) -> str:
+  if value is None:
+    return "n/a"
+  if isinstance(value, float):
+    return f"{value:.{digits}f}"
+  return html.escape(str(value))
+
+
+def _ci(result: Dict, key: str) -> str:
+  interval = result.get(f"{key}_ci")
+  value = result.get(key)
+  if value is None:
+    return html.escape(result.get("error", "n/a"))
+  return f"{value:.3f}" + (f" <small>({interval[0]:.3f}&ndash;{interval[1]:.3f})</small>"
+                           if interval else "")
+
+
+def _table(header: List[str], rows: List[List[str]]) -> str:
+  head = "".join(f"<th>{h}</th>" for h in header)
+  body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+  return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _image(png: Optional[bytes], alt: str) -> str:
+  if not png:
+    return ""
+  data = base64.b64encode(png).decode("ascii")
+  return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _utility_section(report: Dict, plots: Dict[str, bytes]) -> str:
+  utility = report["utility"]
+  ratios = utility["synthetic_relative_to_real"]
+  rows = [[MODEL_NAMES[m], _ci(utility["real"][m], "auroc"), _ci(utility["synthetic"][m], "auroc"),
+           _fmt(ratios[m], 2), _ci(utility["real"][m], "accuracy"),
+           _ci(utility["synthetic"][m], "accuracy")] for m in MODELS]
+  control = utility["shuffled_label_control"]
+  parts = [
+      "<h2>Utility: train on synthetic, test on real</h2>",
+      f"<p>Each model is trained once on the real training patients and once on the "
+      f"synthetic patients, then tested on the same {utility['test_patients']} real test "
+      "patients that no training, tuning or selection has seen. Brackets: 95% bootstrap "
+      "intervals over test patients.</p>",
+      _table(["model", "AUROC, trained on real", "AUROC, trained on synthetic",
+              "synthetic / real", "accuracy, real", "accuracy, synthetic"], rows),
+      f"<p><b>Shuffled-label control</b> (logistic regression on the synthetic patients with "
+      f"their labels permuted): AUROC {_ci(control, 'auroc')}. It must be near 0.5; if it "
+      "were not, the evaluation itself would be leaking labels.</p>",
+      _image(plots.get("utility"), "AUROC by model, real vs synthetic training data")]
+  models = utility.get("dp_models", {})
+  if models:
+    rows = []
+    for name, result in models.items():
+      slices = result.get("slices", {})
+      for slice_name in sorted(slices, key=lambda k: (k != "overall", k)):
+        metrics = slices[slice_name]
+        rows.append([html.escape(name), html.escape(slice_name), _fmt(metrics.get("auroc")),
+                     _fmt(metrics.get("accuracy")), _fmt(metrics.get("examples"), 0)])
+    parts += ["<h3>The DP classifier beside its non-private twin (TFX Evaluator, TFMA)</h3>",
+              "<p>On the same real test split, overall and by slice.</p>",
+              _table(["model", "slice", "AUROC", "accuracy", "test rows"], rows)]
+  return "\n".join(parts)
+
+
+def _fidelity_section(report: Dict, plots: Dict[str, bytes]) -> str:
+  fidelity = report["fidelity"]
+  marginals = sorted(fidelity["marginals"].items(),
+                     key=lambda kv: -kv[1].get("ks", kv[1].get("total_variation", 0)))
+  rows = [[html.escape(column), _fmt(m.get("ks")), _fmt(m.get("wasserstein")),
+           _fmt(m.get("total_variation"))] for column, m in marginals[:12]]
+  rate = fidelity["label_rate"]
+  return "\n".join([
+      "<h2>Fidelity: do synthetic patients look like real ones?</h2>",
+      f"<p>Correlation structure (SPRINT_gan's measure: Spearman correlation between the "
+      f"real and synthetic correlation matrices' lower triangles): "
+      f"<b>{_fmt(fidelity['correlation_spearman'])}</b> (SPRINT_gan, private: 0.879). "
+      f"Label rate: real {rate['real']:.3f}, synthetic {rate['synthetic']:.3f}.</p>",
+      _image(plots.get("trajectories"), "median trajectories by visit and class"),
+      _image(plots.get("correlation"), "correlation matrices, real and synthetic"),
+      "<h3>Per-column distributions (the 12 least alike)</h3>",
+      "<p>Kolmogorov-Smirnov statistic and Wasserstein distance (as a fraction of the "
+      "column's clinical range) for numbers, total variation for categories; 0 is "
+      "identical.</p>",
+      _table(["column", "KS", "Wasserstein", "total variation"], rows)])
+
+
+def _attack_section(report: Dict, plots: Dict[str, bytes]) -> str:
+  attack = report["attack"]
+  rows = []
+  for target, results in attack["targets"].items():
+    for name, result in results.items():
+      rows.append([html.escape(target), "yes" if target in attack["released"] else "no",
+                   html.escape(name), _fmt(result["auroc"]),
+                   _fmt(result["tpr_at_fpr"].get("0.01")),
+                   _fmt(result["tpr_at_fpr"].get("0.001")), _fmt(result["advantage"]),
+                   f"{result['members']} / {result['non_members']}"])
+  return "\n".join([
+      "<h2>Privacy audit: membership inference</h2>",
+      f"<p>{html.escape(attack['setup'])}</p>",
+      _table(["target", "released", "attack", "AUROC", "TPR at 1% FPR", "TPR at 0.1% FPR",
+              "advantage", "members / non-members"], rows),
+      _image(plots.get("attacks"), "attack AUROC per target"),
+      f"<p><b>Verdict:</b> {html.escape(report['headline']['privacy']['text'])}</p>"])
+
+
+def _disclosure_section(report: Dict) -> str:
+  d = report["disclosure"]
+  rows = [["distance to closest training record (median)", _fmt(d["dcr_synthetic_median"]),
+           _fmt(d["dcr_holdout_median"]), _fmt(d["dcr_ratio"])],
+          ["nearest / second-nearest distance ratio (median)", _fmt(d["nndr_synthetic_median"]),
+           _fmt(d["nndr_holdout_median"]), _fmt(d["nndr_ratio"])]]
+  return "\n".join([
+      "<h2>Synthetic-record disclosure</h2>",
+      "<p>Is a synthetic patient closer to a training patient than a new real patient is? "
+      "A ratio near 1 means no; well below 1 would suggest copying.</p>",
+      _table(["measure", "synthetic rows", "real held-out rows", "ratio"], rows),
+      f"<p>Exact copies of training rows among the synthetic rows: "
+      f"<b>{d['exact_copies']}</b>. Share of synthetic rows closer to a training row than "
+      f"95% of real held-out rows are: {d['share_closer_than_holdout_5th_percentile']:.3f} "
+      "(0.05 expected).</p>"])
+
+
+def _federated_section(federated: Optional[Dict]) -> str:
+  if not federated:
+    return ""
+  rows = []
+  for name, result in federated.get("algorithms", {}).items():
+    rows.append([html.escape(name), _fmt(result.get("auroc")), _fmt(result.get("accuracy")),
+                 _fmt(result.get("epsilon"), 2), _fmt(result.get("delta"), 6),
+                 html.escape(str(result.get("privacy_unit", ""))), _fmt(result.get("rounds"), 0)])
+  return "\n".join(["<h2>Federated learning across sites</h2>",
+                    "<p>Pooled real test patients of every site.</p>",
+                    _table(["algorithm", "AUROC", "accuracy", "epsilon", "delta", "unit",
+                            "rounds"], rows)])
+
+
+def _privacy_section(report: Dict) -> str:
+  parts = ["<h2>Full privacy record</h2>"]
+  for artifact, record in report["privacy"]["artifacts"].items():
+    rows = [[html.escape(k), html.escape(json.dumps(v) if isinstance(v, (dict, list)) else str(v))]
+            for k, v in record.items()]
+    parts += [f"<h3>{html.escape(artifact)}</h3>", _table(["field", "value"], rows)]
+  together = report["privacy"].get("all_released_together")
+  if together:
+    parts.append(f"<p>Released together: epsilon {together['epsilon']:.3f}, delta "
+                 f"{together['delta']:g} ({html.escape(together['composition'])}).</p>")
+  return "\n".join(parts)
+
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1000px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}td,th{border:1px solid #ccc;
+padding:.25em .6em;text-align:left;vertical-align:top}th{background:#f3f5f7}
+img{max-width:100%;display:block;margin:.8em 0}.headline{display:flex;gap:1em;flex-wrap:wrap}
+.card{flex:1 1 280px;border-radius:8px;padding:1em;border:1px solid #ccc}
+.card h2{border:none;margin:0 0 .3em 0;font-size:1.15em}.big{font-size:2em;font-weight:600}
+.pass,.meets{background:#eaf6ec;border-color:#7bc38a}.fail,.below{background:#fdf0e6;
+border-color:#e3a06b}.inconclusive,.unknown{background:#f4f4f4}small{color:#555}
+"""
+
+
+def render_html(report: Dict, plots: Dict[str, bytes]) -> str:
+  headline = report["headline"]
+  privacy = report["privacy"]
+  use, safe = headline["utility"], headline["privacy"]
+  cards = (
+      f'<div class="card {use["status"].split()[0]}"><h2>Is the synthetic data useful?</h2>'
+      f'<div class="big">{_fmt(use.get("worst_relative_auroc"), 2)}</div>'
+      f'<p>{html.escape(use["text"])}</p></div>'
+      f'<div class="card {safe["status"]}"><h2>How private is it?</h2>'
+      f'<div class="big">&epsilon; = {privacy["epsilon"]:.2f}</div>'
+      f'<p>Differential privacy: epsilon {privacy["epsilon"]:.3f} at delta {privacy["delta"]:g} '
+      f'per {html.escape(privacy["unit"])} ({html.escape(privacy["accountant"])} accountant, '
+      f'{html.escape(privacy["sampling"])} sampling) for the synthetic table. '
+      f'{html.escape(safe["text"])}</p></div>')
+  return "\n".join([
+      "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+      f"<title>clinical-dp report: {html.escape(report['dataset'])}</title>",
+      f"<style>{_STYLE}</style></head><body>",
+      f"<h1>Synthetic data and DP models for {html.escape(report['dataset'])}: "
+      "utility, fidelity and privacy</h1>",
+      f"<p><small>{html.escape(report['data_note'])}</small></p>",
+      f'<div class="headline">{cards}</div>',
+      _utility_section(report, plots), _fidelity_section(report, plots),
+      _attack_section(report, plots), _disclosure_section(report),
+      _federated_section(report.get("federated")), _privacy_section(report),
+      "</body></html>"])

@@ -1,0 +1,267 @@
+"""EvaluationReport: utility, fidelity, membership attacks and disclosure, side by side.
+
+Reads the pipeline's raw patient splits (ExampleGen), the released synthetic table,
+the released DP classifier, the generator's privacy record and the discriminator kept
+for the audit, plus, when present, TFX Evaluator's metrics (the DP classifier and its
+non-private twin) and the federated step's results. Writes `report.json` and a
+self-contained `report.html` into its output artifact.
+
+Splits: the real test split only scores models (utility); attacks use training
+patients as members and eval-split patients, which no trainer touches, as non-members.
+"""
+
+
+import dataclasses
+import json
+import os
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from tfx import v1 as tfx
+from tfx.types import artifact
+from tfx.utils import path_utils
+
+from clinical_dp.files import write_text_atomically
+from clinical_dp.spec import DatasetSpec, parse_spec
+from components.evaluation import audit, disclosure, fidelity, plots, report, utility
+from components.evaluation.audit import AuditConfig
+from components.evaluation.report import Thresholds
+from components.evaluation.utility import UtilityConfig
+from components.synthetic_data import SYNTHETIC_CSV
+from trainers import dp_training, features
+from trainers.gan_run_fn import DISCRIMINATOR_WEIGHTS
+
+REPORT_JSON = "report.json"
+REPORT_HTML = "report.html"
+SEX_COLUMN = "sex"
+
+
+class EvaluationReportArtifact(artifact.Artifact):
+  """A directory with report.json and report.html."""
+  TYPE_NAME = "ClinicalDpReport"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportConfig:
+  utility: UtilityConfig = UtilityConfig()
+  audit: AuditConfig = AuditConfig()
+  thresholds: Thresholds = Thresholds()
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self))
+
+  @classmethod
+  def from_json(cls, text: str) -> "ReportConfig":
+    raw = json.loads(text) if text else {}
+    return cls(utility=UtilityConfig(**raw.get("utility", {})),
+               audit=AuditConfig(**raw.get("audit", {})),
+               thresholds=Thresholds(**raw.get("thresholds", {})))
+
+
+def fast_report_config() -> ReportConfig:
+  """Fewer bootstrap draws and shadow models, for tests and smoke runs."""
+  return ReportConfig(utility=UtilityConfig(bootstrap_samples=50, forest_trees=50),
+                      audit=AuditConfig(shadow_models=2))
+
+
+def _value(feature: tf.train.Feature):
+  kind = feature.WhichOneof("kind")
+  values = getattr(feature, kind).value if kind else []
+  if not values:
+    return None
+  value = values[0]
+  return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def read_split(examples_uri: str, split: str, spec: DatasetSpec
+               ) -> Tuple[pd.DataFrame, List[bytes]]:
+  """One split of raw patients as a table (the input's columns) and their tf.Examples."""
+  files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
+  if not files:
+    raise FileNotFoundError(f"no examples in split '{split}' under {examples_uri}")
+  serialized = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+  rows = []
+  for record in serialized:
+    feature = tf.train.Example.FromString(record).features.feature
+    rows.append({c: _value(feature[c]) for c in spec.required_columns if c in feature})
+  return pd.DataFrame(rows, columns=spec.required_columns), serialized
+
+
+def encode(frame: pd.DataFrame, spec: DatasetSpec) -> Tuple[np.ndarray, List[np.ndarray],
+                                                            np.ndarray]:
+  inputs, labels = features.encode_table(frame, spec)
+  return features.flatten_inputs(inputs), inputs, labels.reshape(-1)
+
+
+def _records(frame: pd.DataFrame, serialized: List[bytes], spec: DatasetSpec, limit: int,
+             seed: int) -> audit.Records:
+  order = np.random.default_rng(seed).permutation(len(frame))[:limit]
+  x, inputs, y = encode(frame.iloc[order].reset_index(drop=True), spec)
+  return audit.Records(x, inputs, y, [serialized[i] for i in order])
+
+
+def tfma_slices(evaluation_uri: str) -> Dict[str, Dict[str, Dict]]:
+  """{model: {slice: {auroc, accuracy, examples}}} from TFX Evaluator's output."""
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  names = {"auc": "auroc", "binary_accuracy": "accuracy", "example_count": "examples"}
+  result: Dict[str, Dict[str, Dict]] = {}
+  for metrics in tfma.load_metrics(evaluation_uri):
+    slice_name = "overall" if not metrics.slice_key.single_slice_keys else ", ".join(
+        f"{k.column}={_slice_value(k)}" for k in metrics.slice_key.single_slice_keys)
+    for pair in metrics.metric_keys_and_values:
+      if (pair.key.name in names and not pair.key.is_diff  # is_diff: candidate - baseline
+          and not pair.key.HasField("sub_key")):
+        model = pair.key.model_name or "candidate"
+        value = pair.value.double_value.value
+        result.setdefault(model, {}).setdefault(slice_name, {})[names[pair.key.name]] = value
+  return result
+
+
+def _slice_value(key) -> str:
+  kind = key.WhichOneof("kind")
+  value = getattr(key, kind)
+  return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def privacy_section(generator_record: Dict, classifier_record: Dict) -> Dict:
+  """The synthetic table's guarantee up front (it is the generator's: post-processing)."""
+  keys = ("epsilon", "delta", "unit", "accountant", "sampling")
+  return {
+      **{k: generator_record[k] for k in keys},
+      "artifact": "synthetic table (post-processing of the DP generator)",
+      "artifacts": {"synthetic table and generator": generator_record,
+                    "dp classifier": classifier_record},
+      "all_released_together": {
+          "epsilon": generator_record["epsilon"] + classifier_record["epsilon"],
+          "delta": generator_record["delta"] + classifier_record["delta"],
+          "composition": "basic (sum) over the generator and the DP classifier"},
+  }
+
+
+def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
+                 synthetic_csv: str, generator_dir: str, classifier_dir: str,
+                 discriminator_weights: str, evaluation_uri: Optional[str] = None,
+                 federated: Optional[Dict] = None, log=print) -> Tuple[Dict, Dict[str, bytes]]:
+  """Every measurement of the report, and its figures."""
+  seed = config.audit.seed
+  train, train_serialized = read_split(examples_uri, "train", spec)
+  holdout, holdout_serialized = read_split(examples_uri, "eval", spec)
+  test, _ = read_split(examples_uri, "test", spec)
+  synthetic = pd.read_csv(synthetic_csv)
+  x_train, _, y_train = encode(train, spec)
+  x_test, _, y_test = encode(test, spec)
+  x_synthetic, _, y_synthetic = encode(synthetic, spec)
+  generator_record = dp_training.read_privacy_record(generator_dir)
+  classifier_record = dp_training.read_privacy_record(classifier_dir)
+
+  log(f"  EvaluationReport: utility ({len(train)} real training, {len(synthetic)} synthetic, "
+      f"{len(test)} real test patients)")
+  use = utility.utility_table({"real": (x_train, y_train), "synthetic": (x_synthetic, y_synthetic)},
+                              x_test, y_test, config.utility)
+  use["synthetic_relative_to_real"] = utility.relative_to_real(use, "synthetic")
+  use["shuffled_label_control"] = utility.shuffled_label_control(
+      x_synthetic, y_synthetic, x_test, y_test, config.utility)
+  use["test_patients"] = int(len(y_test))
+  use["dp_models"] = {}
+  if evaluation_uri:
+    slices = tfma_slices(evaluation_uri)
+    for model, name in (("candidate", "DP classifier"), ("baseline", "non-private twin")):
+      if model in slices:
+        use["dp_models"][name] = {"slices": slices[model]}
+
+  log("  EvaluationReport: fidelity")
+  fid = fidelity.fidelity_report(train, synthetic, spec)
+
+  log("  EvaluationReport: membership attacks (shadow models, positive control)")
+  members = _records(train, train_serialized, spec, config.audit.max_records, seed)
+  non_members = _records(holdout, holdout_serialized, spec, config.audit.max_records, seed)
+  discriminator = audit.load_discriminator(discriminator_weights, spec,
+                                           generator_record["gan_config"])
+  targets = {
+      "dp_classifier": audit.audit_dp_classifier(classifier_dir, classifier_record, members,
+                                                 non_members, x_synthetic, y_synthetic,
+                                                 config.audit),
+      "synthetic_data": audit.audit_synthetic_data(x_synthetic, members, non_members),
+      "gan_discriminator": audit.audit_discriminator(discriminator, members, non_members),
+      "positive_control": audit.audit_positive_control(members, non_members, x_synthetic,
+                                                       y_synthetic, config.audit),
+  }
+  released = ("dp_classifier", "synthetic_data")
+  strongest = max(((t, a, r) for t in released for a, r in targets[t].items()),
+                  key=lambda item: item[2]["auroc"])
+  attack = {
+      "membership_auroc": strongest[2]["auroc"],
+      "strongest": {"artifact": strongest[0], "attack": strongest[1], **strongest[2]},
+      "positive_control_auroc": max(r["auroc"] for r in targets["positive_control"].values()),
+      "released": list(released),
+      "targets": targets,
+      "thresholds": dataclasses.asdict(config.thresholds),
+      "setup": (f"Members: {len(members.y)} training patients; non-members: "
+                f"{len(non_members.y)} eval-split patients, which no model trained on. "
+                "Shadow models are trained the way the target was, on halves of the "
+                "released synthetic table. The positive control is a deliberately overfit "
+                f"non-private random forest (fully grown trees) trained on "
+                f"{min(config.audit.control_members, len(members.y))} of the members. "
+                "The GAN discriminator is not released; it is attacked because it is the "
+                "only network that saw patients."),
+  }
+
+  log("  EvaluationReport: disclosure")
+  n = min(len(x_synthetic), len(non_members.y))
+  disc = disclosure.disclosure_report(x_train, non_members.x[:n], x_synthetic[:n])
+  disc["exact_copies"] = disclosure.exact_copies(
+      train, synthetic, spec.feature_columns + [spec.label_column])
+
+  result = {
+      "dataset": spec.name,
+      "data_note": (f"Real data: {len(train)} training, {len(holdout)} eval and {len(test)} "
+                    f"test patients (split by patient). Synthetic: {len(synthetic)} patients."),
+      "privacy": privacy_section(generator_record, classifier_record),
+      "utility": use, "fidelity": fid, "attack": attack, "disclosure": disc,
+  }
+  if federated:
+    result["federated"] = federated
+  result["headline"] = {"utility": report.utility_verdict(use, config.thresholds),
+                        "privacy": report.attack_verdict(attack, config.thresholds)}
+  figures = {"utility": plots.utility_bars(use),
+             "trajectories": plots.trajectories(fid, spec.label_column),
+             "correlation": plots.correlation_matrices(fid),
+             "attacks": plots.attack_bars(attack)}
+  return result, figures
+
+
+def write_report(result: Dict, figures: Dict[str, bytes], directory: str) -> Tuple[str, str]:
+  os.makedirs(directory, exist_ok=True)
+  html_path = write_text_atomically(os.path.join(directory, REPORT_HTML),
+                                    report.render_html(result, figures))
+  json_path = write_text_atomically(os.path.join(directory, REPORT_JSON),
+                                    json.dumps(result, indent=2, default=float))
+  return json_path, html_path
+
+
+@tfx.dsl.components.component
+def EvaluationReport(  # pylint: disable=invalid-name
+    examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
+    synthetic_examples: tfx.dsl.components.InputArtifact[
+        tfx.types.standard_artifacts.Examples],
+    generator: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
+    gan_run: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelRun],
+    classifier: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
+    report_dir: tfx.dsl.components.OutputArtifact[EvaluationReportArtifact],
+    spec_yaml: tfx.dsl.components.Parameter[str],
+    report_config: tfx.dsl.components.Parameter[str] = "",
+    evaluation: tfx.dsl.components.InputArtifact[
+        tfx.types.standard_artifacts.ModelEvaluation] = None,
+) -> None:
+  """Writes report.json and report.html for the run."""
+  spec = parse_spec(spec_yaml)
+  result, figures = build_report(
+      spec, ReportConfig.from_json(report_config), examples.uri,
+      os.path.join(synthetic_examples.uri, SYNTHETIC_CSV),
+      path_utils.serving_model_path(generator.uri),
+      path_utils.serving_model_path(classifier.uri),
+      os.path.join(gan_run.uri, DISCRIMINATOR_WEIGHTS),
+      evaluation_uri=evaluation.uri if evaluation else None)
+  write_report(result, figures, report_dir.uri)

@@ -1,0 +1,58 @@
+"""The membership attacks work (positive control) before they are trusted on DP models."""
+
+import numpy as np
+import pytest
+
+from clinical_dp.simulators import simulate
+from components.evaluation import audit
+from trainers import classifier, features
+from trainers.dp_training import PrivacyBudget
+
+CONFIG = audit.AuditConfig(shadow_models=4, control_members=200)
+
+
+def _records(frame, spec):
+  inputs, labels = features.encode_table(frame, spec)
+  return audit.Records(features.flatten_inputs(inputs), inputs, labels.reshape(-1),
+                       [b""] * len(frame))
+
+
+@pytest.fixture(scope="module")
+def icu_patients():
+  frame, spec = simulate("icu", patients=1400, sites=4, seed=3)
+  frame = frame.drop_duplicates(spec.id_column).reset_index(drop=True)
+  return (_records(frame.iloc[:400], spec), _records(frame.iloc[400:800], spec),
+          _records(frame.iloc[800:], spec))
+
+
+def test_attacks_expose_the_overfit_control(icu_patients):
+  members, non_members, reference = icu_patients
+  result = audit.audit_positive_control(members, non_members, reference.x, reference.y, CONFIG)
+  assert result["loss_threshold"]["auroc"] > 0.55, result
+  assert result["lira_offline"]["auroc"] > 0.65, result
+  assert result["loss_threshold"]["members"] == 200
+
+
+def test_attacks_stay_near_chance_on_a_dp_model(icu_patients):
+  members, non_members, reference = icu_patients
+  config = classifier.ClassifierConfig(epochs=5, noise_multiplier=2.0)
+  model, _ = classifier.train_classifier(members.x, members.y, config,
+                                         PrivacyBudget(target_epsilon=100, delta=1e-4),
+                                         log=lambda _: None)
+  shadows = audit.shadow_confidences(
+      lambda x, y: classifier.train_classifier(x, y, config,
+                                               PrivacyBudget(target_epsilon=100, delta=1e-4),
+                                               log=lambda _: None)[0],
+      reference.x, reference.y, len(members.y), [members, non_members], CONFIG)
+  result = audit.model_attacks(lambda r: audit.keras_probabilities(model, r.x), members,
+                               non_members, shadows)
+  for attack in result.values():
+    assert attack["auroc"] < 0.6, result
+
+
+def test_synthetic_copies_of_members_are_caught(icu_patients):
+  members, non_members, _ = icu_patients
+  rng = np.random.default_rng(0)
+  leaked = members.x + rng.normal(0, 1e-3, members.x.shape)
+  result = audit.audit_synthetic_data(leaked, members, non_members)
+  assert result["distance_to_synthetic"]["auroc"] > 0.95

@@ -1,0 +1,154 @@
+"""Evaluation metrics on hand-made data whose answers are known."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clinical_dp.spec import DatasetSpec, SeriesFeature, StaticFeature
+from components.evaluation import attacks, disclosure, fidelity, utility
+
+FAST = utility.UtilityConfig(bootstrap_samples=100, forest_trees=30)
+
+
+def _separable(n, rng, noise=0.0):
+  x = rng.uniform(0, 1, size=(n, 3))
+  y = (x[:, 0] + noise * rng.normal(size=n) > 0.5).astype(int)
+  return x, y
+
+
+def test_auroc_and_bootstrap_interval_on_known_scores():
+  y = np.array([0, 0, 1, 1])
+  assert utility.auroc(y, np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
+  assert utility.auroc(y, np.array([0.9, 0.8, 0.2, 0.1])) == 0.0
+  assert utility.auroc(y, np.array([0.1, 0.4, 0.35, 0.8])) == 0.75
+  rng = np.random.default_rng(0)
+  y = rng.integers(0, 2, 400)
+  scores = y + rng.normal(0, 1.0, 400)
+  low, high = utility.bootstrap_interval(y, scores, utility.auroc, FAST)
+  assert low < utility.auroc(y, scores) < high and high - low < 0.15
+
+
+@pytest.mark.parametrize("model", utility.MODELS)
+def test_every_model_learns_a_separable_rule_and_fails_on_shuffled_labels(model):
+  rng = np.random.default_rng(1)
+  x, y = _separable(600, rng)
+  x_test, y_test = _separable(300, rng)
+  learned = utility.train_and_test(model, x, y, x_test, y_test, FAST)
+  assert learned["auroc"] > 0.95 and learned["accuracy"] > 0.9
+  assert learned["auroc_ci"][0] <= learned["auroc"] <= learned["auroc_ci"][1]
+  # One permutation can land far from 0.5 (a noise fit still has a direction); many cannot.
+  shuffled = [utility.train_and_test(model, x, rng.permutation(y), x_test, y_test, FAST)["auroc"]
+              for _ in range(20)]
+  assert abs(np.mean(shuffled) - 0.5) < 0.1
+
+
+def test_shuffled_label_control_scores_at_chance_and_single_class_data_is_reported():
+  rng = np.random.default_rng(2)
+  x, y = _separable(800, rng)
+  x_test, y_test = _separable(400, rng)
+  control = utility.shuffled_label_control(x, y, x_test, y_test, FAST)
+  assert abs(control["auroc"] - 0.5) < 0.1, control
+  assert control["permutations"] == 20 and control["auroc_ci"][0] < 0.5 < control["auroc_ci"][1]
+  only_one = utility.train_and_test("lr", x, np.ones_like(y), x_test, y_test, FAST)
+  assert "only label [1]" in only_one["error"]
+  table = utility.utility_table({"real": (x, y), "synthetic": (x, np.ones_like(y))},
+                                x_test, y_test, FAST)
+  assert utility.relative_to_real(table, "synthetic") == {m: None for m in utility.MODELS}
+
+
+def test_relative_to_real_is_the_auroc_ratio():
+  table = {"real": {m: {"auroc": 0.9} for m in utility.MODELS},
+           "synthetic": {m: {"auroc": 0.81} for m in utility.MODELS}}
+  assert utility.relative_to_real(table, "synthetic")["lr"] == pytest.approx(0.9)
+
+
+def test_marginal_distances_on_known_distributions():
+  values = np.linspace(0, 10, 1001)
+  same = fidelity.numeric_marginal(values, values, 0, 100)
+  assert same == {"ks": 0.0, "wasserstein": 0.0}
+  shifted = fidelity.numeric_marginal(values, values + 10, 0, 100)
+  assert shifted["wasserstein"] == pytest.approx(0.1)
+  assert shifted["ks"] == pytest.approx(1.0, abs=0.01)
+  assert fidelity.total_variation(list("aabb"), list("aabb"), "ab") == 0.0
+  assert fidelity.total_variation(list("aabb"), list("aaab"), "ab") == pytest.approx(0.25)
+  assert fidelity.total_variation(list("aa"), list("bb"), "ab") == 1.0
+
+
+def test_correlation_agreement_is_one_for_the_same_structure_and_low_for_another():
+  rng = np.random.default_rng(3)
+  base = rng.normal(size=(2000, 1))
+  real = pd.DataFrame(np.hstack([base + rng.normal(0, s, (2000, 1)) for s in (0.2, 0.5, 1, 2)]),
+                      columns=list("abcd"))
+  resampled = pd.DataFrame(np.hstack([base + rng.normal(0, s, (2000, 1))
+                                      for s in (0.2, 0.5, 1, 2)]), columns=list("abcd"))
+  assert fidelity.correlation_agreement(real, resampled)["spearman"] == pytest.approx(1.0)
+  reversed_noise = pd.DataFrame(np.hstack([base + rng.normal(0, s, (2000, 1))
+                                           for s in (2, 1, 0.5, 0.2)]), columns=list("abcd"))
+  assert fidelity.correlation_agreement(real, reversed_noise)["spearman"] < 0
+  constant = real.assign(d=1.0)
+  result = fidelity.correlation_agreement(constant, resampled)
+  assert result["left_out_constant"] == ["d"]
+
+
+def _trajectory_spec():
+  return DatasetSpec(name="t", label_column="y",
+                     static=(StaticFeature("sex", "categorical", values=("F", "M")),),
+                     series=(SeriesFeature("sbp", 60, 260, ("sbp_1", "sbp_2")),))
+
+
+def test_median_trajectories_per_class():
+  table = pd.DataFrame({"y": [0, 0, 0, 1, 1], "sex": list("FMFMF"),
+                        "sbp_1": [100, 110, 120, 150, 160], "sbp_2": [90, 95, 200, 140, 130]})
+  result = fidelity.median_trajectories(table, _trajectory_spec())
+  assert result == {"sbp": {"0": [110.0, 95.0], "1": [155.0, 135.0]}}
+  report = fidelity.fidelity_report(table, table, _trajectory_spec())
+  assert report["marginals"]["sex"]["total_variation"] == 0.0
+  assert report["label_rate"] == {"real": 0.4, "synthetic": 0.4}
+
+
+def test_attack_metrics_on_separated_overlapping_and_known_scores():
+  separated = attacks.attack_metrics(np.arange(100, 200), np.arange(0, 100))
+  assert separated["auroc"] == 1.0 and separated["tpr_at_fpr"]["0.01"] == 1.0
+  assert separated["advantage"] == 1.0
+  rng = np.random.default_rng(4)
+  same = attacks.attack_metrics(rng.normal(size=5000), rng.normal(size=5000))
+  assert abs(same["auroc"] - 0.5) < 0.03 and same["tpr_at_fpr"]["0.01"] < 0.03
+  # 100 non-members 0..99: the 1% threshold is 99, so members above it are flagged.
+  assert attacks.tpr_at_fpr(np.array([50, 99.5, 120, 130]), np.arange(100.0), 0.01) == 0.75
+
+
+def test_loss_and_lira_scores():
+  p = np.array([0.9, 0.9, 0.2])
+  y = np.array([1, 0, 0])
+  np.testing.assert_allclose(attacks.loss_scores(p, y), np.log([0.9, 0.1, 0.8]))
+  np.testing.assert_allclose(attacks.logit_confidence(p, y),
+                             [np.log(9), -np.log(9), np.log(4)])
+  shadows = np.array([[0.0, 1.0], [2.0, 3.0]])  # mean (1, 2), std (1, 1)
+  np.testing.assert_allclose(attacks.offline_lira_scores(np.array([3.0, 2.0]), shadows),
+                             [2 / 1.001, 0.0])
+
+
+def test_distance_attack_finds_copied_members():
+  rng = np.random.default_rng(5)
+  members, non_members = rng.uniform(size=(200, 5)), rng.uniform(size=(200, 5))
+  leaked = members + rng.normal(0, 0.001, members.shape)  # a "generator" that copies
+  result = attacks.attack_metrics(attacks.distance_scores(members, leaked),
+                                  attacks.distance_scores(non_members, leaked))
+  assert result["auroc"] > 0.99
+  fresh = rng.uniform(size=(200, 5))  # drawn like the patients, copying no one
+  result = attacks.attack_metrics(attacks.distance_scores(members, fresh),
+                                  attacks.distance_scores(non_members, fresh))
+  assert abs(result["auroc"] - 0.5) < 0.1
+
+
+def test_disclosure_flags_copies_and_passes_fresh_samples():
+  rng = np.random.default_rng(6)
+  train, holdout = rng.uniform(size=(1000, 4)), rng.uniform(size=(300, 4))
+  fresh = disclosure.disclosure_report(train, holdout, rng.uniform(size=(300, 4)))
+  assert 0.8 < fresh["dcr_ratio"] < 1.25 and 0.8 < fresh["nndr_ratio"] < 1.25
+  copied = disclosure.disclosure_report(train, holdout, train[:300])
+  assert copied["dcr_synthetic_median"] == 0.0 and copied["dcr_ratio"] == 0.0
+  assert copied["share_closer_than_holdout_5th_percentile"] == 1.0
+  frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": ["x", "y", "z"]})
+  synthetic = pd.DataFrame({"a": [1.00001, 2.5, 3.0], "b": ["x", "y", "q"]})
+  assert disclosure.exact_copies(frame, synthetic, ["a", "b"]) == 1
