@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from typing import List, Optional
@@ -63,7 +62,11 @@ def main(argv: Optional[List[str]] = None) -> int:
       count = copy_tree(examples_uri, examples)
       print(f"federated step: staged {count} example files from {examples_uri}", flush=True)
     output = os.path.join(scratch, "output") if is_remote(output_uri) else output_uri
-    code = subprocess.call(simulate_command(examples, spec_yaml, federated_args, output))
+    # TFF's worker processes outlive the simulation holding its stdout; in a session of
+    # its own the run is cleaned up when it ends, so the step's pod does not hang.
+    from federated.processes import run_in_own_session  # pylint: disable=import-outside-toplevel
+    code = run_in_own_session(simulate_command(examples, spec_yaml, federated_args, output),
+                              on_line=lambda line: print(line, flush=True)).returncode
     if code == 0 and output != output_uri:
       count = copy_tree(output, output_uri)
       print(f"federated step: copied {count} result files to {output_uri}", flush=True)

@@ -3,11 +3,13 @@ every component of the local pipeline, GPUs and GPU nodes for the training steps
 federated step in its own image, no Resolver and no local path; the Dockerfiles install
 exactly the lock files."""
 
+import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
+import zlib
 
 import pytest
 import yaml
@@ -291,6 +293,71 @@ def test_cuda_wheels_follow_the_locked_tensorflow(python, lock):
   assert pins and all(p.startswith("nvidia-") for p in pins), pins
   cuda = "cu12" if version.startswith("2.16") else "cu11"
   assert any(p.startswith(f"nvidia-cudnn-{cuda}==") for p in pins), pins
+
+
+# The federated step's entry point, in the federated runtime, on artifacts behind a
+# filesystem URI (TensorFlow's in-memory ram://, standing in for gs://).
+LAUNCHER_SCRIPT = """
+import json, sys
+import tensorflow as tf
+from kubeflow import federated_launcher
+examples, spec_yaml, args = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3]
+federated_launcher.copy_tree(examples, "ram://artifacts/examples")
+code = federated_launcher.main(["ram://artifacts/examples", spec_yaml, args,
+                                "ram://artifacts/results"])
+files = sorted(os.path.relpath(os.path.join(d, f), "ram://artifacts/results")
+               for d, _, names in tf.io.gfile.walk("ram://artifacts/results") for f in names)
+results = json.loads(tf.io.gfile.GFile("ram://artifacts/results/federated.json").read())
+print("LAUNCHER " + json.dumps({"code": code, "files": files,
+                                "algorithms": sorted(results["algorithms"])}))
+""".replace("import json, sys", "import json, os, sys")
+
+
+def _write_examples(table, directory, id_column):
+  """The table as ExampleGen writes it: gzipped tf.Examples under Split-<name>/."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  split_of = {0: "test", 1: "eval"}
+  for split in ("train", "eval", "test"):
+    os.makedirs(os.path.join(directory, f"Split-{split}"))
+  writers = {split: tf.io.TFRecordWriter(
+      os.path.join(directory, f"Split-{split}", "data_tfrecord-00000-of-00001.gz"),
+      options="GZIP") for split in ("train", "eval", "test")}
+  for _, row in table.iterrows():
+    features = {}
+    for column, value in row.items():
+      if isinstance(value, str):
+        features[column] = tf.train.Feature(bytes_list=tf.train.BytesList(
+            value=[value.encode()]))
+      else:
+        features[column] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+    split = split_of.get(zlib.crc32(str(row[id_column]).encode()) % 10, "train")
+    writers[split].write(tf.train.Example(
+        features=tf.train.Features(feature=features)).SerializeToString())
+  for writer in writers.values():
+    writer.close()
+
+
+def test_federated_launcher_runs_the_simulation_on_remote_artifacts(tmp_path):
+  """Examples staged from the artifact URI, federated.simulate run on them in a session
+  of its own (no TFF worker left behind), results and DP models copied to the output
+  artifact's URI."""
+  from clinical_dp.simulators import simulate, write_simulated  # pylint: disable=g-import-not-at-top
+  from clinical_dp.validation import validate_table  # pylint: disable=g-import-not-at-top
+  from tests.federated.conftest import run_child  # pylint: disable=g-import-not-at-top
+  frame, spec = simulate("sprint", patients=400, sites=3, seed=5)
+  data_path, spec_path = write_simulated(str(tmp_path / "table"), frame, spec)
+  table = validate_table(data_path, spec).table[spec.required_columns]
+  _write_examples(table, str(tmp_path / "examples"), spec.id_column)
+  args = json.dumps(["--algorithm", "dp_fedavg", "--rounds", "2"])
+  completed = run_child(["-c", LAUNCHER_SCRIPT, tmp_path / "examples", spec_path, args])
+  assert completed.returncode == 0, completed.output
+  line = [l for l in completed.tail if l.startswith("LAUNCHER ")][-1]
+  outcome = json.loads(line[len("LAUNCHER "):])
+  assert outcome["code"] == 0
+  assert outcome["algorithms"] == ["dp_fedavg"]
+  assert "federated.json" in outcome["files"]
+  assert any(f.startswith("models/dp_fedavg/") and f.endswith("saved_model.pb")
+             for f in outcome["files"]), outcome["files"]
 
 
 def test_federated_launcher_stages_remote_artifacts_only(tmp_path):
