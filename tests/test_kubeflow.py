@@ -83,11 +83,17 @@ def _executors(pipeline_spec):
 
 
 def test_output_is_a_kfp_pipeline_spec_with_a_platform_spec(compiled):
-  _, _, documents = compiled
+  output, _, documents = compiled
   assert len(documents) == 2
   pipeline_spec, platform = documents
   json_format.ParseDict(pipeline_spec, pipeline_spec_pb2.PipelineSpec())
   json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec())
+  # The KFP SDK reads the file as a pipeline, platform spec included.
+  from kfp import components  # pylint: disable=g-import-not-at-top
+  loaded = components.load_component_from_file(str(output))
+  assert set(loaded.pipeline_spec.root.dag.tasks) == set(pipeline_spec["root"]["dag"]["tasks"])
+  assert list(loaded.platform_spec.platforms) == ["kubernetes"]
+  assert list(loaded.component_spec.inputs) == ["data_root"]
   assert pipeline_spec["schemaVersion"] == "2.1.0"
   assert pipeline_spec["pipelineInfo"]["name"] == "clinical-dp"
   assert pipeline_spec["defaultPipelineRoot"] == PIPELINE_ROOT
