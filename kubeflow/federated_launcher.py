@@ -20,6 +20,8 @@ import tempfile
 from typing import List, Optional
 from urllib.parse import urlparse
 
+RESULTS_FILE = "federated.json"  # written last by federated.simulate: the run finished
+
 
 def is_remote(uri: str) -> bool:
   return bool(urlparse(uri).scheme)
@@ -67,6 +69,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     from federated.processes import run_in_own_session  # pylint: disable=import-outside-toplevel
     code = run_in_own_session(simulate_command(examples, spec_yaml, federated_args, output),
                               on_line=lambda line: print(line, flush=True)).returncode
+    if code == 0 and not os.path.exists(os.path.join(output, RESULTS_FILE)):
+      print(f"federated step: federated.simulate wrote no {RESULTS_FILE}", file=sys.stderr)
+      code = 1
     if code == 0 and output != output_uri:
       count = copy_tree(output, output_uri)
       print(f"federated step: copied {count} result files to {output_uri}", flush=True)

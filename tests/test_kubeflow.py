@@ -385,3 +385,8 @@ def test_federated_launcher_stages_remote_artifacts_only(tmp_path):
   assert command[1:] == ["-m", "federated.simulate", "--examples", "E", "--spec-yaml",
                          "name: x", "--rounds", "3", "--output", "O"]
   assert command[0] == sys.executable
+  # The same command line as the local FederatedStep (which needs TFX, so the launcher in
+  # the federated image cannot import it).
+  from components import federated_step  # pylint: disable=g-import-not-at-top
+  assert command == federated_step.simulate_command(sys.executable, "E", "name: x",
+                                                    ["--rounds", "3"], "O")
