@@ -7,7 +7,6 @@ through clinical_dp.cli's handling of ValueError).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 
 from kubeflow.config import (DIRECT_RUNNER, DISTRIBUTED_RUNNERS, GpuConfig, KubeflowConfig,
@@ -81,19 +80,19 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 
 def _cmd_prepare_data(args: argparse.Namespace) -> int:
-  """Validates a table and writes it as the pipeline reads it (as `clinical-dp run`
-  does before a local run), for upload to the data root."""
+  """Validates a table and writes it as the pipeline reads it (what `clinical-dp run`
+  writes before a local run), for upload to the data root. No TensorFlow needed."""
   from clinical_dp.spec import load_spec  # pylint: disable=g-import-not-at-top
-  from pipelines.config import default_config  # pylint: disable=g-import-not-at-top
-  from pipelines.runner import load_valid_table, prepare_input  # pylint: disable=g-import-not-at-top
+  from clinical_dp.validation import (InvalidInputError, validate_table,  # pylint: disable=g-import-not-at-top
+                                      write_prepared_input)
   spec = load_spec(args.spec)
-  report = load_valid_table(args.data, spec)
-  config = dataclasses.replace(default_config(args.out), input_dir=os.path.abspath(args.out))
-  prepared = prepare_input(report, spec, config)
-  print(f"{args.data}: valid against spec '{spec.name}'; wrote {prepared.prepared_csv} "
-        f"({prepared.rows_used} rows, {prepared.rows_dropped_missing} dropped for missing "
-        f"values)\n  upload it to the data root, e.g. gsutil cp {prepared.prepared_csv} "
-        "gs://BUCKET/clinical-dp/data/")
+  report = validate_table(args.data, spec)
+  if not report.ok:
+    raise InvalidInputError(report.findings)
+  prepared = write_prepared_input(report.table, spec, args.out)
+  print(f"{args.data}: valid against spec '{spec.name}'; wrote {prepared} ({len(report.table)} "
+        f"rows, {report.dropped_rows} dropped for missing values)\n  upload it to the data "
+        f"root, e.g. gsutil cp {prepared} gs://BUCKET/clinical-dp/data/")
   return 0
 
 

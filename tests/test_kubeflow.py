@@ -228,6 +228,28 @@ def test_cli_refuses_a_non_yaml_output(tmp_path):
   assert "--output must be a .yaml file" in result.stderr
 
 
+def test_prepare_data_writes_the_validated_table_or_nothing(sprint_dir, tmp_path):
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  from clinical_dp.spec import load_spec  # pylint: disable=g-import-not-at-top
+  spec = load_spec(str(sprint_dir / "spec.yaml"))
+  result = run_cli("kubeflow", "prepare-data", "--data", sprint_dir / "data.csv", "--spec",
+                   sprint_dir / "spec.yaml", "--out", tmp_path / "data", timeout=120)
+  assert result.returncode == 0, result.stderr
+  prepared = pd.read_csv(tmp_path / "data" / "data.csv")
+  raw = pd.read_csv(sprint_dir / "data.csv")
+  assert list(prepared.columns) == spec.required_columns
+  assert len(prepared) == len(raw[spec.required_columns].dropna()) > 0
+  assert not prepared.isna().any().any()
+  broken = raw.copy()
+  broken.loc[0, "age"] = "sixty"
+  broken.to_csv(tmp_path / "broken.csv", index=False)
+  result = run_cli("kubeflow", "prepare-data", "--data", tmp_path / "broken.csv", "--spec",
+                   sprint_dir / "spec.yaml", "--out", tmp_path / "broken", timeout=120)
+  assert result.returncode == EXIT_INVALID
+  assert "column 'age'" in result.stderr
+  assert not (tmp_path / "broken").exists()
+
+
 # --- images ---------------------------------------------------------------------------
 
 def _lock(name):
