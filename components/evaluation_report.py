@@ -29,6 +29,7 @@ from components.evaluation import audit, disclosure, fidelity, plots, report, ut
 from components.evaluation.audit import AuditConfig
 from components.evaluation.report import Thresholds
 from components.evaluation.utility import UtilityConfig
+from components.federated_step import RESULTS_FILE, FederatedResults
 from components.synthetic_data import SYNTHETIC_CSV
 from trainers import dp_training, features
 from trainers.gan_run_fn import DISCRIMINATOR_WEIGHTS
@@ -232,6 +233,11 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
   return result, figures
 
 
+def read_federated(uri: str) -> Dict:
+  with tf.io.gfile.GFile(os.path.join(uri, RESULTS_FILE)) as f:
+    return json.load(f)
+
+
 def write_report(result: Dict, figures: Dict[str, bytes], directory: str) -> Tuple[str, str]:
   os.makedirs(directory, exist_ok=True)
   html_path = write_text_atomically(os.path.join(directory, REPORT_HTML),
@@ -254,6 +260,7 @@ def EvaluationReport(  # pylint: disable=invalid-name
     report_config: tfx.dsl.components.Parameter[str] = "",
     evaluation: tfx.dsl.components.InputArtifact[
         tfx.types.standard_artifacts.ModelEvaluation] = None,
+    federated_results: tfx.dsl.components.InputArtifact[FederatedResults] = None,
 ) -> None:
   """Writes report.json and report.html for the run."""
   spec = parse_spec(spec_yaml)
@@ -263,5 +270,6 @@ def EvaluationReport(  # pylint: disable=invalid-name
       path_utils.serving_model_path(generator.uri),
       path_utils.serving_model_path(classifier.uri),
       os.path.join(gan_run.uri, DISCRIMINATOR_WEIGHTS),
-      evaluation_uri=evaluation.uri if evaluation else None)
+      evaluation_uri=evaluation.uri if evaluation else None,
+      federated=read_federated(federated_results.uri) if federated_results else None)
   write_report(result, figures, report_dir.uri)

@@ -141,6 +141,7 @@ def create_components(config: PipelineConfig, spec: DatasetSpec,
       generator=gan_trainer.outputs["model"], gan_run=gan_trainer.outputs["model_run"],
       classifier=classifier_trainer.outputs["model"],
       evaluation=evaluator.outputs["evaluation"] if evaluator else None,
+      federated_results=federated.outputs["federated_results"] if federated else None,
       spec_yaml=spec.to_yaml(), report_config=config.report.to_json()).with_id(REPORT_ID)
   return components + [report]
 
