@@ -98,6 +98,22 @@ def _check_no_module_files(components) -> None:
                        "the images install the project")
 
 
+def _check_artifact_types(components) -> None:
+  """KubeflowV2DagRunner names each artifact type by a schema title, which for a custom
+  type must be `namespace.Name`; say which component and output break the rule."""
+  from tfx.orchestration.kubeflow.v2 import compiler_utils  # pylint: disable=g-import-not-at-top
+  for component in components:
+    for key, channel in component.outputs.items():
+      try:
+        compiler_utils.get_artifact_schema(channel.type)
+      except ValueError as e:
+        name = channel.type.TYPE_NAME
+        raise ValueError(
+            f"component {component.id}: output '{key}' has the artifact type {name!r}, which "
+            f"Kubeflow cannot compile ({e}); custom types need a name like "
+            f"'clinical_dp.{name.rsplit('.', 1)[-1]}'") from e
+
+
 def executor_labels(pipeline_spec: Dict) -> Dict[str, str]:
   """Component id -> executor label, read from the compiled spec."""
   return {task_id: pipeline_spec["components"][task["componentRef"]["name"]]["executorLabel"]
@@ -146,6 +162,7 @@ def create_kubeflow_pipeline(config: KubeflowConfig, spec: DatasetSpec, training
   pipeline_config = kubeflow_pipeline_config(config, training, federated)
   components = kubeflow_components(config, spec, pipeline_config)
   _check_no_module_files(components)
+  _check_artifact_types(components)
   attach_gpus(components, config.gpu)
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root or "",

@@ -206,6 +206,28 @@ def test_module_files_are_refused(tmp_path):
     _check_no_module_files([example_gen, trainer])
 
 
+def test_custom_artifact_types_need_a_namespaced_name():
+  """KubeflowV2DagRunner compiles custom artifact types only as namespace.Name."""
+  from tfx.types import artifact  # pylint: disable=g-import-not-at-top
+  from kubeflow.federated_container import federated_container_component  # pylint: disable=g-import-not-at-top
+  from kubeflow.runner import _check_artifact_types  # pylint: disable=g-import-not-at-top
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+
+  class Flat(artifact.Artifact):
+    TYPE_NAME = "FlatResults"
+
+  class Namespaced(artifact.Artifact):
+    TYPE_NAME = "clinical_dp.TestResults"
+
+  examples = tfx.components.CsvExampleGen(input_base="gs://clinical-dp-test/data")
+  def step(results_type):
+    return federated_container_component(FEDERATED_IMAGE, results_type)(
+        examples=examples.outputs["examples"], spec_yaml="", federated_args="[]")
+  _check_artifact_types([examples, step(Namespaced)])
+  with pytest.raises(ValueError, match="'clinical_dp.FlatResults'"):
+    _check_artifact_types([examples, step(Flat)])
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--data-root", "/data/clinical"], "--data-root must be a URI the cluster can read"),
     (["--pipeline-root", "s3://bucket/root"], "--pipeline-root must be a URI"),
