@@ -4,5 +4,10 @@ setup:
 	bash scripts/setup.sh
 demo: setup
 	bash scripts/demo.sh
+# Each suite runs in a session of its own (federated/processes.py), so a TFF worker
+# that outlives a test is killed at the end and cannot keep make waiting.
 test: setup
-	.venv/bin/python -m pytest -q tests
+	.venv/bin/python -m federated.processes --timeout 3600 -- \
+	  .venv/bin/python -m pytest -q tests --ignore=tests/federated
+	.venv-federated/bin/python -m federated.processes --timeout 1800 -- \
+	  .venv-federated/bin/python -m pytest -q tests/federated

@@ -107,7 +107,7 @@ class _Runner:
                + f" ({seconds:.2f} s/round){note}")
 
   def result(self, weights, rounds_run: int, privacy: Dict, details: Dict) -> Result:
-    if not self.curve_rounds or self.curve_rounds[-1] != rounds_run:
+    if not self.curve_rounds:  # stopped before its first evaluation
       self.curve.append(evaluate(weights, self.eval_part)["auroc"])
       self.curve_rounds.append(rounds_run)
     return Result(self.algorithm, [np.asarray(w) for w in weights], self.curve,
@@ -263,17 +263,19 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
   weights = process.weights_of(state)
   rounds_run = 0
   secure_clipped = 0
-  stopped = None
+  skipped = 0
   for r in range(1, config.rounds + 1):
     t = time.time()
     active = schedule.next()
     repeats = steps if algorithm in ("local_dp", "cyclical") else 1
     events = step_events(active)
-    if ledger:
-      if ledger.epsilon_after(events, repeats) > config.target_epsilon:
-        stopped = f"budget reached after {rounds_run} rounds"
-        log(f"[{algorithm}] {stopped}; stopping")
-        break
+    if ledger and ledger.epsilon_after(events, repeats) > config.target_epsilon:
+      # Too few sites survived for this round's noise to fit the budget (Dopamine: their
+      # noise shares are missing), or the budget is spent: the round is discarded, its
+      # sum never unmasked. What decides is who failed, not the data: no privacy cost.
+      skipped += 1
+      log(f"[{algorithm}] round {r}: {len(active)} site(s) left, over budget; round discarded")
+      continue
     if active:
       if algorithm == "cyclical":
         for site in active:  # the model visits the surviving sites in turn
@@ -289,11 +291,11 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
       if ledger:
         ledger.record(events, repeats)
     weights = process.weights_of(state)
-    rounds_run = r
+    rounds_run += 1
     runner.after_round(r, weights, time.time() - t,
                        f" sites {len(active)}/{per_round}" if config.dropout_rate else "")
   details.update(sites_per_round=per_round, site_failures=schedule.dropped,
-                 stopped_early=stopped)
+                 rounds_discarded_for_budget=skipped)
   if algorithm == "dopamine":
     details["secure_sum_clipped_values"] = secure_clipped
   privacy = _no_privacy() if ledger is None else dict(ledger.to_dict(), **{

@@ -92,6 +92,7 @@ def noisy_clipped_sum(weights: Sequence[tf.Tensor], x: tf.Tensor, y: tf.Tensor,
   sums = per_patient_clipped_sum(weights, tf.gather(x, rows), tf.gather(y, rows),
                                  tf.gather(patient, rows), clip)
   noise_seeds = tf.random.experimental.stateless_split(seed + 1, num=len(sums))
+  noise_stddev = tf.cast(noise_stddev, tf.float32)
   return [s + noise_stddev * tf.random.stateless_normal(tf.shape(s), noise_seeds[i])
           for i, s in enumerate(sums)]
 
@@ -148,7 +149,7 @@ def predict(weights: Sequence[np.ndarray], x: np.ndarray) -> np.ndarray:
     h = h @ weights[2 * i] + weights[2 * i + 1]
     if i < layers - 1:
       h = np.maximum(h, 0.0)
-  return 1.0 / (1.0 + np.exp(-h.reshape(-1)))
+  return 0.5 * (1.0 + np.tanh(0.5 * h.reshape(-1)))  # the sigmoid, without overflow
 
 
 class ExportedModel(tf.Module):

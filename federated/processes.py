@@ -49,6 +49,39 @@ def worker_binaries() -> List[int]:
   return found
 
 
+def kill_own_workers() -> List[int]:
+  """Terminates the worker_binary children of this process (TFF starts them and
+  leaves them running after Python exits); returns their ids."""
+  mine = []
+  for pid in worker_binaries():
+    try:
+      with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+        stat = f.read()
+    except OSError:
+      continue
+    if int(stat[stat.rfind(")") + 2:].split()[1]) == os.getpid():
+      mine.append(pid)
+  for sig in (signal.SIGTERM, signal.SIGKILL):
+    alive = [pid for pid in mine if os.path.exists(f"/proc/{pid}")]
+    for pid in alive:
+      try:
+        os.kill(pid, sig)
+      except ProcessLookupError:
+        pass
+    deadline = time.time() + 3
+    while time.time() < deadline and any(_running(pid) for pid in alive):
+      time.sleep(0.1)
+  return mine
+
+
+def _running(pid: int) -> bool:
+  try:
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+      return f.read().split(") ")[-1][0] != "Z"
+  except OSError:
+    return False
+
+
 def kill_session(session_id: int, grace_seconds: float = 3.0) -> None:
   """SIGTERM then SIGKILL to everything left in the session."""
   for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -108,12 +141,16 @@ def run_in_own_session(command: Sequence[str], on_line: Optional[Callable[[str],
       except subprocess.TimeoutExpired:
         returncode, timed_out = None, True
   finally:
+    # What is still in the session once the child is gone was left behind by it.
+    leftovers = [pid for pid in session_members(process.pid) if pid != process.pid] \
+        if process.poll() is not None else []
     kill_session(process.pid)
     if process.poll() is None:
       process.kill()
       process.wait()
     process.stdout.close()
-  return Completed(returncode if not timed_out else -signal.SIGKILL, list(tail), timed_out)
+  return Completed(returncode if not timed_out else -signal.SIGKILL, list(tail), timed_out,
+                   process.pid, leftovers)
 
 
 def _has_data(process) -> bool:
@@ -125,11 +162,41 @@ def _has_data(process) -> bool:
 class Completed:
   """The outcome of run_in_own_session."""
 
-  def __init__(self, returncode: int, tail: List[str], timed_out: bool):
+  def __init__(self, returncode: int, tail: List[str], timed_out: bool, session_id: int,
+               leftovers: List[int]):
     self.returncode = returncode
     self.tail = tail
     self.timed_out = timed_out
+    self.session_id = session_id
+    self.leftovers = leftovers  # processes the child left in its session (then killed)
 
   @property
   def output(self) -> str:
     return "\n".join(self.tail)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """`python -m federated.processes [--timeout S] -- COMMAND...`: COMMAND in its own session.
+
+  For `make test`: the test run's own leftovers (a TFF worker that escaped a test) are
+  killed when it ends, so make never waits on a pipe a stray worker holds open.
+  """
+  import argparse
+  import sys
+  parser = argparse.ArgumentParser(prog="federated.processes")
+  parser.add_argument("--timeout", type=float, default=None)
+  parser.add_argument("command", nargs=argparse.REMAINDER)
+  args = parser.parse_args(argv)
+  command = args.command[1:] if args.command[:1] == ["--"] else args.command
+  if not command:
+    parser.error("no command given")
+  completed = run_in_own_session(command, on_line=lambda line: print(line, flush=True),
+                                 timeout=args.timeout)
+  if completed.timed_out:
+    print(f"federated.processes: {command[0]} ran past {args.timeout:g} s and was killed",
+          file=sys.stderr)
+  return completed.returncode
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

@@ -68,7 +68,8 @@ def _curve_svg(algorithms: Dict[str, Dict], width=640, height=300) -> str:
 def _tradeoff_svg(algorithms: Dict[str, Dict], width=640, height=300) -> str:
   """Test AUROC against epsilon (log scale); non-private runs sit at the right edge."""
   pad = 50
-  finite = [r["epsilon"] for r in algorithms.values() if r["epsilon"] not in (None, math.inf)]
+  finite = [r["epsilon"] for r in algorithms.values()
+            if r["epsilon"] not in (None, math.inf) and r["epsilon"] > 0]
   lo, hi = (min(finite), max(finite)) if finite else (1.0, 10.0)
   lo, hi = math.log10(lo) - 0.3, math.log10(hi) + 0.6
   aurocs = [r["auroc"] for r in algorithms.values() if r["auroc"] is not None]
@@ -83,7 +84,8 @@ def _tradeoff_svg(algorithms: Dict[str, Dict], width=640, height=300) -> str:
     if r["auroc"] is None:
       continue
     eps = r["epsilon"]
-    fx = 1.0 if eps in (None, math.inf) else (math.log10(eps) - lo) / (hi - lo)
+    fx = 1.0 if eps in (None, math.inf) else (math.log10(max(eps, 1e-6)) - lo) / (hi - lo)
+    fx = max(0.0, fx)
     x = pad + (width - 2 * pad) * min(1.0, fx)
     y = height - pad - (height - 2 * pad) * (r["auroc"] - a_lo) / max(1e-9, 1 - a_lo)
     colour = _COLOURS[i % len(_COLOURS)]

@@ -182,6 +182,10 @@ def main(argv: Optional[List[str]] = None) -> int:
   except UsageError as e:
     print(f"{PROG}: {e}", file=sys.stderr)
     return 2
+  finally:
+    # TFF's workers would outlive this process and hold its stdout and stderr.
+    from federated.processes import kill_own_workers  # pylint: disable=import-outside-toplevel
+    kill_own_workers()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,87 @@
+"""FederatedStep: runs the federated comparison (TFF) on the pipeline's Examples.
+
+TFX and TensorFlow Federated cannot share a Python environment (DESIGN.md), so this
+component, which runs in the pipeline runtime, launches the federated runtime's
+Python as a child process:
+
+  <project>/.venv-federated/bin/python -m federated.simulate --examples <examples uri>
+      --spec-yaml <spec> <federated_args> --output <federated_results uri>
+
+(override the interpreter with CLINICAL_DP_FEDERATED_PYTHON). Kubeflow runs the same
+command line in a container component with the federated image. The child gets a
+session of its own because TFF's worker processes outlive it; whatever is left in
+that session is killed when it ends, and a failed child fails the component with its
+last lines.
+"""
+
+import json
+import os
+import sys
+from typing import List
+
+from tfx import v1 as tfx
+from tfx.types.artifact import Artifact
+
+from federated.processes import run_in_own_session
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FEDERATED_PYTHON_ENV = "CLINICAL_DP_FEDERATED_PYTHON"
+RESULTS_FILE = "federated.json"
+
+
+class FederatedResults(Artifact):
+  """federated.json, federated.html and the DP models of the federated comparison."""
+  TYPE_NAME = "FederatedResults"
+
+
+def federated_python() -> str:
+  return os.environ.get(FEDERATED_PYTHON_ENV) or os.path.join(
+      PROJECT_ROOT, ".venv-federated", "bin", "python")
+
+
+def simulate_command(python: str, examples_uri: str, spec_yaml: str, args: List[str],
+                     output_uri: str) -> List[str]:
+  return [python, "-m", "federated.simulate", "--examples", examples_uri, "--spec-yaml",
+          spec_yaml, *args, "--output", output_uri]
+
+
+def _parse_args(federated_args: str) -> List[str]:
+  try:
+    args = json.loads(federated_args) if federated_args else []
+  except json.JSONDecodeError as e:
+    raise ValueError(f"FederatedStep: federated_args is not a JSON list: {e}") from e
+  if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+    raise ValueError("FederatedStep: federated_args must be a JSON list of strings "
+                     "(FederatedConfig.to_args())")
+  return args
+
+
+@tfx.dsl.components.component
+def FederatedStep(  # pylint: disable=invalid-name
+    examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
+    federated_results: tfx.dsl.components.OutputArtifact[FederatedResults],
+    spec_yaml: tfx.dsl.components.Parameter[str],
+    federated_args: tfx.dsl.components.Parameter[str] = "[]",
+) -> None:
+  """Trains and compares the federated algorithms on ExampleGen's patient splits."""
+  args = _parse_args(federated_args)
+  python = federated_python()
+  if not os.path.exists(python):
+    raise RuntimeError(f"FederatedStep: the federated runtime's Python {python} does not exist; "
+                       f"run scripts/setup.sh or set {FEDERATED_PYTHON_ENV}")
+  command = simulate_command(python, examples.uri, spec_yaml, args, federated_results.uri)
+  print(f"  FederatedStep: {python} -m federated.simulate --examples {examples.uri} "
+        f"{' '.join(args)} --output {federated_results.uri}", flush=True)
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  # The project root on the path, so a custom interpreter finds federated/ too.
+  env["PYTHONPATH"] = os.pathsep.join([PROJECT_ROOT] + [p for p in env.get(
+      "PYTHONPATH", "").split(os.pathsep) if p])
+  completed = run_in_own_session(
+      command, on_line=lambda line: print(f"  [federated] {line}", flush=True),
+      cwd=PROJECT_ROOT, env=env)
+  if completed.returncode != 0 or not os.path.exists(
+      os.path.join(federated_results.uri, RESULTS_FILE)):
+    raise RuntimeError(
+        f"FederatedStep: federated.simulate failed (exit status {completed.returncode}); "
+        "its last lines:\n" + completed.output)
+  sys.stdout.flush()

@@ -1,0 +1,61 @@
+"""Fixtures of the federated-runtime tests: tiny simulated federations and a CLI runner.
+
+Every run of TFF happens in a child process in a session of its own
+(federated/processes.py), and each test checks that no worker_binary outlives it.
+"""
+
+import json
+import os
+
+import pytest
+
+from clinical_dp.simulators import simulate, write_simulated
+from federated.processes import run_in_own_session, session_members, worker_binaries
+from tests.conftest import PROJECT_ROOT
+
+FEDERATED_PYTHON = os.path.join(PROJECT_ROOT, ".venv-federated", "bin", "python")
+CHILD_TIMEOUT = 240
+
+
+def run_child(args, timeout=CHILD_TIMEOUT):
+  """Runs the federated runtime's Python with `args` in its own session.
+
+  Fails if the child left any process behind (a TFF worker it did not stop), or if
+  anything of its session survived the clean-up. Workers of other sessions (other
+  users of the machine) are not this test's business.
+  """
+  completed = run_in_own_session([FEDERATED_PYTHON, *map(str, args)], timeout=timeout,
+                                 cwd=PROJECT_ROOT, tail_lines=400,
+                                 env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  assert not completed.leftovers, f"the child left processes behind: {completed.leftovers}"
+  assert not session_members(completed.session_id)
+  assert not [pid for pid in worker_binaries() if _session_of(pid) == completed.session_id]
+  return completed
+
+
+def _session_of(pid):
+  try:
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+      stat = f.read()
+  except OSError:
+    return None
+  return int(stat[stat.rfind(")") + 2:].split()[3])
+
+
+def simulate_cli(*args, timeout=CHILD_TIMEOUT):
+  return run_child(["-m", "federated.simulate", *args], timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def tiny_federation(tmp_path_factory):
+  """A small non-IID ICU table over 3 uneven sites."""
+  out = tmp_path_factory.mktemp("federation")
+  frame, spec = simulate("icu", patients=900, sites=3, seed=11)
+  write_simulated(str(out), frame, spec)
+  return out
+
+
+def read_results(output_dir):
+  with open(os.path.join(output_dir, "federated.json"), encoding="utf-8") as f:
+    return json.load(f)
+

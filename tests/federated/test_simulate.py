@@ -1,0 +1,130 @@
+"""federated.simulate end to end on tiny federations, in child sessions."""
+
+import json
+import os
+
+import pytest
+
+from federated.config import ALGORITHMS, DP_ALGORITHMS, FederatedConfig
+from tests.federated.conftest import read_results, simulate_cli
+
+TARGET_EPSILON = 5.0
+
+
+@pytest.fixture(scope="module")
+def all_run(tiny_federation, tmp_path_factory):
+  """Every algorithm on 3 uneven sites, with one site in four failing per round."""
+  out = tmp_path_factory.mktemp("all") / "run"
+  config = FederatedConfig.fast(dropout_rate=0.25, target_epsilon=TARGET_EPSILON)
+  completed = simulate_cli("--data", tiny_federation / "data.csv",
+                           "--spec", tiny_federation / "spec.yaml", "--output", out,
+                           *config.to_args())
+  assert completed.returncode == 0, completed.output
+  return out, read_results(out), completed
+
+
+def test_every_algorithm_trains_and_reports(all_run):
+  out, results, completed = all_run
+  assert list(results["algorithms"]) == list(ALGORITHMS)
+  assert results["sites"] == ["hospital00", "hospital01", "hospital02"]
+  for name, entry in results["algorithms"].items():
+    assert 0.0 <= entry["auroc"] <= 1.0 and 0.0 <= entry["accuracy"] <= 1.0, name
+    assert set(entry["per_site"]) == set(results["sites"])
+    assert all(site["n"] > 0 for site in entry["per_site"].values())
+    assert entry["rounds"] <= entry["rounds_planned"] == 6
+    assert entry["auroc_per_round"] and len(entry["auroc_per_round"]) == len(entry["eval_rounds"])
+    assert entry["wall_seconds"] > 0
+    assert f"[{name}] done" in completed.output
+    if name in DP_ALGORITHMS:
+      assert 0 < entry["epsilon"] <= TARGET_EPSILON, name
+      assert entry["delta"] == 1e-4 and entry["accountant"] == "rdp"
+      assert entry["privacy_unit"] == ("site (client level)" if name == "dp_fedavg"
+                                       else "patient")
+      model_dir = out / entry["model"]
+      assert (model_dir / "saved_model.pb").exists()
+      record = json.loads((model_dir / "privacy_record.json").read_text())
+      assert record["epsilon"] == entry["epsilon"] and record["algorithm"] == name
+    else:
+      assert entry["epsilon"] is None and entry["model"] is None  # not private: not released
+  assert not (out / "models" / "centralized").exists()
+  page = (out / "federated.html").read_text()
+  assert "<svg" in page and "dopamine" in page and "http" not in page.replace(
+      "http://www.w3.org/2000/svg", "")
+  assert not [p for p in os.listdir(out.parent) if p.startswith(".federated-partial-")]
+
+
+def test_dropout_skips_sites_and_accounting_counts_what_ran(all_run):
+  _, results, _ = all_run
+  algorithms = results["algorithms"]
+  config = results["config"]
+  failures = algorithms["local_dp"]["details"]["site_failures"]
+  assert failures > 0  # 25% dropout over 6 rounds x 3 sites: the run saw failures
+  # Every algorithm sees the same failures (one schedule per seed).
+  assert {algorithms[a]["details"]["site_failures"] for a in
+          ("fedavg", "local_dp", "dp_fedavg", "dopamine", "cyclical")} == {failures}
+  steps = algorithms["local_dp"]["privacy"]["steps_per_site"]
+  assert sum(steps.values()) == config["local_steps"] * (3 * 6 - failures)
+  # Dopamine: in a round where sites failed, their noise shares were missing, so the
+  # ledger holds a smaller noise multiplier sigma * sqrt(active / K) for that round.
+  sigma = algorithms["dopamine"]["details"]["noise_multiplier"]
+  noises = {m["noise_multiplier"] for mechanisms in
+            algorithms["dopamine"]["privacy"]["mechanisms_per_site"].values()
+            for m in mechanisms}
+  assert max(noises) == pytest.approx(sigma)
+  assert min(noises) < sigma
+  for noise in noises:
+    active = 3 * (noise / sigma) ** 2  # sites whose shares were added that round
+    assert active == pytest.approx(round(active), abs=1e-6) and 1 <= round(active) <= 3
+
+
+def test_ten_sites_dp_fedavg_without_adaptive_clipping_error(tmp_path):
+  from clinical_dp.simulators import simulate, write_simulated
+  frame, spec = simulate("icu", patients=1200, sites=10, seed=3)
+  write_simulated(str(tmp_path), frame, spec)
+  for algorithm in ("dp_fedavg",):
+    out = tmp_path / algorithm
+    config = FederatedConfig.fast(algorithm=algorithm, rounds=3, target_epsilon=3.0,
+                                  delta=1e-4, clients_per_round=8)
+    completed = simulate_cli("--data", tmp_path / "data.csv", "--spec", tmp_path / "spec.yaml",
+                             "--output", out, *config.to_args())
+    assert completed.returncode == 0, completed.output
+    entry = read_results(out)["algorithms"][algorithm]
+    assert len(read_results(out)["sites"]) == 10 and entry["epsilon"] <= 3.0
+    if algorithm == "dp_fedavg":
+      # noise multiplier >= 0.1 x clients per round: TFF's adaptive clipping would raise.
+      assert entry["details"]["clipping"] == "fixed"
+      assert entry["details"]["noise_multiplier"] >= 0.8
+
+
+def _assert_refused(completed, output, *needles):
+  assert completed.returncode == 2, completed.output
+  lines = [l for l in completed.output.splitlines() if l.startswith("federated.simulate:")]
+  assert len(lines) == 1, completed.output
+  for needle in needles:
+    assert needle in lines[0], lines[0]
+  assert not os.path.exists(output)
+
+
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tiny_federation, tmp_path):
+  out = tmp_path / "out"
+  spec = tiny_federation / "spec.yaml"
+  _assert_refused(simulate_cli("--data", tmp_path / "absent.csv", "--spec", spec,
+                               "--output", out), out, "absent.csv", "file not found")
+  no_site = tmp_path / "no_site.yaml"
+  no_site.write_text("\n".join(l for l in spec.read_text().splitlines()
+                               if not l.startswith("site_column")))
+  _assert_refused(simulate_cli("--data", tiny_federation / "data.csv", "--spec", no_site,
+                               "--output", out), out, "no_site.yaml", "site_column")
+  import pandas as pd
+  table = pd.read_csv(tiny_federation / "data.csv").drop(columns=["hospital"])
+  csv = tmp_path / "no_hospital.csv"
+  table.to_csv(csv, index=False)
+  _assert_refused(simulate_cli("--data", csv, "--spec", spec, "--output", out), out,
+                  "no_hospital.csv", "'hospital'")
+  bad_spec = tmp_path / "bad.yaml"
+  bad_spec.write_text("name: x\nlabel_column: [\n")
+  _assert_refused(simulate_cli("--data", tiny_federation / "data.csv", "--spec", bad_spec,
+                               "--output", out), out, "bad.yaml", "YAML")
+  _assert_refused(simulate_cli("--data", tiny_federation / "data.csv", "--spec", spec,
+                               "--output", out, "--clients-per-round", 4), out,
+                  "--clients-per-round 4", "3 sites")

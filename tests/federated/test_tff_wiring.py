@@ -1,0 +1,18 @@
+"""TFF wiring: secure sum equals the plain sum; a Dopamine round equals its TF definition."""
+
+import json
+import os
+
+from tests.federated.conftest import run_child
+
+CHECKS = os.path.join(os.path.dirname(__file__), "tff_wiring_checks.py")
+
+
+def test_secure_sum_and_dopamine_round_in_tff():
+  completed = run_child([CHECKS])
+  assert completed.returncode == 0, completed.output
+  result = json.loads([l for l in completed.tail if l.startswith("{")][-1])
+  # 32-bit quantization over [-100, 100] costs at most a few 1e-6 per client.
+  assert result["secure_sum_max_error"] < 1e-4
+  assert result["dopamine_moved"] > 1e-3  # the round did something to compare
+  assert result["dopamine_max_error"] < 1e-4
