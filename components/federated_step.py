@@ -31,7 +31,8 @@ RESULTS_FILE = "federated.json"
 
 class FederatedResults(Artifact):
   """federated.json, federated.html and the DP models of the federated comparison."""
-  TYPE_NAME = "FederatedResults"
+  # namespace.Name: KubeflowV2DagRunner compiles custom artifact types only in this form.
+  TYPE_NAME = "clinical_dp.FederatedResults"
 
 
 def federated_python() -> str:
