@@ -76,7 +76,7 @@ def _load(args, config: FederatedConfig):
   return spec, data
 
 
-def _algorithm_entry(result, data, spec, config) -> dict:
+def _algorithm_entry(result, data) -> dict:
   from federated import algorithms  # pylint: disable=import-outside-toplevel
   test = data.pooled("test")
   pooled = algorithms.evaluate(result.weights, test)
@@ -144,7 +144,7 @@ def run(args) -> int:
     for name in config.algorithms:
       log(f"[{name}] starting")
       result = algorithms.run(name, data, config, log)
-      entries[name] = _algorithm_entry(result, data, spec, config)
+      entries[name] = _algorithm_entry(result, data)
       if name in DP_ALGORITHMS:
         _write_model(result, entries[name], data, config, staging)
       e = entries[name]
