@@ -96,35 +96,47 @@ def test_ten_sites_dp_fedavg_without_adaptive_clipping_error(tmp_path):
       assert entry["details"]["noise_multiplier"] >= 0.8
 
 
-def _assert_refused(completed, output, *needles):
-  assert completed.returncode == 2, completed.output
-  lines = [l for l in completed.output.splitlines() if l.startswith("federated.simulate:")]
-  assert len(lines) == 1, completed.output
+def _refuse(capsys, output, *args):
+  """Runs the CLI in this process: bad input is refused before TensorFlow is imported."""
+  from federated import simulate
+  code = simulate.main([*map(str, args), "--output", str(output)])
+  return code, capsys.readouterr()
+
+
+def _assert_refused(outcome, output, *needles):
+  code, captured = outcome
+  assert code == 2, captured
+  lines = [l for l in captured.err.splitlines() if l.startswith("federated.simulate:")]
+  assert len(lines) == 1 and not captured.out, captured
   for needle in needles:
     assert needle in lines[0], lines[0]
   assert not os.path.exists(output)
 
 
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(tiny_federation, tmp_path):
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tiny_federation, tmp_path, capsys):
   out = tmp_path / "out"
   spec = tiny_federation / "spec.yaml"
-  _assert_refused(simulate_cli("--data", tmp_path / "absent.csv", "--spec", spec,
-                               "--output", out), out, "absent.csv", "file not found")
+  data = tiny_federation / "data.csv"
+  _assert_refused(_refuse(capsys, out, "--data", tmp_path / "absent.csv", "--spec", spec), out,
+                  "absent.csv", "file not found")
   no_site = tmp_path / "no_site.yaml"
   no_site.write_text("\n".join(l for l in spec.read_text().splitlines()
                                if not l.startswith("site_column")))
-  _assert_refused(simulate_cli("--data", tiny_federation / "data.csv", "--spec", no_site,
-                               "--output", out), out, "no_site.yaml", "site_column")
+  _assert_refused(_refuse(capsys, out, "--data", data, "--spec", no_site), out,
+                  "no_site.yaml", "site_column")
   import pandas as pd
-  table = pd.read_csv(tiny_federation / "data.csv").drop(columns=["hospital"])
+  table = pd.read_csv(data).drop(columns=["hospital"])
   csv = tmp_path / "no_hospital.csv"
   table.to_csv(csv, index=False)
-  _assert_refused(simulate_cli("--data", csv, "--spec", spec, "--output", out), out,
+  _assert_refused(_refuse(capsys, out, "--data", csv, "--spec", spec), out,
                   "no_hospital.csv", "'hospital'")
   bad_spec = tmp_path / "bad.yaml"
   bad_spec.write_text("name: x\nlabel_column: [\n")
-  _assert_refused(simulate_cli("--data", tiny_federation / "data.csv", "--spec", bad_spec,
-                               "--output", out), out, "bad.yaml", "YAML")
-  _assert_refused(simulate_cli("--data", tiny_federation / "data.csv", "--spec", spec,
-                               "--output", out, "--clients-per-round", 4), out,
-                  "--clients-per-round 4", "3 sites")
+  _assert_refused(_refuse(capsys, out, "--data", data, "--spec", bad_spec), out, "bad.yaml",
+                  "YAML")
+  _assert_refused(_refuse(capsys, out, "--data", data, "--spec", spec, "--clients-per-round", 4),
+                  out, "--clients-per-round 4", "3 sites")
+  _assert_refused(_refuse(capsys, out, "--examples", tmp_path, "--spec", spec), out,
+                  "Split-train")
+  import sys
+  assert "tensorflow_federated" not in sys.modules  # TFF only ever runs in child sessions
