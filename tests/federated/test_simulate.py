@@ -67,6 +67,9 @@ def test_dropout_skips_sites_and_accounting_counts_what_ran(all_run):
   # Dopamine: in a round where sites failed, their noise shares were missing, so the
   # ledger holds a smaller noise multiplier sigma * sqrt(active / K) for that round.
   sigma = algorithms["dopamine"]["details"]["noise_multiplier"]
+  # Each of the 3 sites adds sigma * clip / sqrt(3): together the central scale.
+  share = algorithms["dopamine"]["details"]["noise_stddev_share"]
+  assert 3 * share ** 2 == pytest.approx((sigma * config["clip"]) ** 2)
   noises = {m["noise_multiplier"] for mechanisms in
             algorithms["dopamine"]["privacy"]["mechanisms_per_site"].values()
             for m in mechanisms}
