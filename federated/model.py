@@ -153,20 +153,57 @@ def predict(weights: Sequence[np.ndarray], x: np.ndarray) -> np.ndarray:
 
 
 class ExportedModel(tf.Module):
-  """The released classifier: scaled features in, probability of the positive class out."""
+  """The released classifier, with two signatures:
 
-  def __init__(self, weights: Sequence[np.ndarray], feature_names: Sequence[str]):
+  `serving_default` / `predict_features`: the scaled feature matrix (federated/data.py
+    `encode`), [batch, features] float32 -> probability;
+  `predict_raw`: one [batch] tensor per raw clinical column (numbers in clinical units,
+    categories as strings), scaled inside by the spec's bounds and values, as `encode`.
+  """
+
+  def __init__(self, weights: Sequence[np.ndarray], feature_names: Sequence[str], spec=None):
     super().__init__()
     self.weights = [tf.Variable(w, trainable=False) for w in weights]
-    self.feature_names = tf.constant(list(feature_names))
+    # A variable, so the names travel with the SavedModel.
+    self.feature_names = tf.Variable(list(feature_names), trainable=False)
     self.predict_features = tf.function(
         self._predict,
         input_signature=[tf.TensorSpec([None, len(feature_names)], tf.float32, "features")])
+    self._spec = spec
+    if spec is not None:
+      signature = {}
+      for feature in spec.static:
+        signature[feature.name] = tf.TensorSpec(
+            [None], tf.string if feature.is_categorical else tf.float32, feature.name)
+      for series in spec.series:
+        for column in series.columns:
+          signature[column] = tf.TensorSpec([None], tf.float32, column)
+      self.predict_raw = tf.function(self._predict_raw, input_signature=[signature])
 
   def _predict(self, features):
     return {"probability": tf.sigmoid(logits(self.weights, features))}
 
+  def _predict_raw(self, columns):
+    def scale(values, low, high):
+      return tf.clip_by_value((values - low) / (high - low), 0.0, 1.0)[:, None]
+    parts = []
+    for feature in self._spec.static:
+      values = columns[feature.name]
+      if feature.is_categorical:
+        parts.append(tf.cast(tf.equal(values[:, None], tf.constant(list(feature.values))[None]),
+                             tf.float32))
+      else:
+        parts.append(scale(values, feature.min, feature.max))
+    for series in self._spec.series:
+      parts += [scale(columns[c], series.min, series.max) for c in series.columns]
+    return self._predict(tf.concat(parts, axis=1))
 
-def export(weights: Sequence[np.ndarray], feature_names: Sequence[str], path: str) -> None:
-  module = ExportedModel(weights, feature_names)
-  tf.saved_model.save(module, path, signatures={"serving_default": module.predict_features})
+
+def export(weights: Sequence[np.ndarray], feature_names: Sequence[str], path: str,
+           spec=None) -> None:
+  module = ExportedModel(weights, feature_names, spec)
+  signatures = {"serving_default": module.predict_features,
+                "predict_features": module.predict_features}
+  if spec is not None:
+    signatures["predict_raw"] = module.predict_raw
+  tf.saved_model.save(module, path, signatures=signatures)

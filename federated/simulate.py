@@ -96,17 +96,19 @@ def _algorithm_entry(result, data) -> dict:
   }
 
 
-def _write_model(result, entry, data, config, directory: str) -> None:
+def _write_model(result, entry, data, spec, config, directory: str) -> None:
   from federated import model as model_lib  # pylint: disable=import-outside-toplevel
   from federated import report  # pylint: disable=import-outside-toplevel
   path = os.path.join(directory, "models", result.algorithm)
-  model_lib.export(result.weights, data.feature_names, path)
+  model_lib.export(result.weights, data.feature_names, path, spec)
   record = dict(entry["privacy"], algorithm=result.algorithm, rounds=result.rounds,
                 selection="none: the last round's model is released; the eval split is only "
                 "plotted and the test split only scored",
                 features=list(data.feature_names),
-                inputs="features scaled to [0, 1] by the spec's bounds, categories one-hot "
-                "over the spec's values (federated/data.py encode)",
+                inputs="signature predict_raw: one tensor per raw column in clinical units "
+                "(categories as strings); serving_default / predict_features: the features "
+                "scaled to [0, 1] by the spec's bounds, categories one-hot over the spec's "
+                "values (federated/data.py encode)",
                 config=dataclasses.asdict(config))
   with open(os.path.join(path, "privacy_record.json"), "w", encoding="utf-8") as f:
     f.write(report.dumps(record))
@@ -146,7 +148,7 @@ def run(args) -> int:
       result = algorithms.run(name, data, config, log)
       entries[name] = _algorithm_entry(result, data)
       if name in DP_ALGORITHMS:
-        _write_model(result, entries[name], data, config, staging)
+        _write_model(result, entries[name], data, spec, config, staging)
       e = entries[name]
       log(f"[{name}] done: test AUROC {e['auroc']:.4f}, accuracy {e['accuracy']:.4f}, "
           f"epsilon {e['epsilon']:.3g} ({e['privacy_unit']}), {e['rounds']} rounds, "
