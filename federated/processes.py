@@ -195,6 +195,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if completed.timed_out:
     print(f"federated.processes: {command[0]} ran past {args.timeout:g} s and was killed",
           file=sys.stderr)
+    return 124  # as timeout(1)
   return completed.returncode
 
 
