@@ -41,7 +41,7 @@ SEX_COLUMN = "sex"
 
 class EvaluationReportArtifact(artifact.Artifact):
   """A directory with report.json and report.html."""
-  TYPE_NAME = "ClinicalDpReport"
+  TYPE_NAME = "clinical_dp.EvaluationReport"  # namespaced: Kubeflow compiles only those
 
 
 @dataclasses.dataclass(frozen=True)
