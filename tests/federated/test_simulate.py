@@ -80,23 +80,24 @@ def test_dropout_skips_sites_and_accounting_counts_what_ran(all_run):
     assert active == pytest.approx(round(active), abs=1e-6) and 1 <= round(active) <= 3
 
 
-def test_ten_sites_dp_fedavg_without_adaptive_clipping_error(tmp_path):
+def test_ten_sites_dp_fedavg_fixed_clipping_and_adaptive_where_tff_allows(tmp_path):
   from clinical_dp.simulators import simulate, write_simulated
   frame, spec = simulate("icu", patients=1200, sites=10, seed=3)
   write_simulated(str(tmp_path), frame, spec)
-  for algorithm in ("dp_fedavg",):
-    out = tmp_path / algorithm
-    config = FederatedConfig.fast(algorithm=algorithm, rounds=3, target_epsilon=3.0,
+  # epsilon 3: noise multiplier >= 0.1 x 8 clients, where TFF's adaptive clipping raises;
+  # epsilon 2000: little noise, adaptive clipping is allowed and used.
+  for target, clipping in ((3.0, "fixed"), (2000.0, "adaptive")):
+    out = tmp_path / clipping
+    config = FederatedConfig.fast(algorithm="dp_fedavg", rounds=3, target_epsilon=target,
                                   delta=1e-4, clients_per_round=8)
     completed = simulate_cli("--data", tmp_path / "data.csv", "--spec", tmp_path / "spec.yaml",
                              "--output", out, *config.to_args())
     assert completed.returncode == 0, completed.output
-    entry = read_results(out)["algorithms"][algorithm]
-    assert len(read_results(out)["sites"]) == 10 and entry["epsilon"] <= 3.0
-    if algorithm == "dp_fedavg":
-      # noise multiplier >= 0.1 x clients per round: TFF's adaptive clipping would raise.
-      assert entry["details"]["clipping"] == "fixed"
-      assert entry["details"]["noise_multiplier"] >= 0.8
+    results = read_results(out)
+    entry = results["algorithms"]["dp_fedavg"]
+    assert len(results["sites"]) == 10 and entry["epsilon"] <= target
+    assert entry["details"]["clipping"] == clipping
+    assert (entry["details"]["noise_multiplier"] >= 0.8) == (clipping == "fixed")
 
 
 def _refuse(capsys, output, *args):
