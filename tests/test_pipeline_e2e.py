@@ -129,7 +129,8 @@ def test_anomalies_stop_the_pipeline_before_transform(tmp_path):
   assert "column 'sbp_6m'" in message and "(10 rows:" in message
   assert "column 'sex'" in message and "(3 rows:" in message
   components = {o["component"] for o in read_outputs(config.metadata_path)}
-  assert "ExampleValidator" in components and "Transform" not in components
+  assert "ExampleValidator" in components
+  assert not {"Transform", "FederatedStep"} & components
 
 
 def test_tfx_cli_runs_the_same_pipeline(sprint_dir, tmp_path):
@@ -255,7 +256,7 @@ def test_report_has_every_documented_field_and_run_prints_its_headline(run_fixtu
     assert _field(report, field) is not None, field
   for model in ("lr", "rf", "svm", "knn"):
     assert 0.0 <= report["utility"]["synthetic"][model]["auroc"] <= 1.0
-    assert report["utility"]["real"][model]["auroc"] > 0.75, model  # real data is learnable
+    assert report["utility"]["real"][model]["auroc"] > 0.65, model  # real data is learnable
   assert abs(report["utility"]["shuffled_label_control"]["auroc"] - 0.5) < 0.15
   assert report["privacy"]["epsilon"] <= 1.0 and report["privacy"]["delta"] == 1e-5
   assert report["privacy"]["unit"].startswith("patient" if run_fixture == "icu_run" else "example")
