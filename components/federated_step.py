@@ -22,6 +22,7 @@ from typing import List
 from tfx import v1 as tfx
 from tfx.types.artifact import Artifact
 
+from federated.config import simulate_command
 from federated.processes import run_in_own_session
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,12 +39,6 @@ class FederatedResults(Artifact):
 def federated_python() -> str:
   return os.environ.get(FEDERATED_PYTHON_ENV) or os.path.join(
       PROJECT_ROOT, ".venv-federated", "bin", "python")
-
-
-def simulate_command(python: str, examples_uri: str, spec_yaml: str, args: List[str],
-                     output_uri: str) -> List[str]:
-  return [python, "-m", "federated.simulate", "--examples", examples_uri, "--spec-yaml",
-          spec_yaml, *args, "--output", output_uri]
 
 
 def _parse_args(federated_args: str) -> List[str]:

@@ -93,3 +93,11 @@ class FederatedConfig:
 
 def flag(name: str) -> str:
   return "--" + name.replace("_", "-")
+
+
+def simulate_command(python: str, examples: str, spec_yaml: str, args: List[str],
+                     output: str) -> List[str]:
+  """The federated step's command line, locally (FederatedStep) and in the Kubeflow
+  container alike; here because neither side can import the other's runtime."""
+  return [python, "-m", "federated.simulate", "--examples", examples, "--spec-yaml", spec_yaml,
+          *args, "--output", output]

@@ -20,6 +20,8 @@ import tempfile
 from typing import List, Optional
 from urllib.parse import urlparse
 
+from federated.config import simulate_command
+
 RESULTS_FILE = "federated.json"  # written last by federated.simulate: the run finished
 
 
@@ -43,13 +45,6 @@ def copy_tree(source: str, target: str) -> int:
   return copied
 
 
-def simulate_command(examples: str, spec_yaml: str, federated_args: List[str],
-                     output: str) -> List[str]:
-  """The federated step's command line, as the local FederatedStep runs it."""
-  return [sys.executable, "-m", "federated.simulate", "--examples", examples,
-          "--spec-yaml", spec_yaml, *federated_args, "--output", output]
-
-
 def main(argv: Optional[List[str]] = None) -> int:
   argv = sys.argv[1:] if argv is None else argv
   if len(argv) != 4:
@@ -67,8 +62,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     # TFF's worker processes outlive the simulation holding its stdout; in a session of
     # its own the run is cleaned up when it ends, so the step's pod does not hang.
     from federated.processes import run_in_own_session  # pylint: disable=import-outside-toplevel
-    code = run_in_own_session(simulate_command(examples, spec_yaml, federated_args, output),
-                              on_line=lambda line: print(line, flush=True)).returncode
+    command = simulate_command(sys.executable, examples, spec_yaml, federated_args, output)
+    code = run_in_own_session(command, on_line=lambda line: print(line, flush=True)).returncode
     if code == 0 and not os.path.exists(os.path.join(output, RESULTS_FILE)):
       print(f"federated step: federated.simulate wrote no {RESULTS_FILE}", file=sys.stderr)
       code = 1

@@ -16,6 +16,7 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from federated.config import simulate_command
 from tests.conftest import PROJECT_ROOT, run_cli
 
 EXIT_INVALID = 2
@@ -425,12 +426,9 @@ def test_federated_launcher_stages_remote_artifacts_only(tmp_path):
   assert federated_launcher.copy_tree(str(source), str(target)) == 2
   assert (target / "Split-test" / "data_tfrecord-00000-of-00001.gz").read_bytes() == \
       b"held out"
-  command = federated_launcher.simulate_command("E", "name: x", ["--rounds", "3"], "O")
-  assert command[1:] == ["-m", "federated.simulate", "--examples", "E", "--spec-yaml",
-                         "name: x", "--rounds", "3", "--output", "O"]
-  assert command[0] == sys.executable
-  # The same command line as the local FederatedStep (which needs TFX, so the launcher in
-  # the federated image cannot import it).
+  # The launcher and the local FederatedStep build the command line with one function.
+  command = simulate_command(sys.executable, "E", "name: x", ["--rounds", "3"], "O")
+  assert command == [sys.executable, "-m", "federated.simulate", "--examples", "E",
+                     "--spec-yaml", "name: x", "--rounds", "3", "--output", "O"]
   from components import federated_step  # pylint: disable=g-import-not-at-top
-  assert command == federated_step.simulate_command(sys.executable, "E", "name: x",
-                                                    ["--rounds", "3"], "O")
+  assert federated_step.simulate_command is federated_launcher.simulate_command
