@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from clinical_dp.spec import DatasetSpec, SeriesFeature, StaticFeature
-from components.evaluation import attacks, disclosure, fidelity, utility
+from components.evaluation import attacks, disclosure, fidelity, report, utility
 
 FAST = utility.UtilityConfig(bootstrap_samples=100, forest_trees=30)
 
@@ -152,3 +152,17 @@ def test_disclosure_flags_copies_and_passes_fresh_samples():
   frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": ["x", "y", "z"]})
   synthetic = pd.DataFrame({"a": [1.00001, 2.5, 3.0], "b": ["x", "y", "q"]})
   assert disclosure.exact_copies(frame, synthetic, ["a", "b"]) == 1
+
+
+def test_verdicts_need_a_working_positive_control():
+  thresholds = report.Thresholds()
+  def attack(strongest, control):
+    return {"membership_auroc": strongest, "positive_control_auroc": control}
+  assert report.attack_verdict(attack(0.51, 0.7), thresholds)["status"] == "pass"
+  assert report.attack_verdict(attack(0.51, 0.55), thresholds)["status"] == "inconclusive"
+  assert report.attack_verdict(attack(0.62, 0.7), thresholds)["status"] == "fail"
+  utility_ok = {"synthetic_relative_to_real": {"lr": 0.98, "rf": 0.975}}
+  assert report.utility_verdict(utility_ok, thresholds)["status"] == "meets target"
+  utility_low = {"synthetic_relative_to_real": {"lr": 0.98, "rf": 0.9}}
+  verdict = report.utility_verdict(utility_low, thresholds)
+  assert verdict["status"] == "below target" and verdict["worst_relative_auroc"] == 0.9

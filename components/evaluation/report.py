@@ -185,7 +185,8 @@ def _federated_section(federated: Optional[Dict]) -> str:
   rows = []
   for name, result in federated.get("algorithms", {}).items():
     rows.append([html.escape(name), _fmt(result.get("auroc")), _fmt(result.get("accuracy")),
-                 _fmt(result.get("epsilon"), 2), _fmt(result.get("delta"), 6),
+                 _fmt(result.get("epsilon"), 2),
+                 "n/a" if result.get("delta") is None else f"{result['delta']:g}",
                  html.escape(str(result.get("privacy_unit", ""))), _fmt(result.get("rounds"), 0)])
   return "\n".join(["<h2>Federated learning across sites</h2>",
                     "<p>Pooled real test patients of every site.</p>",
