@@ -261,7 +261,7 @@ def format_summary(summary: Dict) -> str:
   if "report" in summary:
     lines.extend(_headline_lines(summary["report"]))
   if FEDERATED_DIR in summary.get("results", {}):
-    lines.append(f"  federated {os.path.join(summary['results'][FEDERATED_DIR], 'federated.json')}")
+    lines.extend(_federated_lines(summary["results"][FEDERATED_DIR]))
   lines.append(f"  artifacts {summary['pipeline_root']} ({len(summary['artifacts'])} outputs, "
                f"listed in {SUMMARY_FILE})")
   lines.append(f"  metadata  {summary['metadata']}")
@@ -285,6 +285,20 @@ def _headline_lines(report: Dict) -> List[str]:
       f" positive control {h['positive_control_auroc']:.3f}: {h['attack_verdict']}",
       f"              DCR ratio {h['dcr_ratio']:.3f}, exact copies {h['exact_copies']}",
       f"    report    {report['html']}"]
+
+
+def _federated_lines(federated_dir: str) -> List[str]:
+  """Test AUROC and epsilon of each federated algorithm, from federated.json."""
+  path = os.path.join(federated_dir, "federated.json")
+  with open(path) as f:
+    algorithms = json.load(f)["algorithms"]
+  def privacy(result):
+    epsilon = result.get("epsilon")
+    return "not private" if epsilon is None else f"epsilon {epsilon:.2f} per {result['privacy_unit']}"
+  return (["  federated test AUROC across sites:"]
+          + [f"    {name:<12} {result['auroc']:.3f} ({privacy(result)})"
+             for name, result in algorithms.items()]
+          + [f"    results   {path}"])
 
 
 def run_pipeline(data_path: str, spec: DatasetSpec, config: PipelineConfig,
