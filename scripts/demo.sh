@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-outputs/demo}"
 .venv/bin/clinical-dp simulate --kind sprint --out "$OUT/data"
+# The non-private twin lets the report set the DP classifier beside it (never released).
 .venv/bin/clinical-dp run --data "$OUT/data/data.csv" --spec "$OUT/data/spec.yaml" \
-  --output "$OUT/run" "$@"
-echo "demo: outputs under $OUT: synthetic data $OUT/run/synthetic/synthetic.csv, models $OUT/run/models/, summary $OUT/run/run_summary.json"
+  --output "$OUT/run" --non-private-twin "$@"
+echo "demo: outputs under $OUT: report $OUT/run/report/report.html, synthetic data $OUT/run/synthetic/synthetic.csv, models $OUT/run/models/, federated $OUT/run/federated/, summary $OUT/run/run_summary.json"
