@@ -225,6 +225,7 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
   if federated:
     result["federated"] = federated
   result["headline"] = {"utility": report.utility_verdict(use, config.thresholds),
+                        "fidelity": report.fidelity_verdict(fid, config.thresholds),
                         "privacy": report.attack_verdict(attack, config.thresholds)}
   figures = {"utility": plots.utility_bars(use),
              "trajectories": plots.trajectories(fid, spec.label_column),

@@ -166,3 +166,8 @@ def test_verdicts_need_a_working_positive_control():
   utility_low = {"synthetic_relative_to_real": {"lr": 0.98, "rf": 0.9}}
   verdict = report.utility_verdict(utility_low, thresholds)
   assert verdict["status"] == "below target" and verdict["worst_relative_auroc"] == 0.9
+  faithful = report.fidelity_verdict({"correlation_spearman": 0.95, "median_ks": 0.05},
+                                     thresholds)
+  assert faithful["status"] == "meets target" and "0.05" in faithful["text"]
+  assert report.fidelity_verdict({"correlation_spearman": 0.7, "median_ks": 0.7},
+                                 thresholds)["status"] == "below target"

@@ -39,6 +39,20 @@ def utility_verdict(utility: Dict, thresholds: Thresholds) -> Dict:
                    f"patients (target {thresholds.synthetic_relative_auroc:.0%}).")}
 
 
+def fidelity_verdict(fidelity: Dict, thresholds: Thresholds) -> Dict:
+  """Utility alone can hide synthetic columns far from the real ones; say so up front."""
+  rho, ks = fidelity.get("correlation_spearman"), fidelity.get("median_ks")
+  if rho is None:
+    return {"status": "unknown", "text": "Correlation structure could not be measured."}
+  status = "meets target" if rho >= thresholds.correlation_spearman else "below target"
+  text = (f"Correlation structure agrees at {rho:.2f} (target "
+          f"{thresholds.correlation_spearman:.2f}; SPRINT_gan 0.88).")
+  if ks is not None:
+    text += (f" Per-column distributions: median Kolmogorov-Smirnov distance {ks:.2f} "
+             "(0 identical, 1 no overlap; see Fidelity).")
+  return {"status": status, "text": text}
+
+
 def attack_verdict(attack: Dict, thresholds: Thresholds) -> Dict:
   control, strongest = attack["positive_control_auroc"], attack["membership_auroc"]
   if control < thresholds.positive_control_min_auroc:
@@ -228,7 +242,8 @@ def render_html(report: Dict, plots: Dict[str, bytes]) -> str:
   cards = (
       f'<div class="card {use["status"].split()[0]}"><h2>Is the synthetic data useful?</h2>'
       f'<div class="big">{_fmt(use.get("worst_relative_auroc"), 2)}</div>'
-      f'<p>{html.escape(use["text"])}</p></div>'
+      f'<p>{html.escape(use["text"])}</p>'
+      f'<p>{html.escape(headline["fidelity"]["text"])}</p></div>'
       f'<div class="card {safe["status"]}"><h2>How private is it?</h2>'
       f'<div class="big">&epsilon; = {privacy["epsilon"]:.2f}</div>'
       f'<p>Differential privacy: epsilon {privacy["epsilon"]:.3f} at delta {privacy["delta"]:g} '
