@@ -294,7 +294,9 @@ def _federated_lines(federated_dir: str) -> List[str]:
     algorithms = json.load(f)["algorithms"]
   def privacy(result):
     epsilon = result.get("epsilon")
-    return "not private" if epsilon is None else f"epsilon {epsilon:.2f} per {result['privacy_unit']}"
+    if epsilon is None:
+      return "not private"
+    return f"epsilon {epsilon:.2f} per {result['privacy_unit']}"
   return (["  federated test AUROC across sites:"]
           + [f"    {name:<12} {result['auroc']:.3f} ({privacy(result)})"
              for name, result in algorithms.items()]

@@ -297,8 +297,8 @@ def test_report_html_is_self_contained_with_the_headline_first(sprint_run):
   text = " ".join(page.text)
   order = [text.index(heading) for heading in (
       "Is the synthetic data useful?", "How private is it?", "Utility: train on synthetic",
-      "Fidelity", "Privacy audit", "Synthetic-record disclosure", "Federated learning",
-      "Full privacy record")]
+      "Fidelity: do synthetic", "Privacy audit", "Synthetic-record disclosure",
+      "Federated learning", "Full privacy record")]
   assert order == sorted(order)
 
 
