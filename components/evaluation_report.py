@@ -29,7 +29,8 @@ from components.evaluation import audit, disclosure, fidelity, plots, report, ut
 from components.evaluation.audit import AuditConfig
 from components.evaluation.report import Thresholds
 from components.evaluation.utility import UtilityConfig
-from components.federated_step import RESULTS_FILE, FederatedResults
+from components.federated_step import FederatedResults
+from federated.config import RESULTS_FILE
 from components.synthetic_data import SYNTHETIC_CSV
 from trainers import dp_training, features
 from trainers.gan_run_fn import DISCRIMINATOR_WEIGHTS
@@ -96,11 +97,13 @@ def encode(frame: pd.DataFrame, spec: DatasetSpec) -> Tuple[np.ndarray, List[np.
   return features.flatten_inputs(inputs), inputs, labels.reshape(-1)
 
 
-def _records(frame: pd.DataFrame, serialized: List[bytes], spec: DatasetSpec, limit: int,
-             seed: int) -> audit.Records:
-  order = np.random.default_rng(seed).permutation(len(frame))[:limit]
-  x, inputs, y = encode(frame.iloc[order].reset_index(drop=True), spec)
-  return audit.Records(x, inputs, y, [serialized[i] for i in order])
+def _sample(encoded: Tuple[np.ndarray, List[np.ndarray], np.ndarray], serialized: List[bytes],
+            limit: int, seed: int) -> audit.Records:
+  """At most `limit` patients of an encoded split, in a seeded random order."""
+  x, inputs, y = encoded
+  order = np.random.default_rng(seed).permutation(len(y))[:limit]
+  return audit.Records(x[order], [a[order] for a in inputs], y[order],
+                       [serialized[i] for i in order])
 
 
 def tfma_slices(evaluation_uri: str) -> Dict[str, Dict[str, Dict]]:
@@ -151,7 +154,8 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
   holdout, holdout_serialized = read_split(examples_uri, "eval", spec)
   test, _ = read_split(examples_uri, "test", spec)
   synthetic = pd.read_csv(synthetic_csv)
-  x_train, _, y_train = encode(train, spec)
+  train_encoded = encode(train, spec)
+  x_train, _, y_train = train_encoded
   x_test, _, y_test = encode(test, spec)
   x_synthetic, _, y_synthetic = encode(synthetic, spec)
   generator_record = dp_training.read_privacy_record(generator_dir)
@@ -176,8 +180,9 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
   fid = fidelity.fidelity_report(train, synthetic, spec)
 
   log("  EvaluationReport: membership attacks (shadow models, positive control)")
-  members = _records(train, train_serialized, spec, config.audit.max_records, seed)
-  non_members = _records(holdout, holdout_serialized, spec, config.audit.max_records, seed)
+  members = _sample(train_encoded, train_serialized, config.audit.max_records, seed)
+  non_members = _sample(encode(holdout, spec), holdout_serialized, config.audit.max_records,
+                        seed)
   discriminator = audit.load_discriminator(discriminator_weights, spec,
                                            generator_record["gan_config"])
   targets = {

@@ -40,12 +40,11 @@ def test_attacks_stay_near_chance_on_a_dp_model(icu_patients):
                                          PrivacyBudget(target_epsilon=100, delta=1e-4),
                                          log=lambda _: None)
   shadows = audit.shadow_confidences(
-      lambda x, y: classifier.train_classifier(x, y, config,
-                                               PrivacyBudget(target_epsilon=100, delta=1e-4),
-                                               log=lambda _: None)[0],
+      lambda x, y: audit.keras_probabilities(classifier.train_classifier(
+          x, y, config, PrivacyBudget(target_epsilon=100, delta=1e-4), log=lambda _: None)[0]),
       reference.x, reference.y, len(members.y), [members, non_members], CONFIG)
-  result = audit.model_attacks(lambda r: audit.keras_probabilities(model, r.x), members,
-                               non_members, shadows)
+  target = audit.keras_probabilities(model)
+  result = audit.model_attacks(lambda r: target(r.x), members, non_members, shadows)
   for attack in result.values():
     assert attack["auroc"] < 0.6, result
 

@@ -44,19 +44,25 @@ class Records:
     return Records(self.x[:n], [a[:n] for a in self.inputs], self.y[:n], self.serialized[:n])
 
 
-def classifier_probabilities(model_dir: str, serialized: List[bytes]) -> np.ndarray:
-  """The exported classifier's positive-class probability, through its serving signature."""
+def classifier_probabilities(model_dir: str) -> Callable[[List[bytes]], np.ndarray]:
+  """The exported classifier (loaded once) as serialized tf.Examples -> positive-class
+  probability, through its serving signature."""
   serve = tf.saved_model.load(model_dir).signatures["serving_default"]
-  outputs = [serve(examples=tf.constant(serialized[i:i + 1024]))["probability"].numpy()
-             for i in range(0, len(serialized), 1024)]
-  return np.concatenate(outputs).reshape(-1)
+
+  def probabilities(serialized: List[bytes]) -> np.ndarray:
+    outputs = [serve(examples=tf.constant(serialized[i:i + 1024]))["probability"].numpy()
+               for i in range(0, len(serialized), 1024)]
+    return np.concatenate(outputs).reshape(-1)
+  return probabilities
 
 
-def keras_probabilities(model, x: np.ndarray) -> np.ndarray:
-  """Positive-class probability from a Keras logit model (or any model that says it)."""
-  if hasattr(model, "probabilities"):
-    return model.probabilities(x)
-  return tf.sigmoid(model(x, training=False)).numpy().reshape(-1)
+# A fitted model as the attacks see it: features -> probability of the positive label.
+Probabilities = Callable[[np.ndarray], np.ndarray]
+
+
+def keras_probabilities(model: tf.keras.Model) -> Probabilities:
+  """A Keras model that outputs the positive-class logit."""
+  return lambda x: tf.sigmoid(model(x, training=False)).numpy().reshape(-1)
 
 
 def _half_samples(count: int, shadows: int, rng: np.random.Generator, size: int
@@ -64,7 +70,7 @@ def _half_samples(count: int, shadows: int, rng: np.random.Generator, size: int
   return [rng.choice(count, size=min(size, count), replace=False) for _ in range(shadows)]
 
 
-def shadow_confidences(train: Callable[[np.ndarray, np.ndarray], tf.keras.Model],
+def shadow_confidences(train: Callable[[np.ndarray, np.ndarray], Probabilities],
                        reference_x: np.ndarray, reference_y: np.ndarray, size: int,
                        scored: List[Records], config: AuditConfig) -> List[np.ndarray]:
   """Trains config.shadow_models models on random subsets of the reference data; returns,
@@ -72,9 +78,9 @@ def shadow_confidences(train: Callable[[np.ndarray, np.ndarray], tf.keras.Model]
   rng = np.random.default_rng(config.seed + 7)
   confidences = [[] for _ in scored]
   for index in _half_samples(len(reference_y), config.shadow_models, rng, size):
-    model = train(reference_x[index], reference_y[index])
+    probabilities = train(reference_x[index], reference_y[index])
     for out, records in zip(confidences, scored):
-      out.append(attacks.logit_confidence(keras_probabilities(model, records.x), records.y))
+      out.append(attacks.logit_confidence(probabilities(records.x), records.y))
   return [np.stack(c) for c in confidences]
 
 
@@ -105,32 +111,24 @@ def audit_dp_classifier(model_dir: str, record: Dict, members: Records, non_memb
 
   def train(x, y):
     model, _ = classifier.train_classifier(x, y, shadow_config, budget, log=lambda _: None)
-    return model
+    return keras_probabilities(model)
 
   shadows = shadow_confidences(train, reference_x, reference_y, len(reference_y) // 2,
                                [members, non_members], config)
-  return model_attacks(lambda r: classifier_probabilities(model_dir, r.serialized), members,
-                       non_members, shadows)
+  target = classifier_probabilities(model_dir)
+  return model_attacks(lambda r: target(r.serialized), members, non_members, shadows)
 
 
-class _ForestProbabilities:
-  """A scikit-learn model behind the Keras-like call the shadow helpers use."""
-
-  def __init__(self, forest: RandomForestClassifier):
-    self.forest = forest
-
-  def probabilities(self, x: np.ndarray) -> np.ndarray:
-    return self.forest.predict_proba(x)[:, list(self.forest.classes_).index(1)]
-
-
-def overfit_model(x: np.ndarray, y: np.ndarray, config: AuditConfig) -> _ForestProbabilities:
+def overfit_model(x: np.ndarray, y: np.ndarray, config: AuditConfig) -> Probabilities:
   """Fully grown trees on every feature: each tree memorises its bootstrap sample, so
   members get near-certain votes and non-members do not (a classic membership target).
   A wide network trained to zero loss is a weaker control here: it is as confident on
   most unseen patients as on its members, since these tables are largely predictable."""
   forest = RandomForestClassifier(n_estimators=config.control_trees, max_features=None,
                                   random_state=config.seed, n_jobs=1)
-  return _ForestProbabilities(forest.fit(x, y))
+  forest.fit(x, y)
+  positive = list(forest.classes_).index(1)
+  return lambda features: forest.predict_proba(features)[:, positive]
 
 
 def audit_positive_control(members: Records, non_members: Records, reference_x: np.ndarray,
@@ -142,7 +140,7 @@ def audit_positive_control(members: Records, non_members: Records, reference_x: 
   target = overfit_model(members.x, members.y, config)
   shadows = shadow_confidences(lambda x, y: overfit_model(x, y, config), reference_x,
                                reference_y, len(members.y), [members, non_members], config)
-  return model_attacks(lambda r: target.probabilities(r.x), members, non_members, shadows)
+  return model_attacks(lambda r: target(r.x), members, non_members, shadows)
 
 
 def load_discriminator(weights_path: str, spec, gan_config: Dict) -> tf.keras.Model:
