@@ -22,12 +22,11 @@ from typing import List
 from tfx import v1 as tfx
 from tfx.types.artifact import Artifact
 
-from federated.config import simulate_command
+from federated.config import RESULTS_FILE, simulate_command
 from federated.processes import run_in_own_session
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FEDERATED_PYTHON_ENV = "CLINICAL_DP_FEDERATED_PYTHON"
-RESULTS_FILE = "federated.json"
 
 
 class FederatedResults(Artifact):

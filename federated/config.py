@@ -14,6 +14,8 @@ ALGORITHMS: Tuple[str, ...] = ("centralized", "fedavg", "central_dp", "local_dp"
                                "dopamine", "cyclical")
 DP_ALGORITHMS: Tuple[str, ...] = ("central_dp", "local_dp", "dp_fedavg", "dopamine", "cyclical")
 MODELS: Tuple[str, ...] = ("mlp", "logistic")
+# The comparison's results; federated.simulate writes it last, so it marks a finished run.
+RESULTS_FILE = "federated.json"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ import tempfile
 import time
 from typing import List, Optional
 
-from federated.config import ALGORITHMS, DP_ALGORITHMS, FederatedConfig, flag
+from federated.config import ALGORITHMS, DP_ALGORITHMS, RESULTS_FILE, FederatedConfig, flag
 
 PROG = "federated.simulate"
 
@@ -124,7 +124,7 @@ def _publish(staging: str, output: str) -> None:
     if os.path.isdir(target):
       shutil.rmtree(target)
     os.replace(source, target)
-  os.replace(os.path.join(staging, "federated.json"), os.path.join(output, "federated.json"))
+  os.replace(os.path.join(staging, RESULTS_FILE), os.path.join(output, RESULTS_FILE))
 
 
 def run(args) -> int:
@@ -166,12 +166,12 @@ def run(args) -> int:
     }
     with open(os.path.join(staging, "federated.html"), "w", encoding="utf-8") as f:
       f.write(report.render_html(json.loads(report.dumps(results))))
-    with open(os.path.join(staging, "federated.json"), "w", encoding="utf-8") as f:
+    with open(os.path.join(staging, RESULTS_FILE), "w", encoding="utf-8") as f:
       f.write(report.dumps(results))
     _publish(staging, args.output)
   finally:
     shutil.rmtree(staging, ignore_errors=True)
-  log(f"{PROG}: wrote {os.path.join(args.output, 'federated.json')} in "
+  log(f"{PROG}: wrote {os.path.join(args.output, RESULTS_FILE)} in "
       f"{time.time() - started:.1f} s")
   return 0
 

@@ -20,9 +20,8 @@ import tempfile
 from typing import List, Optional
 from urllib.parse import urlparse
 
-from federated.config import simulate_command
+from federated.config import RESULTS_FILE, simulate_command
 
-RESULTS_FILE = "federated.json"  # written last by federated.simulate: the run finished
 
 
 def is_remote(uri: str) -> bool:

@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -133,10 +133,14 @@ def _released_source(component: str, uri: str) -> str:
   return serving if os.path.isdir(serving) else uri
 
 
+def _uris_by_output(outputs: List[Dict]) -> Dict[Tuple[str, str], str]:
+  return {(o["component"], o["name"]): o["uri"] for o in outputs}
+
+
 def collect_released(outputs: List[Dict], output_dir: str) -> Dict[str, Dict]:
   """Copies every released artifact under the run directory; returns their privacy records."""
   from trainers.dp_training import read_privacy_record  # pylint: disable=g-import-not-at-top
-  by_key = {(o["component"], o["name"]): o["uri"] for o in outputs}
+  by_key = _uris_by_output(outputs)
   records = {}
   for component, name, destination in RELEASED:
     if (component, name) not in by_key:
@@ -156,7 +160,7 @@ def collect_released(outputs: List[Dict], output_dir: str) -> Dict[str, Dict]:
 
 def collect_results(outputs: List[Dict], output_dir: str) -> Dict[str, str]:
   """Copies the report and the federated results under the run directory."""
-  by_key = {(o["component"], o["name"]): o["uri"] for o in outputs}
+  by_key = _uris_by_output(outputs)
   copied = {}
   for component, name, destination in RESULTS:
     if (component, name) in by_key:
@@ -289,9 +293,9 @@ def _headline_lines(report: Dict) -> List[str]:
 
 def _federated_lines(federated_dir: str) -> List[str]:
   """Test AUROC and epsilon of each federated algorithm, from federated.json."""
-  path = os.path.join(federated_dir, "federated.json")
-  with open(path) as f:
-    algorithms = json.load(f)["algorithms"]
+  from components.evaluation_report import read_federated  # pylint: disable=g-import-not-at-top
+  from federated.config import RESULTS_FILE  # pylint: disable=g-import-not-at-top
+  algorithms = read_federated(federated_dir)["algorithms"]
   def privacy(result):
     epsilon = result.get("epsilon")
     if epsilon is None:
@@ -300,7 +304,7 @@ def _federated_lines(federated_dir: str) -> List[str]:
   return (["  federated test AUROC across sites:"]
           + [f"    {name:<12} {result['auroc']:.3f} ({privacy(result)})"
              for name, result in algorithms.items()]
-          + [f"    results   {path}"])
+          + [f"    results   {os.path.join(federated_dir, RESULTS_FILE)}"])
 
 
 def run_pipeline(data_path: str, spec: DatasetSpec, config: PipelineConfig,
