@@ -21,6 +21,7 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT_ROOT)
 
 from clinical_dp.simulators import simulate, write_simulated  # noqa: E402
+from federated.config import RESULTS_FILE  # noqa: E402
 from federated.processes import run_in_own_session, worker_binaries  # noqa: E402
 
 PYTHON = os.path.join(PROJECT_ROOT, ".venv-federated", "bin", "python")
@@ -52,7 +53,7 @@ def main():
     common += ["--rounds", str(args.rounds)]
   main_dir = os.path.join(args.out, "all")
   wall = _simulate(args.out, ["--algorithm", "all", "--output", main_dir, *common])
-  with open(os.path.join(main_dir, "federated.json"), encoding="utf-8") as f:
+  with open(os.path.join(main_dir, RESULTS_FILE), encoding="utf-8") as f:
     results = json.load(f)
   algorithms = results["algorithms"]
   central = algorithms["centralized"]["auroc"]
@@ -71,7 +72,7 @@ def main():
     out = os.path.join(args.out, f"dp_fedavg_eps{eps}")
     _simulate(args.out, ["--algorithm", "dp_fedavg", "--output", out,
                          *[v if v != "3" else eps for v in common]])
-    with open(os.path.join(out, "federated.json"), encoding="utf-8") as f:
+    with open(os.path.join(out, RESULTS_FILE), encoding="utf-8") as f:
       r = json.load(f)["algorithms"]["dp_fedavg"]
     sweep.append({"target_epsilon": float(eps), "epsilon": r["epsilon"], "auroc": r["auroc"],
                   "noise_multiplier": r["details"]["noise_multiplier"]})
