@@ -17,21 +17,25 @@ import time
 from typing import Callable, Deque, List, Optional, Sequence
 
 
+def _stat_fields(pid: int) -> Optional[List[str]]:
+  """Fields of /proc/PID/stat after the command name (state, ppid, pgrp, session, ...),
+  or None once the process is gone. The name may contain spaces, so split after ")"."""
+  try:
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+      stat = f.read()
+  except OSError:
+    return None
+  return stat[stat.rfind(")") + 2:].split()
+
+
 def session_members(session_id: int) -> List[int]:
   """Process ids in a session (read from /proc; Linux)."""
   members = []
   for entry in os.listdir("/proc"):
-    if not entry.isdigit():
-      continue
-    try:
-      with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
-        stat = f.read()
-    except OSError:
-      continue
-    # Fields after the command name (which may contain spaces) start after ")".
-    fields = stat[stat.rfind(")") + 2:].split()
-    if int(fields[3]) == session_id:
-      members.append(int(entry))
+    if entry.isdigit():
+      fields = _stat_fields(int(entry))
+      if fields and int(fields[3]) == session_id:
+        members.append(int(entry))
   return members
 
 
@@ -49,53 +53,40 @@ def worker_binaries() -> List[int]:
   return found
 
 
-def kill_own_workers() -> List[int]:
-  """Terminates the worker_binary children of this process (TFF starts them and
-  leaves them running after Python exits); returns their ids."""
-  mine = []
-  for pid in worker_binaries():
-    try:
-      with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-        stat = f.read()
-    except OSError:
-      continue
-    if int(stat[stat.rfind(")") + 2:].split()[1]) == os.getpid():
-      mine.append(pid)
-  for sig in (signal.SIGTERM, signal.SIGKILL):
-    alive = [pid for pid in mine if os.path.exists(f"/proc/{pid}")]
-    for pid in alive:
-      try:
-        os.kill(pid, sig)
-      except ProcessLookupError:
-        pass
-    deadline = time.time() + 3
-    while time.time() < deadline and any(_running(pid) for pid in alive):
-      time.sleep(0.1)
-  return mine
-
-
 def _running(pid: int) -> bool:
-  try:
-    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-      return f.read().split(") ")[-1][0] != "Z"
-  except OSError:
-    return False
+  fields = _stat_fields(pid)
+  return fields is not None and fields[0] != "Z"
 
 
-def kill_session(session_id: int, grace_seconds: float = 3.0) -> None:
-  """SIGTERM then SIGKILL to everything left in the session."""
+def _terminate(still_there: Callable[[], List[int]], grace_seconds: float) -> None:
+  """SIGTERM, then SIGKILL, to the processes `still_there()` lists, waiting up to
+  `grace_seconds` after each signal for the list to empty."""
   for sig in (signal.SIGTERM, signal.SIGKILL):
-    members = session_members(session_id)
-    if not members:
+    targets = still_there()
+    if not targets:
       return
-    for pid in members:
+    for pid in targets:
       try:
         os.kill(pid, sig)
       except ProcessLookupError:
         pass
     deadline = time.time() + grace_seconds
-    while time.time() < deadline and session_members(session_id):
+    while time.time() < deadline and still_there():
       time.sleep(0.1)
+
+
+def kill_own_workers() -> List[int]:
+  """Terminates the worker_binary children of this process (TFF starts them and
+  leaves them running after Python exits); returns their ids."""
+  mine = [pid for pid in worker_binaries()
+          if (fields := _stat_fields(pid)) and int(fields[1]) == os.getpid()]
+  _terminate(lambda: [pid for pid in mine if _running(pid)], grace_seconds=3.0)
+  return mine
+
+
+def kill_session(session_id: int, grace_seconds: float = 3.0) -> None:
+  """SIGTERM then SIGKILL to everything left in the session."""
+  _terminate(lambda: session_members(session_id), grace_seconds)
 
 
 def run_in_own_session(command: Sequence[str], on_line: Optional[Callable[[str], None]] = None,

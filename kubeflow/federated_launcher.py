@@ -23,7 +23,6 @@ from urllib.parse import urlparse
 from federated.config import RESULTS_FILE, simulate_command
 
 
-
 def is_remote(uri: str) -> bool:
   return bool(urlparse(uri).scheme)
 
