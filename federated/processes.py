@@ -17,7 +17,7 @@ import time
 from typing import Callable, Deque, List, Optional, Sequence
 
 
-def _stat_fields(pid: int) -> Optional[List[str]]:
+def stat_fields(pid: int) -> Optional[List[str]]:
   """Fields of /proc/PID/stat after the command name (state, ppid, pgrp, session, ...),
   or None once the process is gone. The name may contain spaces, so split after ")"."""
   try:
@@ -33,7 +33,7 @@ def session_members(session_id: int) -> List[int]:
   members = []
   for entry in os.listdir("/proc"):
     if entry.isdigit():
-      fields = _stat_fields(int(entry))
+      fields = stat_fields(int(entry))
       if fields and int(fields[3]) == session_id:
         members.append(int(entry))
   return members
@@ -54,7 +54,7 @@ def worker_binaries() -> List[int]:
 
 
 def _running(pid: int) -> bool:
-  fields = _stat_fields(pid)
+  fields = stat_fields(pid)
   return fields is not None and fields[0] != "Z"
 
 
@@ -79,7 +79,7 @@ def kill_own_workers() -> List[int]:
   """Terminates the worker_binary children of this process (TFF starts them and
   leaves them running after Python exits); returns their ids."""
   mine = [pid for pid in worker_binaries()
-          if (fields := _stat_fields(pid)) and int(fields[1]) == os.getpid()]
+          if (fields := stat_fields(pid)) and int(fields[1]) == os.getpid()]
   _terminate(lambda: [pid for pid in mine if _running(pid)], grace_seconds=3.0)
   return mine
 

@@ -10,7 +10,8 @@ import os
 import pytest
 
 from clinical_dp.simulators import simulate, write_simulated
-from federated.processes import run_in_own_session, session_members, worker_binaries
+from federated.config import RESULTS_FILE
+from federated.processes import run_in_own_session, session_members, stat_fields, worker_binaries
 from tests.conftest import PROJECT_ROOT
 
 FEDERATED_PYTHON = os.path.join(PROJECT_ROOT, ".venv-federated", "bin", "python")
@@ -34,12 +35,8 @@ def run_child(args, timeout=CHILD_TIMEOUT):
 
 
 def _session_of(pid):
-  try:
-    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-      stat = f.read()
-  except OSError:
-    return None
-  return int(stat[stat.rfind(")") + 2:].split()[3])
+  fields = stat_fields(pid)
+  return None if fields is None else int(fields[3])
 
 
 def simulate_cli(*args, timeout=CHILD_TIMEOUT):
@@ -56,6 +53,6 @@ def tiny_federation(tmp_path_factory):
 
 
 def read_results(output_dir):
-  with open(os.path.join(output_dir, "federated.json"), encoding="utf-8") as f:
+  with open(os.path.join(output_dir, RESULTS_FILE), encoding="utf-8") as f:
     return json.load(f)
 
