@@ -136,7 +136,24 @@ def parse_spec(text: str, source: str = "<spec>") -> DatasetSpec:
   if not isinstance(raw, dict):
     raise SpecError(f"{source}: a spec must be a YAML mapping with name, label_column, "
                     "static and/or series")
+  for key in ("label_positive", "label_negative"):
+    if isinstance(raw.get(key), bool):  # YAML 1.1 reads Yes / No / TRUE / off as booleans
+      raw[key] = _label_as_written(text, key)
   return spec_from_dict(raw, source)
+
+
+class _NoBooleanLoader(yaml.SafeLoader):
+  """Reads every plain scalar that YAML 1.1 would call a boolean as the text written."""
+
+
+_NoBooleanLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def _label_as_written(text: str, key: str) -> str:
+  """A label class as the spec spells it (`Yes`, `TRUE`), as the CSV cells do."""
+  return str(yaml.load(text, Loader=_NoBooleanLoader)[key])
 
 
 def spec_from_dict(raw: Dict[str, Any], source: str = "<spec>") -> DatasetSpec:

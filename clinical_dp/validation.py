@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from clinical_dp.files import write_atomically
+from clinical_dp.names import ColumnKeys
 from clinical_dp.spec import DatasetSpec
 
 MISSING_MARKERS = ("", "NA", "N/A", "NaN", "nan", "NULL", "null", "None")
@@ -217,12 +218,15 @@ def _check_numeric(raw, missing, column: str, lo: float, hi: float, integer: boo
   return values.astype(np.float64).where(present)
 
 
-def write_prepared_input(table: pd.DataFrame, spec: DatasetSpec, out_dir: str) -> str:
-  """Writes a validated, typed table as the pipeline's input CSV, atomically.
+def prepared_table(table: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+  """A validated, typed table as the pipeline ingests it: the spec's columns under the
+  pipeline's feature keys (clinical_dp/names.py), the label as 1 / 0."""
+  return ColumnKeys.for_spec(spec).to_internal(table[spec.required_columns])
 
-  Float columns keep a decimal point so that ExampleGen types them as floats, as
-  the spec-derived schema says.
-  """
-  columns = table[spec.required_columns]
+
+def write_prepared_input(table: pd.DataFrame, spec: DatasetSpec, out_dir: str) -> str:
+  """Writes `prepared_table` as the pipeline's input CSV, atomically. Float columns keep
+  a decimal point so that ExampleGen types them as floats, as the schema says."""
+  columns = prepared_table(table, spec)
   return write_atomically(os.path.join(out_dir, "data.csv"),
                           lambda tmp: columns.to_csv(tmp, index=False, float_format="%.6f"))

@@ -8,9 +8,10 @@ it passes the schema on unchanged, which is what ties Transform to the gate.
 
 import dataclasses
 import glob
+import json
 import os
 import shutil
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
@@ -95,15 +96,18 @@ def read_anomalies(anomalies_artifact, examples_artifact, schema: schema_pb2.Sch
   return reports
 
 
-def describe(reports: List[AnomalyReport]) -> str:
-  """One line per column, rows summed over splits, e.g. "(10 rows: train 8, eval 2)"."""
+def describe(reports: List[AnomalyReport], column_names: Optional[Dict[str, str]] = None
+             ) -> str:
+  """One line per column, rows summed over splits, e.g. "(10 rows: train 8, eval 2)";
+  columns under the user's names ({feature key: name}, clinical_dp/names.py)."""
+  column_names = column_names or {}
   by_column: Dict[str, List[AnomalyReport]] = {}
   for report in reports:
     by_column.setdefault(report.column, []).append(report)
   lines = [f"ExampleValidator found anomalies in {len(by_column)} column(s); "
            "the pipeline stopped before Transform:"]
   for column, column_reports in by_column.items():
-    where = f"column '{column}'" if column else "the dataset"
+    where = f"column '{column_names.get(column, column)}'" if column else "the dataset"
     problem = column_reports[0].problem.strip().rstrip(".")
     rows = sum(r.rows for r in column_reports)
     splits = ", ".join(f"{r.split} {r.rows}" for r in column_reports)
@@ -118,12 +122,14 @@ def AnomalyGate(  # pylint: disable=invalid-name
     examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
     schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
     validated_schema: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Schema],
+    column_names: tfx.dsl.components.Parameter[str] = "{}",
 ) -> None:
-  """Raises DataAnomaliesError on any anomaly; otherwise passes the schema on."""
+  """Raises DataAnomaliesError on any anomaly; otherwise passes the schema on.
+  `column_names` is JSON {feature key: column name in the user's table}."""
   schema_path = os.path.join(schema.uri, SCHEMA_FILE)
   schema_proto = io_utils.parse_pbtxt_file(schema_path, schema_pb2.Schema())
   reports = read_anomalies(anomalies, examples, schema_proto)
   if reports:
-    raise DataAnomaliesError(describe(reports))
+    raise DataAnomaliesError(describe(reports, json.loads(column_names or "{}")))
   os.makedirs(validated_schema.uri, exist_ok=True)
   shutil.copyfile(schema_path, os.path.join(validated_schema.uri, SCHEMA_FILE))

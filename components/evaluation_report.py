@@ -24,7 +24,9 @@ from tfx.types import artifact
 from tfx.utils import path_utils
 
 from clinical_dp.files import write_text_atomically
+from clinical_dp.names import ColumnKeys, binary_label_spec, user_labels
 from clinical_dp.spec import DatasetSpec, parse_spec
+from clinical_dp.validation import InvalidInputError, validate_table
 from components.evaluation import audit, disclosure, fidelity, plots, report, utility
 from components.evaluation.audit import AuditConfig
 from components.evaluation.report import Thresholds
@@ -79,7 +81,9 @@ def _value(feature: tf.train.Feature):
 
 def read_split(examples_uri: str, split: str, spec: DatasetSpec
                ) -> Tuple[pd.DataFrame, List[bytes]]:
-  """One split of raw patients as a table (the input's columns) and their tf.Examples."""
+  """One split of raw patients as a table (the user's column names, the label as 1 / 0)
+  and their tf.Examples (the pipeline's feature keys, clinical_dp/names.py)."""
+  keys = ColumnKeys.for_spec(spec)
   files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
   if not files:
     raise FileNotFoundError(f"no examples in split '{split}' under {examples_uri}")
@@ -87,8 +91,22 @@ def read_split(examples_uri: str, split: str, spec: DatasetSpec
   rows = []
   for record in serialized:
     feature = tf.train.Example.FromString(record).features.feature
-    rows.append({c: _value(feature[c]) for c in spec.required_columns if c in feature})
+    rows.append({c: _value(feature[keys.key(c)]) for c in spec.required_columns
+                 if keys.key(c) in feature})
   return pd.DataFrame(rows, columns=spec.required_columns), serialized
+
+
+def read_synthetic(synthetic_csv: str, spec: DatasetSpec) -> pd.DataFrame:
+  """The released table, typed and with the label as 1 / 0, as the real splits are read."""
+  checked = validate_table(synthetic_csv, spec)
+  if not checked.ok:
+    raise InvalidInputError(checked.findings)
+  return checked.table
+
+
+def _with_user_labels(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+  """The label as the user's classes, for what the report shows by class."""
+  return frame.assign(**{spec.label_column: user_labels(frame[spec.label_column], spec)})
 
 
 def encode(frame: pd.DataFrame, spec: DatasetSpec) -> Tuple[np.ndarray, List[np.ndarray],
@@ -106,14 +124,15 @@ def _sample(encoded: Tuple[np.ndarray, List[np.ndarray], np.ndarray], serialized
                        [serialized[i] for i in order])
 
 
-def tfma_slices(evaluation_uri: str) -> Dict[str, Dict[str, Dict]]:
-  """{model: {slice: {auroc, accuracy, examples}}} from TFX Evaluator's output."""
+def tfma_slices(evaluation_uri: str, keys: ColumnKeys) -> Dict[str, Dict[str, Dict]]:
+  """{model: {slice: {auroc, accuracy, examples}}} from TFX Evaluator's output, slices
+  named by the user's columns."""
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
   names = {"auc": "auroc", "binary_accuracy": "accuracy", "example_count": "examples"}
   result: Dict[str, Dict[str, Dict]] = {}
   for metrics in tfma.load_metrics(evaluation_uri):
     slice_name = "overall" if not metrics.slice_key.single_slice_keys else ", ".join(
-        f"{k.column}={_slice_value(k)}" for k in metrics.slice_key.single_slice_keys)
+        f"{keys.name(k.column)}={_slice_value(k)}" for k in metrics.slice_key.single_slice_keys)
     for pair in metrics.metric_keys_and_values:
       if (pair.key.name in names and not pair.key.is_diff  # is_diff: candidate - baseline
           and not pair.key.HasField("sub_key")):
@@ -148,12 +167,13 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
                  synthetic_csv: str, generator_dir: str, classifier_dir: str,
                  discriminator_weights: str, evaluation_uri: Optional[str] = None,
                  federated: Optional[Dict] = None, log=print) -> Tuple[Dict, Dict[str, bytes]]:
-  """Every measurement of the report, and its figures."""
+  """Every measurement of the report, and its figures, under the user's column names."""
   seed = config.audit.seed
   train, train_serialized = read_split(examples_uri, "train", spec)
   holdout, holdout_serialized = read_split(examples_uri, "eval", spec)
   test, _ = read_split(examples_uri, "test", spec)
-  synthetic = pd.read_csv(synthetic_csv)
+  synthetic = read_synthetic(synthetic_csv, spec)
+  user_spec, spec = spec, binary_label_spec(spec)  # every table here holds the label as 1 / 0
   train_encoded = encode(train, spec)
   x_train, _, y_train = train_encoded
   x_test, _, y_test = encode(test, spec)
@@ -171,13 +191,14 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
   use["test_patients"] = int(len(y_test))
   use["dp_models"] = {}
   if evaluation_uri:
-    slices = tfma_slices(evaluation_uri)
+    slices = tfma_slices(evaluation_uri, ColumnKeys.for_spec(user_spec))
     for model, name in (("candidate", "DP classifier"), ("baseline", "non-private twin")):
       if model in slices:
         use["dp_models"][name] = {"slices": slices[model]}
 
   log("  EvaluationReport: fidelity")
-  fid = fidelity.fidelity_report(train, synthetic, spec)
+  fid = fidelity.fidelity_report(_with_user_labels(train, user_spec),
+                                 _with_user_labels(synthetic, user_spec), user_spec)
 
   log("  EvaluationReport: membership attacks (shadow models, positive control)")
   members = _sample(train_encoded, train_serialized, config.audit.max_records, seed)

@@ -18,6 +18,7 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from clinical_dp.files import write_atomically
+from clinical_dp.names import ColumnKeys, user_labels
 from clinical_dp.spec import DatasetSpec, parse_spec
 from clinical_dp.validation import InvalidInputError, validate_table
 from trainers import dp_training, gan_export
@@ -36,6 +37,13 @@ def synthetic_table(generator_dir: str, spec: DatasetSpec, num_patients: int,
   if spec.site_column:
     frame[spec.site_column] = SYNTHETIC_SITE
   return frame[spec.required_columns]
+
+
+def user_table(frame: pd.DataFrame, spec: DatasetSpec, keys: ColumnKeys) -> pd.DataFrame:
+  """Rows under the pipeline's keys -> the user's column names and label classes."""
+  table = keys.to_user(frame)
+  table[spec.label_column] = user_labels(table[spec.label_column], spec)
+  return table
 
 
 def _feature(value) -> tf.train.Feature:
@@ -73,15 +81,21 @@ def SyntheticDataGen(  # pylint: disable=invalid-name
     spec_yaml: tfx.dsl.components.Parameter[str],
     num_patients: tfx.dsl.components.Parameter[int] = 0,
 ) -> None:
-  """Samples num_patients (0: as many as the generator was trained on) at the DP label rate."""
+  """Samples num_patients (0: as many as the generator was trained on) at the DP label rate.
+
+  `spec_yaml` is the user's spec: the generator speaks the pipeline's feature keys and
+  1 / 0 labels, synthetic.csv the user's column names and classes."""
   spec = parse_spec(spec_yaml)
+  keys = ColumnKeys.for_spec(spec)
   generator_dir = path_utils.serving_model_path(generator.uri)
   record = dp_training.read_privacy_record(generator_dir)
   count = num_patients or record["num_examples"]
   print(f"  SyntheticDataGen: sampling {count} synthetic patients at positive rate "
         f"{record['positive_rate']:.3f} (DP epsilon {record['epsilon']:.3f})")
-  frame = synthetic_table(generator_dir, spec, count, record["positive_rate"])
-  write_checked_csv(frame, spec, os.path.join(synthetic_examples.uri, SYNTHETIC_CSV))
+  frame = synthetic_table(generator_dir, keys.internal_spec(spec), count,
+                          record["positive_rate"])
+  write_checked_csv(user_table(frame, spec, keys), spec,
+                    os.path.join(synthetic_examples.uri, SYNTHETIC_CSV))
   split_dir = os.path.join(synthetic_examples.uri, f"Split-{SYNTHETIC_SPLIT}")
   os.makedirs(split_dir, exist_ok=True)
   write_examples(frame, os.path.join(split_dir, "synthetic-00000-of-00001.gz"))

@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import pandas as pd
 
+from clinical_dp.names import ColumnKeys
 from clinical_dp.spec import DatasetSpec, SpecError, load_spec, parse_spec
 from clinical_dp.validation import InvalidInputError, validate_table
 
@@ -148,9 +149,13 @@ def _ids(table: pd.DataFrame, spec: DatasetSpec) -> pd.Series:
 
 
 def load_csv(path: str, spec: DatasetSpec) -> FederatedData:
-  table = _validated(path, spec)
-  split = patient_split(_ids(table, spec))
-  return _assemble({s: table[split == s] for s in SPLITS}, spec, source=path)
+  """A user's table, checked against the user's spec, then under the pipeline's feature
+  keys and the label as 1 / 0 (clinical_dp/names.py), as ExampleGen's rows are."""
+  keys = ColumnKeys.for_spec(spec)
+  internal = keys.internal_spec(spec)
+  table = keys.to_internal(_validated(path, spec))
+  split = patient_split(_ids(table, internal))
+  return _assemble({s: table[split == s] for s in SPLITS}, internal, source=path)
 
 
 def _example_rows(files: List[str]) -> pd.DataFrame:
@@ -169,7 +174,9 @@ def _example_rows(files: List[str]) -> pd.DataFrame:
 
 
 def load_examples(directory: str, spec: DatasetSpec) -> FederatedData:
-  """Reads ExampleGen's splits; each is validated against the spec like a CSV."""
+  """Reads ExampleGen's splits (feature keys, label 1 / 0: the pipeline's prepared input);
+  each is validated against the user's spec under those keys, like a CSV."""
+  spec = ColumnKeys.for_spec(spec).internal_spec(spec)
   if not os.path.isdir(directory):
     raise DataError(f"{directory}: Examples directory not found")
   tables = {}

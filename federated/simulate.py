@@ -22,6 +22,7 @@ import tempfile
 import time
 from typing import List, Optional
 
+from clinical_dp.names import SIGNATURE_INPUTS_FILE, ColumnKeys
 from federated.config import ALGORITHMS, DP_ALGORITHMS, RESULTS_FILE, FederatedConfig, flag
 
 PROG = "federated.simulate"
@@ -100,13 +101,19 @@ def _write_model(result, entry, data, spec, config, directory: str) -> None:
   from federated import model as model_lib  # pylint: disable=import-outside-toplevel
   from federated import report  # pylint: disable=import-outside-toplevel
   path = os.path.join(directory, "models", result.algorithm)
-  model_lib.export(result.weights, data.feature_names, path, spec)
+  keys = ColumnKeys.for_spec(spec)
+  internal = keys.internal_spec(spec)
+  model_lib.export(result.weights, data.feature_names, path, internal)
+  inputs = keys.signature_inputs(internal.feature_columns)
+  with open(os.path.join(path, SIGNATURE_INPUTS_FILE), "w", encoding="utf-8") as f:
+    json.dump({"predict_raw": inputs}, f, indent=2, ensure_ascii=False)
   record = dict(entry["privacy"], algorithm=result.algorithm, rounds=result.rounds,
                 selection="none: the last round's model is released; the eval split is only "
                 "plotted and the test split only scored",
                 features=list(data.feature_names),
                 inputs="signature predict_raw: one tensor per raw column in clinical units "
-                "(categories as strings); serving_default / predict_features: the features "
+                f"(categories as strings), keyed as {SIGNATURE_INPUTS_FILE} says (column: key); "
+                "serving_default / predict_features: the features "
                 "scaled to [0, 1] by the spec's bounds, categories one-hot over the spec's "
                 "values (federated/data.py encode)",
                 config=dataclasses.asdict(config))

@@ -16,7 +16,7 @@ from clinical_dp.spec import load_spec
 from tfx import v1 as tfx  # pylint: disable=g-bad-import-order
 from pipelines.config import default_config
 from pipelines.pipeline import create_pipeline
-from pipelines.runner import load_valid_table, prepare_input
+from pipelines.runner import load_valid_table, plan_run, prepare_input
 
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _DEFAULT_DATA_DIR = os.path.join(_PROJECT_ROOT, "outputs", "data", "sprint")
@@ -42,7 +42,8 @@ def main():
   config = default_config(
       os.environ.get("CLINICAL_DP_OUTPUT", os.path.join(_PROJECT_ROOT, "outputs", "tfx_cli_run")),
       fast=os.environ.get("CLINICAL_DP_FAST", "") not in ("", "0"))
-  prepare_input(load_valid_table(data_path, spec), spec, config)
+  selected, config = plan_run(load_valid_table(data_path, spec), spec, config)
+  prepare_input(selected, spec, config)
   tfx.orchestration.LocalDagRunner().run(create_pipeline(config, spec))
 
 

@@ -1,18 +1,20 @@
 """The pipeline definition: a pure function from configuration to a TFX pipeline."""
 
+import json
 from typing import Callable, List, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2
 
+from clinical_dp.names import ColumnKeys
 from clinical_dp.spec import DatasetSpec
 from components.anomaly_gate import AnomalyGate
 from components.evaluation_report import SEX_COLUMN, EvaluationReport
 from components.spec_schema_gen import SpecSchemaGen
 from components.synthetic_data import SyntheticDataGen
 from pipelines.config import PipelineConfig, SplitConfig
-from trainers.preprocessing import SPEC_KEY
+from trainers.preprocessing import COLUMN_NAMES_KEY, SPEC_KEY
 
 PREPROCESSING_FN = "trainers.preprocessing.preprocessing_fn"
 GAN_RUN_FN = "trainers.gan_run_fn.run_fn"
@@ -55,12 +57,14 @@ def _trainer(run_fn: str, transform, schema, custom_config, component_id: str):
 
 def evaluation_config(spec: DatasetSpec, with_twin: bool) -> tfma.EvalConfig:
   """AUROC and accuracy of the DP classifier (and its twin as TFMA's baseline) on the
-  raw test patients, overall, by site and by sex where those columns exist."""
+  raw test patients, overall, by site and by sex where those columns exist. TFMA reads
+  ExampleGen's rows: feature keys, and the label as 1 / 0 (clinical_dp/names.py)."""
+  keys = ColumnKeys.for_spec(spec)
   def model(name: str, is_baseline: bool) -> tfma.ModelSpec:
     return tfma.ModelSpec(name=name, signature_name="serving_default",
-                          label_key=spec.label_column, prediction_key="probability",
+                          label_key=keys.key(spec.label_column), prediction_key="probability",
                           is_baseline=is_baseline)
-  slice_columns = [c for c in (spec.site_column, SEX_COLUMN)
+  slice_columns = [keys.key(c) for c in (spec.site_column, SEX_COLUMN)
                    if c and c in spec.required_columns]
   return tfma.EvalConfig(
       model_specs=[model("candidate", False)] + ([model("baseline", True)] if with_twin else []),
@@ -71,13 +75,7 @@ def evaluation_config(spec: DatasetSpec, with_twin: bool) -> tfma.EvalConfig:
           tfma.MetricConfig(class_name="BinaryAccuracy")])])
 
 
-def _numeric_binary_label(spec: DatasetSpec) -> bool:
-  """TFMA reads the raw label column as the target: it must already be 1 / 0."""
-  return str(spec.label_positive) == "1" and str(spec.label_negative) == "0"
-
-
 def _local_federated_step(examples, spec_yaml: str, federated_args: List[str]):
-  import json  # pylint: disable=g-import-not-at-top
   from components.federated_step import FederatedStep  # pylint: disable=g-import-not-at-top
   return FederatedStep(examples=examples, spec_yaml=spec_yaml,
                        federated_args=json.dumps(federated_args))
@@ -86,49 +84,58 @@ def _local_federated_step(examples, spec_yaml: str, federated_args: List[str]):
 def create_components(config: PipelineConfig, spec: DatasetSpec,
                       federated_step: Optional[FederatedStepBuilder] = None) -> List:
   """Ingest, statistics, spec schema, validation, gate, transform, DP trainers, synthetic
-  data, evaluation and report, and (with a site column) the federated step."""
+  data, evaluation and report, and (with a site column) the federated step.
+
+  `spec` is the user's. The data components run on its internal form (feature keys,
+  label 1 / 0), as the prepared input is written; the components whose outputs a person
+  reads (synthetic data, report, federated results) take the user's spec and map back.
+  """
+  keys = ColumnKeys.for_spec(spec)
+  internal = keys.internal_spec(spec).to_dict()
   example_gen = tfx.components.CsvExampleGen(
-      input_base=config.input_dir, output_config=_patient_split(config.splits, spec.id_column))
+      input_base=config.input_dir,
+      output_config=_patient_split(config.splits, spec.id_column and keys.key(spec.id_column)))
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
   schema_gen = SpecSchemaGen(statistics=statistics_gen.outputs["statistics"],
-                             spec_yaml=spec.to_yaml())
+                             spec_yaml=keys.internal_spec(spec).to_yaml())
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
   anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"],
                              examples=example_gen.outputs["examples"],
-                             schema=schema_gen.outputs["schema"])
+                             schema=schema_gen.outputs["schema"],
+                             column_names=json.dumps(keys.to_name, ensure_ascii=False))
   transform = tfx.components.Transform(
       examples=example_gen.outputs["examples"],
       schema=anomaly_gate.outputs["validated_schema"],
       preprocessing_fn=PREPROCESSING_FN,
-      custom_config={SPEC_KEY: spec.to_dict()})
+      custom_config={SPEC_KEY: internal})
   schema = anomaly_gate.outputs["validated_schema"]
   training = config.training
+  column_names = {COLUMN_NAMES_KEY: keys.to_name}
   gan_trainer = _trainer(GAN_RUN_FN, transform, schema,
-                         training.gan_custom_config(spec.to_dict()), GAN_TRAINER_ID)
+                         {**training.gan_custom_config(internal), **column_names},
+                         GAN_TRAINER_ID)
   synthetic_data = SyntheticDataGen(generator=gan_trainer.outputs["model"],
                                     spec_yaml=spec.to_yaml(),
                                     num_patients=training.synthetic_patients)
   classifier_trainer = _trainer(CLASSIFIER_RUN_FN, transform, schema,
-                                training.classifier_custom_config(spec.to_dict()),
+                                {**training.classifier_custom_config(internal), **column_names},
                                 CLASSIFIER_TRAINER_ID)
   components = [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
                 transform, gan_trainer, synthetic_data, classifier_trainer]
-  evaluator = None
-  if _numeric_binary_label(spec):
-    twin_trainer = None
-    if training.train_twin:
-      twin_trainer = _trainer(CLASSIFIER_RUN_FN, transform, schema,
-                              training.classifier_custom_config(spec.to_dict(), private=False),
-                              TWIN_TRAINER_ID)
-      components.append(twin_trainer)
-    evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"], model=classifier_trainer.outputs["model"],
-        baseline_model=twin_trainer.outputs["model"] if twin_trainer else None,
-        example_splits=["test"],
-        eval_config=evaluation_config(spec, with_twin=twin_trainer is not None)
-    ).with_id(EVALUATOR_ID)
-    components.append(evaluator)
+  twin_trainer = None
+  if training.train_twin:
+    twin_trainer = _trainer(CLASSIFIER_RUN_FN, transform, schema,
+                            {**training.classifier_custom_config(internal, private=False),
+                             **column_names}, TWIN_TRAINER_ID)
+    components.append(twin_trainer)
+  evaluator = tfx.components.Evaluator(
+      examples=example_gen.outputs["examples"], model=classifier_trainer.outputs["model"],
+      baseline_model=twin_trainer.outputs["model"] if twin_trainer else None,
+      example_splits=["test"],
+      eval_config=evaluation_config(spec, with_twin=twin_trainer is not None)
+  ).with_id(EVALUATOR_ID)
+  components.append(evaluator)
   federated = None
   if config.federated is not None and spec.site_column:
     build = federated_step or _local_federated_step
@@ -142,7 +149,7 @@ def create_components(config: PipelineConfig, spec: DatasetSpec,
       synthetic_examples=synthetic_data.outputs["synthetic_examples"],
       generator=gan_trainer.outputs["model"], gan_run=gan_trainer.outputs["model_run"],
       classifier=classifier_trainer.outputs["model"],
-      evaluation=evaluator.outputs["evaluation"] if evaluator else None,
+      evaluation=evaluator.outputs["evaluation"],
       federated_results=federated.outputs["federated_results"] if federated else None,
       spec_yaml=spec.to_yaml(), report_config=config.report.to_json()).with_id(REPORT_ID)
   return components + [report]

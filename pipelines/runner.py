@@ -13,12 +13,14 @@ import time
 from typing import Dict, List, Tuple
 
 import numpy as np
+import pandas as pd
 
 from clinical_dp.files import write_text_atomically
 from clinical_dp.spec import DatasetSpec
 from clinical_dp.validation import (InvalidInputError, ValidationReport, validate_table,
                                     write_prepared_input)
 from pipelines.config import PipelineConfig
+from pipelines.preflight import check_run
 
 OUTPUT_MARKER = ".clinical-dp-output"
 RUNNING_MARKER = "RUNNING"
@@ -62,24 +64,50 @@ def load_valid_table(data_path: str, spec: DatasetSpec) -> ValidationReport:
   return report
 
 
-def prepare_input(report: ValidationReport, spec: DatasetSpec, config: PipelineConfig
-                  ) -> PreparedInput:
-  """Writes the validated table (or the fast configuration's patient subset) as pipeline input."""
+@dataclasses.dataclass
+class SelectedInput:
+  """The validated rows the run will use (all, or the fast configuration's patients)."""
+  report: ValidationReport
+  table: pd.DataFrame
+  subsampled: bool
+
+
+def select_patients(report: ValidationReport, spec: DatasetSpec, config: PipelineConfig
+                    ) -> SelectedInput:
+  """Every patient, or the fast configuration's seeded subset of patients."""
   table = report.table
-  id_column = spec.id_column
-  patients = table[id_column] if id_column else table.index.to_series()
-  subsampled = False
-  if config.max_patients and patients.nunique() > config.max_patients:
-    rng = np.random.default_rng(0)
-    keep = rng.choice(patients.unique(), size=config.max_patients, replace=False)
-    table = table[patients.isin(keep)].reset_index(drop=True)
-    patients = table[id_column] if id_column else table.index.to_series()
-    subsampled = True
+  patients = table[spec.id_column] if spec.id_column else table.index.to_series()
+  if not config.max_patients or patients.nunique() <= config.max_patients:
+    return SelectedInput(report, table, subsampled=False)
+  rng = np.random.default_rng(0)
+  keep = rng.choice(patients.unique(), size=config.max_patients, replace=False)
+  return SelectedInput(report, table[patients.isin(keep)].reset_index(drop=True),
+                       subsampled=True)
+
+
+def plan_run(report: ValidationReport, spec: DatasetSpec, config: PipelineConfig,
+             log=print) -> Tuple[SelectedInput, PipelineConfig]:
+  """The rows and configuration to run with; raises RunRefused (pipelines/preflight.py)
+  before anything is written when the table cannot be run whole."""
+  selected = select_patients(report, spec, config)
+  plan = check_run(selected.table, spec, config, report.file)
+  log(f"      splits by {'patient' if spec.id_column else 'row'}: "
+      + ", ".join(f"{split} {count}" for split, count in plan.split_patients) + " patients")
+  for note in plan.notes:
+    log(f"      {note}")
+  return selected, plan.config
+
+
+def prepare_input(selected: SelectedInput, spec: DatasetSpec, config: PipelineConfig
+                  ) -> PreparedInput:
+  """Writes the selected rows as the pipeline's input (feature keys, label 1 / 0)."""
+  table, report = selected.table, selected.report
+  patients = table[spec.id_column] if spec.id_column else table.index.to_series()
   prepared = write_prepared_input(table, spec, config.input_dir)
   return PreparedInput(source=os.path.abspath(report.file), prepared_csv=prepared,
                        rows_in_file=report.rows, rows_dropped_missing=report.dropped_rows,
                        rows_used=len(table), patients_used=int(patients.nunique()),
-                       subsampled=subsampled)
+                       subsampled=selected.subsampled)
 
 
 def begin_output_dir(output_dir: str) -> None:
@@ -313,9 +341,10 @@ def run_pipeline(data_path: str, spec: DatasetSpec, config: PipelineConfig,
   start = time.time()
   log(f"[1/3] validating {data_path} against spec '{spec.name}'")
   report = load_valid_table(data_path, spec)  # before touching the output directory
+  selected, config = plan_run(report, spec, config, log)
   begin_output_dir(config.output_dir)
   try:
-    prepared = prepare_input(report, spec, config)
+    prepared = prepare_input(selected, spec, config)
     log(f"[2/3] running the TFX pipeline on {prepared.rows_used} rows with LocalDagRunner "
         f"(Beam {config.beam.mode}); artifacts under {config.pipeline_root}")
     run_local(config, spec)

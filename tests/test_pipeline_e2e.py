@@ -14,12 +14,15 @@ import pytest
 import tensorflow as tf
 
 from clinical_dp.simulators import simulate
+from clinical_dp.names import SIGNATURE_INPUTS_FILE, ColumnKeys
 from clinical_dp.spec import load_spec
 from clinical_dp.validation import validate_table, write_prepared_input
 from components.anomaly_gate import DataAnomaliesError
 from pipelines.config import default_config
 from pipelines.metadata import read_outputs
+from pipelines.splits import example_gen_splits
 from tests.conftest import PROJECT_ROOT, run_cli
+from tests.real_shaped import odd_icu, small_two_centre_trial, write_table
 
 COMPONENTS = {"CsvExampleGen", "StatisticsGen", "SpecSchemaGen", "ExampleValidator",
               "AnomalyGate", "Transform", "GanTrainer", "SyntheticDataGen", "DpClassifierTrainer",
@@ -58,9 +61,30 @@ def sprint_run(sprint_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def icu_run(icu_dir, tmp_path_factory):
+def odd_icu_dir(tmp_path_factory):
+  """The icu table as a hospital export might name it (tests/real_shaped.py)."""
+  directory = tmp_path_factory.mktemp("odd_icu")
+  write_table(directory, *odd_icu())
+  return directory
+
+
+@pytest.fixture(scope="module")
+def icu_run(odd_icu_dir, tmp_path_factory):
   output = tmp_path_factory.mktemp("icu_run") / "run"
-  return output, _run(icu_dir, output)
+  return output, _run(odd_icu_dir, output)
+
+
+@pytest.fixture(scope="module")
+def small_trial_dir(tmp_path_factory):
+  directory = tmp_path_factory.mktemp("small_trial")
+  write_table(directory, *small_two_centre_trial())
+  return directory
+
+
+@pytest.fixture(scope="module")
+def small_trial_run(small_trial_dir, tmp_path_factory):
+  output = tmp_path_factory.mktemp("small_trial_run") / "run"
+  return output, _run(small_trial_dir, output, "--non-private-twin")
 
 
 @pytest.mark.parametrize("run_fixture", ["sprint_run", "icu_run"])
@@ -93,23 +117,29 @@ def test_transformed_examples_follow_the_spec(sprint_run):
   assert _bytes(example, "patient_id").startswith("S")
 
 
-def test_split_keeps_patients_together_and_test_rows_apart(icu_run):
+def test_split_keeps_patients_together_and_test_rows_apart(icu_run, odd_icu_dir):
   output, _ = icu_run
+  id_key = ColumnKeys.for_spec(load_spec(str(odd_icu_dir / "spec.yaml"))).key("id")
   uri = _outputs_by_key(str(output))["CsvExampleGen.examples"]["uri"]
-  patients = {split: [_bytes(e, "patient_id") for e in _split_examples(uri, split)]
+  patients = {split: [_bytes(e, id_key) for e in _split_examples(uri, split)]
               for split in ("train", "eval", "test")}
   train, evaluation, test = (set(patients[s]) for s in ("train", "eval", "test"))
   assert not train & test and not evaluation & test and not train & evaluation
-  prepared = pd.read_csv(output / "input" / "data.csv")
+  prepared = pd.read_csv(output / "input" / "data.csv", dtype={id_key: str})
   assert sum(len(rows) for rows in patients.values()) == len(prepared)
-  repeated = prepared["patient_id"][prepared["patient_id"].duplicated()]
+  repeated = prepared[id_key][prepared[id_key].duplicated()]
   assert len(repeated) > 0, "the check needs patients with several rows"
   for split_patients in patients.values():
     for patient in set(split_patients) & set(repeated):
-      assert split_patients.count(patient) == (prepared["patient_id"] == patient).sum()
+      assert split_patients.count(patient) == (prepared[id_key] == patient).sum()
   # The transformed test split holds exactly the held-out patients.
   transformed = _outputs_by_key(str(output))["Transform.transformed_examples"]["uri"]
-  assert {_bytes(e, "patient_id") for e in _split_examples(transformed, "test")} == test
+  assert {_bytes(e, id_key) for e in _split_examples(transformed, "test")} == test
+  # The pre-flight check knew ExampleGen's split before it ran (pipelines/splits.py).
+  text = (output / "input" / "data.csv").read_text()
+  predicted = example_gen_splits(prepared, {"train": 8, "eval": 1, "test": 1}, id_key, text)
+  for split, split_patients in patients.items():
+    assert set(prepared[id_key][predicted == split]) == set(split_patients), split
 
 
 def test_anomalies_stop_the_pipeline_before_transform(tmp_path):
@@ -152,7 +182,7 @@ def test_tfx_cli_runs_the_same_pipeline(sprint_dir, tmp_path):
 
 
 @pytest.mark.parametrize("run_fixture,data_fixture", [("sprint_run", "sprint_dir"),
-                                                      ("icu_run", "icu_dir")])
+                                                      ("icu_run", "odd_icu_dir")])
 def test_synthetic_table_follows_the_spec_and_copies_no_real_row(run_fixture, data_fixture,
                                                                   request):
   output, _ = request.getfixturevalue(run_fixture)
@@ -162,15 +192,18 @@ def test_synthetic_table_follows_the_spec_and_copies_no_real_row(run_fixture, da
   result = run_cli("validate", "--data", synthetic, "--spec", data_dir / "spec.yaml")
   assert result.returncode == 0 and "0 would be dropped" in result.stdout, result.stderr
   spec = load_spec(str(data_dir / "spec.yaml"))
-  frame = pd.read_csv(synthetic)
-  real = pd.read_csv(output / "input" / "data.csv")
+  frame = pd.read_csv(synthetic, dtype={spec.label_column: str})
+  # The prepared input, under the user's column names again (clinical_dp/names.py).
+  real = ColumnKeys.for_spec(spec).to_user(pd.read_csv(output / "input" / "data.csv"))
   assert list(frame.columns) == spec.required_columns
+  assert set(frame[spec.label_column]) <= {str(spec.label_positive), str(spec.label_negative)}
   summary = json.loads((output / "run_summary.json").read_text())
   assert len(frame) == summary["split_rows"]["train"]
   assert not set(frame[spec.id_column]) & set(real[spec.id_column].astype(str))
   assert set(frame[spec.site_column]) == {"synthetic"}
   # Label balance: a noisy count of the training labels (noise sd 20 patients).
-  assert abs(frame[spec.label_column].mean() - real[spec.label_column].mean()) < 0.12
+  positive = (frame[spec.label_column] == str(spec.label_positive)).mean()
+  assert abs(positive - real[spec.label_column].mean()) < 0.12
   features = frame[spec.feature_columns].round(4)
   assert not features.merge(real[spec.feature_columns].round(4)).shape[0], "a real row was copied"
   # The Examples artifact holds the same rows for downstream components.
@@ -315,3 +348,76 @@ def test_evaluator_scores_the_dp_classifier_and_its_twin_by_slice(sprint_run):
     assert sum(v["examples"] for k, v in slices.items() if k.startswith("sex=")) == \
         slices["overall"]["examples"]
     assert 0.5 < slices["overall"]["auroc"] <= 1.0
+
+
+# Issue 12's table of real-shaped inputs that once failed mid-pipeline, one test each.
+
+def test_row1_python_keywords_and_builtins_as_column_names(icu_run, odd_icu_dir):
+  """`lambda`, `class`, `type`, `id`: the DP classifier's signatures take them under safe
+  keys, documented beside the model, and serve the held-out patients."""
+  output, _ = icu_run
+  spec = load_spec(str(odd_icu_dir / "spec.yaml"))
+  keys = ColumnKeys.for_spec(spec)
+  outputs = _outputs_by_key(str(output))
+  assert all(o["execution_state"] == "COMPLETE" for o in outputs.values())
+  documented = json.loads((output / "models" / "dp_classifier" / SIGNATURE_INPUTS_FILE)
+                          .read_text())["predict_features"]
+  assert documented == {c: keys.key(c) for c in spec.feature_columns}
+  assert {"lambda", "class", "type"} <= set(documented) and documented["lambda"] != "lambda"
+  model = tf.saved_model.load(str(output / "models" / "dp_classifier"))
+  examples = _split_examples(outputs["CsvExampleGen.examples"]["uri"], "test")
+  probability = model.signatures["serving_default"](
+      examples=tf.constant([e.SerializeToString() for e in examples]))["probability"]
+  assert probability.shape == (len(examples), 1)
+
+
+def test_row2_string_label_classes_with_a_site_column(small_trial_run, small_trial_dir):
+  """Arms named `A` / `P` through every component: the federated step (two centres) and
+  TFMA's Evaluator (with the twin) run, and synthetic.csv names the arms as the input."""
+  output, _ = small_trial_run
+  spec = load_spec(str(small_trial_dir / "spec.yaml"))
+  assert (spec.label_positive, spec.label_negative) == ("A", "P")
+  outputs = _outputs_by_key(str(output))
+  assert {"FederatedStep", "Evaluator", "NonPrivateTwinTrainer"} <= {
+      key.split(".")[0] for key in outputs}
+  assert all(o["execution_state"] == "COMPLETE" for o in outputs.values())
+  federated = json.loads((output / "federated" / "federated.json").read_text())
+  assert len(federated["sites"]) == 2
+  synthetic = pd.read_csv(output / "synthetic" / "synthetic.csv", dtype=str)
+  assert set(synthetic["treat"]) <= {"A", "P"} and len(set(synthetic["treat"])) == 2
+  report = json.loads((output / "report" / "report.json").read_text())
+  slices = report["utility"]["dp_models"]["DP classifier"]["slices"]
+  assert any(name.startswith("centre=") for name in slices)
+  assert set(report["fidelity"]["label_rate"]) == {"real", "synthetic"}
+
+
+def test_row3_a_small_trial_trains_with_batches_fitted_to_it(small_trial_run):
+  """About 50 complete patients: each DP trainer's batch is at most its training rows and
+  the privacy record follows the batch that ran."""
+  output, result = small_trial_run
+  summary = json.loads((output / "run_summary.json").read_text())
+  train_rows = summary["split_rows"]["train"]
+  assert summary["input"]["patients_used"] < 100 and train_rows < 80
+  for artifact in ("models/generator", "models/dp_classifier"):
+    record = json.loads((output / artifact / "privacy_record.json").read_text())
+    assert record["batch_size"] <= record["num_examples"] == train_rows
+    assert record["epsilon"] <= 1.0
+  assert "training with batch" in result.stdout
+
+
+def test_row4_renamed_columns_come_back_unchanged_in_every_output(icu_run, odd_icu_dir):
+  """`heart rate (bpm)`, `Température`, `2nd-score.v1`: the federated models' raw-column
+  signature, the report and synthetic.csv speak the user's names."""
+  output, _ = icu_run
+  spec = load_spec(str(odd_icu_dir / "spec.yaml"))
+  keys = ColumnKeys.for_spec(spec)
+  renamed = ["heart rate (bpm)", "Température", "2nd-score.v1"]
+  for model in (output / "federated" / "models").iterdir():
+    documented = json.loads((model / SIGNATURE_INPUTS_FILE).read_text())["predict_raw"]
+    assert documented == {c: keys.key(c) for c in spec.feature_columns}
+    signature = tf.saved_model.load(str(model)).signatures["predict_raw"]
+    assert set(signature.structured_input_signature[1]) == set(documented.values())
+  report = json.loads((output / "report" / "report.json").read_text())
+  assert set(renamed) <= set(report["fidelity"]["marginals"])
+  assert set(renamed) <= set(pd.read_csv(output / "synthetic" / "synthetic.csv").columns)
+  assert "Température" in (output / "report" / "report.html").read_text(encoding="utf-8")

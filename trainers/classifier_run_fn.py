@@ -17,7 +17,7 @@ import tensorflow_transform as tft
 
 from clinical_dp.spec import DatasetSpec, spec_from_dict
 from trainers import classifier, dp_training, features
-from trainers.preprocessing import SPEC_KEY
+from trainers.preprocessing import COLUMN_NAMES_KEY, SPEC_KEY
 
 CLASSIFIER_KEY = "classifier"
 BUDGET_KEY = "budget"
@@ -88,6 +88,10 @@ def run_fn(fn_args) -> None:
   model, record = classifier.train_classifier(x, y, config, budget,
                                               max_rows_per_patient=max_rows)
   export_classifier(model, transform_output, spec, fn_args.serving_model_dir)
+  features.write_signature_inputs(
+      fn_args.serving_model_dir, custom.get(COLUMN_NAMES_KEY, {}),
+      {FEATURES_SIGNATURE: spec.feature_columns,
+       "serving_default (tf.Example feature keys)": spec.feature_columns})
   if not private:
     with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, NOT_PRIVATE_FILE), "w") as f:
       f.write("non-private twin for comparison only: no privacy guarantee; never release\n")

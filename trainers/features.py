@@ -9,6 +9,8 @@ training and serving cannot disagree about the layout.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -16,6 +18,7 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from clinical_dp.names import SIGNATURE_INPUTS_FILE
 from clinical_dp.spec import DatasetSpec
 from trainers.preprocessing import LABEL_KEY, transform_features, transformed_name
 
@@ -113,3 +116,14 @@ def max_rows_per_patient(transformed: Dict[str, np.ndarray], id_column) -> int:
     return 1
   _, counts = np.unique(transformed[id_column], return_counts=True)
   return int(counts.max())
+
+
+def write_signature_inputs(directory: str, column_names: Dict[str, str],
+                           signatures: Dict[str, List[str]]) -> str:
+  """Documents, beside a SavedModel, which column of the user's table each signature
+  key is ({signature: {column: key}}); keys are safe names (clinical_dp/names.py)."""
+  path = os.path.join(directory, SIGNATURE_INPUTS_FILE)
+  with tf.io.gfile.GFile(path, "w") as f:
+    json.dump({signature: {column_names.get(key, key): key for key in keys}
+               for signature, keys in signatures.items()}, f, indent=2, ensure_ascii=False)
+  return path

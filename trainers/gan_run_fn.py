@@ -12,7 +12,7 @@ import os
 
 from clinical_dp.spec import spec_from_dict
 from trainers import dp_training, features, gan, gan_export, gan_trainer
-from trainers.preprocessing import SPEC_KEY
+from trainers.preprocessing import COLUMN_NAMES_KEY, SPEC_KEY
 
 GAN_KEY = "gan"
 BUDGET_KEY = "budget"
@@ -32,6 +32,10 @@ def run_fn(fn_args) -> None:
       max_rows_per_patient=features.max_rows_per_patient(transformed, spec.id_column))
   gan_export.export_generator(trained.generator, spec, trained.config.latent_dim,
                               fn_args.serving_model_dir)
+  features.write_signature_inputs(
+      fn_args.serving_model_dir, custom.get(COLUMN_NAMES_KEY, {}),
+      {f"{gan_export.SIGNATURE} (outputs; the label as 1 / 0)":
+       [spec.label_column] + spec.feature_columns})
   dp_training.write_privacy_record(
       fn_args.serving_model_dir, trained.record, model="dp_acgan_generator",
       target_epsilon=budget.target_epsilon, positive_rate=trained.positive_rate,

@@ -13,6 +13,8 @@ from clinical_dp.spec import DatasetSpec, spec_from_dict
 
 LABEL_KEY = "label_xf"
 SPEC_KEY = "spec"
+# {feature key: column name in the user's table}, for the models' documented inputs.
+COLUMN_NAMES_KEY = "column_names"
 
 
 def transformed_name(name: str) -> str:
