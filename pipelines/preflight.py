@@ -70,16 +70,28 @@ def _split_problems(table: pd.DataFrame, splits: pd.Series, spec: DatasetSpec,
 
 def _dp_problems(train_rows: int, max_rows: int, config: PipelineConfig) -> List[Tuple[str, int]]:
   """(reason, fewest training rows that would do) for each DP trainer that cannot learn."""
-  from trainers import dp_training  # pylint: disable=g-import-not-at-top
+  from trainers import accounting, dp_training  # pylint: disable=g-import-not-at-top
   training = config.training
   problems = []
   for name, trainer, budget in (("DP AC-GAN", training.gan, training.gan_budget),
                                 ("DP classifier", training.classifier,
                                  training.classifier_budget)):
     feasibility = dp_training.dp_feasibility(trainer, budget, train_rows, max_rows)
-    if not feasibility.feasible:
-      needed = dp_training.min_examples_for_dp(trainer, budget, max_rows)
-      problems.append((f"{name}: {feasibility.reason}", needed or 0))
+    if feasibility.feasible:
+      continue
+    reason = feasibility.reason
+    if feasibility.epsilon is not None and feasibility.epsilon > budget.target_epsilon:
+      # A configured noise over budget: the accountant's refusal says what would fit.
+      plan = dp_training.plan_for(
+          train_rows, dataclasses.replace(trainer, batch_size=feasibility.batch_size), budget,
+          max_rows, label_count_noise_multiplier=getattr(trainer, "label_count_noise_multiplier",
+                                                         0.0))
+      try:
+        accounting.check_budget(plan, budget.target_epsilon)
+      except accounting.BudgetExceededError as e:
+        reason = str(e)
+    needed = dp_training.min_examples_for_dp(trainer, budget, max_rows)
+    problems.append((f"{name} on {train_rows} training rows: {reason}", needed or 0))
   return problems
 
 

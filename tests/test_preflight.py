@@ -1,0 +1,96 @@
+"""The pre-flight check of `run`: a table is run whole or refused before anything is written."""
+
+import dataclasses
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clinical_dp.simulators import simulate
+from clinical_dp.validation import validate_table
+from pipelines.config import default_config, training_config
+from pipelines.preflight import RunRefused, check_run
+from tests.conftest import run_cli
+from tests.real_shaped import small_two_centre_trial, write_table
+
+
+def _validated(tmp_path, frame, spec):
+  data, _ = write_table(tmp_path, frame, spec)
+  report = validate_table(data, spec)
+  assert report.ok, report.findings
+  return report.table
+
+
+def _config(tmp_path, **training):
+  return default_config(str(tmp_path / "run"), training=training_config(**training))
+
+
+def test_a_small_two_centre_trial_is_planned_with_its_split(tmp_path):
+  frame, spec = small_two_centre_trial()
+  table = _validated(tmp_path, frame, spec)
+  plan = check_run(table, spec, _config(tmp_path), "trial.csv")
+  counts = dict(plan.split_patients)
+  assert sum(counts.values()) == table[spec.id_column].nunique()
+  assert counts["train"] > counts["test"] > 0 and plan.config.federated is not None
+
+
+def test_one_site_leaves_the_federated_step_out_and_says_so(tmp_path):
+  frame, spec = simulate("icu", patients=400, sites=1, seed=1)
+  plan = check_run(_validated(tmp_path, frame, spec), spec, _config(tmp_path), "icu.csv")
+  assert plan.config.federated is None
+  assert any("federated step left out" in note and "1 site" in note for note in plan.notes)
+
+
+def test_a_table_too_small_for_dp_training_is_refused_with_the_patients_needed(tmp_path):
+  frame, spec = simulate("icu", patients=2000, sites=2, seed=1)
+  table = _validated(tmp_path, frame, spec)
+  rng = np.random.default_rng(0)
+  # Keep both classes but very few patients: DP noise would drown the signal.
+  keep = np.concatenate([rng.choice(np.flatnonzero(table[spec.label_column] == v), 12,
+                                    replace=False) for v in (0, 1)])
+  small = table.iloc[keep].reset_index(drop=True)
+  try:
+    check_run(small, spec, _config(tmp_path), "small.csv")
+  except RunRefused as e:
+    message = str(e)
+  else:
+    pytest.fail("24 patients were not refused")
+  assert message.startswith("small.csv: 24 patients")
+  assert "what to change" in message and "patients in the table" in message
+
+
+def test_a_test_split_with_one_class_is_refused_by_name(tmp_path):
+  frame, spec = simulate("icu", patients=400, sites=2, seed=1)
+  table = _validated(tmp_path, frame, spec)
+  plan = check_run(table, spec, _config(tmp_path), "icu.csv")
+  assert plan.config is not None
+  # Only negatives among the patients ExampleGen will put in the test split.
+  from clinical_dp.validation import prepared_table  # pylint: disable=import-outside-toplevel
+  from pipelines.splits import example_gen_splits  # pylint: disable=import-outside-toplevel
+  splits = example_gen_splits(prepared_table(table, spec), {"train": 8, "eval": 1, "test": 1},
+                              spec.id_column)
+  table.loc[splits == "test", spec.label_column] = 0
+  with pytest.raises(RunRefused, match=r"the test split \(\d+ patients\) has no patient of class 1"):
+    check_run(table, spec, _config(tmp_path), "icu.csv")
+
+
+def test_a_configured_noise_over_budget_is_refused_with_what_would_fit(tmp_path):
+  frame, spec = simulate("sprint", patients=800, sites=2, seed=1)
+  config = _config(tmp_path, mode="paper", fast=True)
+  config = dataclasses.replace(config, training=dataclasses.replace(
+      config.training, gan_budget=dataclasses.replace(config.training.gan_budget,
+                                                      target_epsilon=0.5)))
+  with pytest.raises(RunRefused, match="over the budget of 0.5; raise noise_multiplier"):
+    check_run(_validated(tmp_path, frame, spec), spec, config, "sprint.csv")
+
+
+def test_run_refuses_before_touching_the_output_directory(tmp_path):
+  frame, spec = simulate("icu", patients=30, sites=2, seed=1)
+  data, spec_path = write_table(tmp_path / "in", frame, spec)
+  before = open(data, "rb").read()
+  output = tmp_path / "run"
+  result = run_cli("run", "--data", data, "--spec", spec_path, "--output", output, "--fast")
+  assert result.returncode == 2, result.stderr
+  assert "the pipeline cannot run on it" in result.stderr and "Traceback" not in result.stderr
+  assert not output.exists() and open(data, "rb").read() == before
