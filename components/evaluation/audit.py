@@ -131,7 +131,10 @@ def overfit_model(x: np.ndarray, y: np.ndarray, config: AuditConfig) -> Probabil
   forest = RandomForestClassifier(n_estimators=config.control_trees, max_features=None,
                                   random_state=config.seed, n_jobs=1)
   forest.fit(x, y)
-  positive = list(forest.classes_).index(1)
+  classes = list(forest.classes_)
+  if 1 not in classes:  # trained on negatives only: it is sure every record is negative
+    return lambda features: np.zeros(len(features))
+  positive = classes.index(1)
   return lambda features: forest.predict_proba(features)[:, positive]
 
 
