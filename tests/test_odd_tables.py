@@ -101,6 +101,8 @@ def test_fast_configs_can_train_on_small_tables(patients):
     assert verdict.feasible, verdict.reason
     assert verdict.batch_size == rows and verdict.epsilon <= 1.0
     assert verdict.noise_per_example == pytest.approx(verdict.noise_multiplier / rows)
+    count_noise = getattr(config, "label_count_noise_multiplier", 0.0)
+    assert verdict.label_rate_noise_sd == (count_noise / rows if count_noise else None)
     json.dumps(verdict.to_dict(), allow_nan=False)
 
 

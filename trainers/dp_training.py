@@ -85,6 +85,9 @@ class DpFeasibility:
   delta: float
   steps: Optional[int]
   reason: str  # empty when feasible
+  # Not part of the verdict, for the message: the standard deviation of a released noisy
+  # label rate (the GAN's label_count_noise_multiplier / rows); None when none is released.
+  label_rate_noise_sd: Optional[float] = None
 
   def to_dict(self) -> Dict:
     return dataclasses.asdict(self)
@@ -102,6 +105,7 @@ def dp_feasibility(config, budget: PrivacyBudget, num_examples: int,
   (label_count_noise_multiplier) is composed in, as the GAN trainer does.
   """
   target, delta = budget.target_epsilon, budget.delta
+  count_noise = getattr(config, "label_count_noise_multiplier", 0.0)
 
   def result(feasible, batch, sigma, epsilon, steps, reason):
     return DpFeasibility(
@@ -109,7 +113,9 @@ def dp_feasibility(config, budget: PrivacyBudget, num_examples: int,
         noise_multiplier=sigma,
         noise_per_example=None if sigma is None else sigma / batch,
         max_noise_per_example=max_noise_per_example, epsilon=epsilon, target_epsilon=target,
-        delta=delta, steps=steps, reason=reason)
+        delta=delta, steps=steps, reason=reason,
+        label_rate_noise_sd=(count_noise / num_examples if count_noise and num_examples > 0
+                             else None))
 
   if num_examples < 1:
     return result(False, 1, None, None, None, "no training rows")
@@ -119,8 +125,7 @@ def dp_feasibility(config, budget: PrivacyBudget, num_examples: int,
     return result(False, batch, None, None, None,
                   f"delta {delta:g} is not below 1/N = 1/{num_examples}")
   plan = plan_for(num_examples, config, budget, max_rows_per_patient,
-                  label_count_noise_multiplier=getattr(config, "label_count_noise_multiplier",
-                                                       0.0))
+                  label_count_noise_multiplier=count_noise)
   if config.noise_multiplier is None:
     try:
       sigma = accounting.noise_for_target_epsilon(plan, target)
