@@ -128,8 +128,9 @@ def _unit_mechanism(plan: PrivacyPlan):
   if plan.examples_per_microbatch > 1:
     sigma /= 2.0
   k = plan.max_rows_per_patient
-  q = -math.expm1(k * math.log1p(-plan.sampling_probability)) if k > 1 else \
-      plan.sampling_probability
+  p = plan.sampling_probability
+  # 1 - (1 - p)^k; a batch of every row (p = 1, a small table) includes the patient surely.
+  q = -math.expm1(k * math.log1p(-p)) if k > 1 and p < 1 else p
   return min(q, 1.0), sigma / k
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainers import accounting
-from trainers.dp_training import (PrivacyBudget, TrainingProgress, dp_adam,
+from trainers.dp_training import (PrivacyBudget, TrainingProgress, dp_adam, fit_batch_to_data,
                                   plan_for, training_batches, with_noise_for_budget)
 
 KINDS = ("logistic", "mlp")
@@ -60,6 +60,9 @@ def train_classifier(x: np.ndarray, y: np.ndarray, config: ClassifierConfig,
   Returns the model and its privacy record (None for the non-private twin).
   """
   num_examples = len(y)
+  # The batch first (the twin too): the noise, the plan and the record follow the batch
+  # that runs.
+  config = fit_batch_to_data(config, num_examples, log)
   if config.private:
     config = with_noise_for_budget(
         config, plan_for(num_examples, config, budget, max_rows_per_patient), budget)

@@ -14,7 +14,7 @@ import math
 import os
 import sys
 import time
-from typing import Callable, Iterator, Optional
+from typing import Callable, Dict, Iterator, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -41,6 +41,142 @@ def dp_adam(l2_norm_clip: float, noise_multiplier: float, learning_rate: float,
   return dp_optimizer_keras.DPKerasAdamOptimizer(
       l2_norm_clip=l2_norm_clip, noise_multiplier=noise_multiplier, num_microbatches=None,
       learning_rate=learning_rate, beta_1=beta_1)
+
+
+def fit_batch_to_data(config, num_examples: int, log: Optional[Callable[[str], None]] = print):
+  """The trainer config with its batch at most the number of training rows.
+
+  A batch above the data (a small table) cannot be drawn: fixed-size sampling would
+  need more rows than there are, and Poisson sampling a rate above 1. The batch is
+  fitted here, before the noise is solved, so that the plan, its accounting and the
+  privacy record all follow the batch that actually runs. Any config with a
+  `batch_size` field (GanConfig, ClassifierConfig) works; it comes back unchanged when
+  its batch already fits.
+  """
+  if num_examples < 1:
+    raise ValueError(f"no training rows (num_examples {num_examples})")
+  batch = min(int(config.batch_size), int(num_examples))
+  if batch == config.batch_size:
+    return config
+  if log is not None:
+    log(f"  batch size {config.batch_size} is above the {num_examples} training rows; "
+        f"training with batch {batch} (every step sees the whole training set)")
+  return dataclasses.replace(config, batch_size=batch)
+
+
+# The pre-flight criterion of DP training: after batch fitting, the Gaussian noise on the
+# averaged clipped gradient has standard deviation clip x noise_multiplier / batch. At
+# most one clip (one patient's whole clipped gradient) the signal of the batch can still
+# be heard over the noise; above it, each step is mostly noise whatever the epochs.
+MAX_NOISE_PER_EXAMPLE = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DpFeasibility:
+  """Whether DP training of one trainer config can usefully run on num_examples rows."""
+  feasible: bool
+  num_examples: int
+  batch_size: int  # after fit_batch_to_data
+  noise_multiplier: Optional[float]  # configured or solved for the budget; None: no noise fits
+  noise_per_example: Optional[float]  # noise_multiplier / batch_size, in units of the clip
+  max_noise_per_example: float
+  epsilon: Optional[float]  # of the plan at that noise (None when none fits)
+  target_epsilon: float
+  delta: float
+  steps: Optional[int]
+  reason: str  # empty when feasible
+  # Not part of the verdict, for the message: the standard deviation of a released noisy
+  # label rate (the GAN's label_count_noise_multiplier / rows); None when none is released.
+  label_rate_noise_sd: Optional[float] = None
+
+  def to_dict(self) -> Dict:
+    return dataclasses.asdict(self)
+
+
+def dp_feasibility(config, budget: PrivacyBudget, num_examples: int,
+                   max_rows_per_patient: int = 1,
+                   max_noise_per_example: float = MAX_NOISE_PER_EXAMPLE) -> DpFeasibility:
+  """Can DP training with this config reach the budget on num_examples training rows, with
+  noise that leaves a signal (noise_multiplier / batch <= max_noise_per_example)?
+
+  Pure accounting (no training): the batch is fitted to the data as the trainers fit it,
+  the noise solved for the budget when the config leaves it open (as the trainers do),
+  and a configured noise checked against the budget. A GAN config's released label count
+  (label_count_noise_multiplier) is composed in, as the GAN trainer does.
+  """
+  target, delta = budget.target_epsilon, budget.delta
+  count_noise = getattr(config, "label_count_noise_multiplier", 0.0)
+
+  def result(feasible, batch, sigma, epsilon, steps, reason):
+    return DpFeasibility(
+        feasible=feasible, num_examples=int(num_examples), batch_size=int(batch),
+        noise_multiplier=sigma,
+        noise_per_example=None if sigma is None else sigma / batch,
+        max_noise_per_example=max_noise_per_example, epsilon=epsilon, target_epsilon=target,
+        delta=delta, steps=steps, reason=reason,
+        label_rate_noise_sd=(count_noise / num_examples if count_noise and num_examples > 0
+                             else None))
+
+  if num_examples < 1:
+    return result(False, 1, None, None, None, "no training rows")
+  config = fit_batch_to_data(config, num_examples, log=None)
+  batch = config.batch_size
+  if delta >= 1.0 / num_examples:
+    return result(False, batch, None, None, None,
+                  f"delta {delta:g} is not below 1/N = 1/{num_examples}")
+  plan = plan_for(num_examples, config, budget, max_rows_per_patient,
+                  label_count_noise_multiplier=count_noise)
+  if config.noise_multiplier is None:
+    try:
+      sigma = accounting.noise_for_target_epsilon(plan, target)
+    except accounting.BudgetExceededError:
+      return result(False, batch, None, None, None,
+                    f"no noise multiplier reaches epsilon {target:g} on {num_examples} rows")
+  else:
+    sigma = float(config.noise_multiplier)
+  record = accounting.compute_epsilon(dataclasses.replace(plan, noise_multiplier=sigma))
+  if record.epsilon > target:
+    return result(False, batch, sigma, record.epsilon, record.steps,
+                  f"the plan spends epsilon {record.epsilon:.3g}, over the budget of {target:g}")
+  if sigma / batch > max_noise_per_example:
+    return result(False, batch, sigma, record.epsilon, record.steps,
+                  f"noise {sigma:.3g} on batches of {batch} rows is {sigma / batch:.3g} clips per "
+                  f"averaged gradient, above {max_noise_per_example:g}: DP training at epsilon "
+                  f"{target:g} drowns the signal of {num_examples} rows")
+  return result(True, batch, sigma, record.epsilon, record.steps, "")
+
+
+def min_examples_for_dp(config, budget: PrivacyBudget, max_rows_per_patient: int = 1,
+                        max_noise_per_example: float = MAX_NOISE_PER_EXAMPLE,
+                        upper: Optional[int] = None) -> Optional[int]:
+  """The fewest training rows on which dp_feasibility passes, or None when no number of
+  rows up to `upper` passes (default: the largest N with delta below 1/N).
+
+  Doubling, then bisection: feasibility is monotone in the rows for these plans (the
+  noise a budget needs grows more slowly than the batch, and the batch grows with the
+  rows until the configured batch is reached).
+  """
+  limit = int(math.ceil(1.0 / budget.delta)) - 1
+  upper = limit if upper is None else min(upper, limit)
+
+  def ok(n: int) -> bool:
+    return dp_feasibility(config, budget, n, max_rows_per_patient,
+                          max_noise_per_example).feasible
+  if upper < 1:
+    return None
+  high = 1
+  while not ok(high):
+    if high >= upper:
+      return None
+    high = min(2 * high, upper)
+  low = high // 2  # fails (or 0)
+  while high - low > 1:
+    middle = (low + high) // 2
+    if ok(middle):
+      high = middle
+    else:
+      low = middle
+  return high
 
 
 def plan_for(num_examples: int, config, budget: PrivacyBudget, max_rows_per_patient: int = 1,

@@ -17,7 +17,8 @@ import tensorflow as tf
 from clinical_dp.spec import DatasetSpec
 from trainers import accounting, gan
 from trainers.dp_training import (PrivacyBudget, TrainingProgress, dp_positive_rate,
-                                  plan_for, training_batches, with_noise_for_budget)
+                                  fit_batch_to_data, plan_for, training_batches,
+                                  with_noise_for_budget)
 from trainers.features import PatientLayout
 
 
@@ -41,6 +42,8 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
     return plan_for(num_examples, trained_config, budget, max_rows_per_patient,
                     label_count_noise_multiplier=count_noise)
 
+  # The batch first: the noise, the plan and the record follow the batch that runs.
+  config = fit_batch_to_data(config, num_examples, log)
   config = with_noise_for_budget(config, plan(config), budget)
   record = accounting.check_budget(plan(config), budget.target_epsilon)
   log(f"  DP AC-GAN: {num_examples} rows, {record.steps} steps of batch {config.batch_size}, "

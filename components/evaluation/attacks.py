@@ -35,6 +35,10 @@ def attack_metrics(member_scores: Sequence[float], nonmember_scores: Sequence[fl
   """AUROC, TPR at low FPR and membership advantage (max TPR - FPR)."""
   members = np.asarray(member_scores, float).reshape(-1)
   nonmembers = np.asarray(nonmember_scores, float).reshape(-1)
+  if not len(members) or not len(nonmembers):
+    return {"auroc": None, "tpr_at_fpr": {f"{f:g}": None for f in fprs}, "advantage": None,
+            "members": int(len(members)), "non_members": int(len(nonmembers)),
+            "reason": f"no {'members' if not len(members) else 'non-members'} to score"}
   truth = np.concatenate([np.ones(len(members)), np.zeros(len(nonmembers))])
   scores = np.concatenate([members, nonmembers])
   thresholds = np.unique(scores)
@@ -83,5 +87,7 @@ def distance_scores(records: np.ndarray, synthetic: np.ndarray) -> np.ndarray:
 
 def strongest(results: Dict[str, Dict]) -> Dict:
   """The attack with the highest AUROC, with its name."""
-  name = max(results, key=lambda k: results[k]["auroc"])
+  scored = {k: r for k, r in results.items() if r.get("auroc") is not None} or results
+  name = max(scored, key=lambda k: -1.0 if scored[k].get("auroc") is None
+             else scored[k]["auroc"])
   return {"attack": name, **results[name]}

@@ -105,7 +105,11 @@ def audit_dp_classifier(model_dir: str, record: Dict, members: Records, non_memb
   """Attacks on the released DP classifier; shadows repeat its DP training (same noise,
   clip, batch and epochs) on halves of the synthetic table."""
   trained = classifier.ClassifierConfig(**record["classifier_config"])
-  shadow_config = dataclasses.replace(trained, noise_multiplier=record["noise_multiplier"])
+  # The record's batch is the one that ran (fitted to the training rows); the shadows fit
+  # it again to their own halves if they are smaller.
+  shadow_config = dataclasses.replace(trained, noise_multiplier=record["noise_multiplier"],
+                                      batch_size=int(record.get("batch_size",
+                                                                trained.batch_size)))
   # Shadows are the attacker's own models: no budget applies to them.
   budget = PrivacyBudget(target_epsilon=float("inf"), delta=record["delta"])
 
@@ -127,7 +131,10 @@ def overfit_model(x: np.ndarray, y: np.ndarray, config: AuditConfig) -> Probabil
   forest = RandomForestClassifier(n_estimators=config.control_trees, max_features=None,
                                   random_state=config.seed, n_jobs=1)
   forest.fit(x, y)
-  positive = list(forest.classes_).index(1)
+  classes = list(forest.classes_)
+  if 1 not in classes:  # trained on negatives only: it is sure every record is negative
+    return lambda features: np.zeros(len(features))
+  positive = classes.index(1)
   return lambda features: forest.predict_proba(features)[:, positive]
 
 

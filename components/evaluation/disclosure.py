@@ -40,14 +40,35 @@ def disclosure_report(train_x: np.ndarray, holdout_x: np.ndarray, synthetic_x: n
   nndr_synthetic = dcr_synthetic / np.maximum(synthetic[:, 1], 1e-12)
   nndr_holdout = dcr_holdout / np.maximum(holdout[:, 1], 1e-12)
   close = np.percentile(dcr_holdout, 5)
-  return {
+  result = {
       "dcr_synthetic_median": float(np.median(dcr_synthetic)),
       "dcr_holdout_median": float(np.median(dcr_holdout)),
-      "dcr_ratio": float(np.median(dcr_synthetic) / max(np.median(dcr_holdout), 1e-12)),
       "nndr_synthetic_median": float(np.median(nndr_synthetic)),
       "nndr_holdout_median": float(np.median(nndr_holdout)),
-      "nndr_ratio": float(np.median(nndr_synthetic) / max(np.median(nndr_holdout), 1e-12)),
       "share_closer_than_holdout_5th_percentile": float(np.mean(dcr_synthetic < close)),
       "synthetic_rows": int(len(synthetic_x)), "holdout_rows": int(len(holdout_x)),
       "train_rows": int(len(train_x)),
   }
+  for name in ("dcr", "nndr"):
+    ratio, reason = _median_ratio(result[f"{name}_synthetic_median"],
+                                  result[f"{name}_holdout_median"])
+    result[f"{name}_ratio"] = ratio
+    if reason:
+      result[f"{name}_reason"] = reason
+  if result["dcr_holdout_median"] == 0:
+    result["note"] = ("Most real held-out patients have an exact twin among the training "
+                      "patients in the modeled features (a coarse feature space, e.g. only "
+                      "categories), so closeness to a training row says little about copying "
+                      "here, and exact copies are expected.")
+  return result
+
+
+def _median_ratio(synthetic: float, holdout: float):
+  """synthetic / holdout, with both zero read as 1 (synthetic rows are as close to the
+  training rows as new real patients are), and None, with the reason, for a zero
+  holdout median against a positive synthetic one."""
+  if holdout > 0:
+    return float(synthetic / holdout), None
+  if synthetic == 0:
+    return 1.0, "both medians are 0: real held-out rows coincide with training rows as often"
+  return None, "the real held-out rows' median is 0 (they coincide with training rows)"

@@ -9,7 +9,7 @@ visit and label class.
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import pandas as pd
@@ -19,10 +19,24 @@ from clinical_dp.spec import DatasetSpec
 
 
 def numeric_marginal(real: np.ndarray, synthetic: np.ndarray, low: float, high: float) -> Dict:
-  """KS statistic, and the Wasserstein distance as a fraction of the column's public range."""
+  """KS statistic, and the Wasserstein distance as a fraction of the column's public range.
+
+  Both are defined for constant columns (0 when both tables hold the same single value);
+  with no rows on a side they are None, with the reason.
+  """
   real, synthetic = np.asarray(real, float), np.asarray(synthetic, float)
-  return {"ks": float(stats.ks_2samp(real, synthetic).statistic),
-          "wasserstein": float(stats.wasserstein_distance(real, synthetic) / (high - low))}
+  real, synthetic = real[np.isfinite(real)], synthetic[np.isfinite(synthetic)]
+  if not len(real) or not len(synthetic):
+    return {"ks": None, "wasserstein": None,
+            "reason": f"no {'real' if not len(real) else 'synthetic'} values to compare"}
+  return {"ks": _finite(stats.ks_2samp(real, synthetic).statistic),
+          "wasserstein": _finite(stats.wasserstein_distance(real, synthetic) / (high - low))}
+
+
+def _finite(value) -> Optional[float]:
+  """A float, or None for NaN and infinities (report.json has no NaN)."""
+  value = float(value)
+  return value if np.isfinite(value) else None
 
 
 def total_variation(real, synthetic, values) -> float:
@@ -50,16 +64,33 @@ def correlation_agreement(real: pd.DataFrame, synthetic: pd.DataFrame) -> Dict:
   correlations of the same columns; columns constant in either table are left out."""
   usable = [c for c in real.columns
             if real[c].astype(float).std() > 0 and synthetic[c].astype(float).std() > 0]
+  left_out = [c for c in real.columns if c not in usable]
   if len(usable) < 3:
-    return {"spearman": None, "columns": usable,
-            "reason": "fewer than 3 non-constant numeric columns"}
+    if not len(real.columns):
+      reason = "no numeric columns (correlation structure needs at least 3)"
+    else:
+      reason = (f"fewer than 3 numeric columns vary in both tables ({len(usable)} of "
+                f"{len(real.columns)}"
+                + (f"; constant in one table: {', '.join(left_out[:5])}" if left_out else "")
+                + ")")
+    return {"spearman": None, "columns": usable, "left_out_constant": left_out,
+            "reason": reason}
   real_corr = np.corrcoef(real[usable].to_numpy(float), rowvar=False)
   synthetic_corr = np.corrcoef(synthetic[usable].to_numpy(float), rowvar=False)
-  rho = stats.spearmanr(lower_triangle(real_corr), lower_triangle(synthetic_corr)).statistic
-  return {"spearman": float(rho), "columns": usable,
-          "left_out_constant": [c for c in real.columns if c not in usable],
-          "real_matrix": real_corr.round(4).tolist(),
-          "synthetic_matrix": synthetic_corr.round(4).tolist()}
+  real_lower, synthetic_lower = lower_triangle(real_corr), lower_triangle(synthetic_corr)
+  result = {"spearman": None, "columns": usable, "left_out_constant": left_out,
+            "real_matrix": np.nan_to_num(real_corr).round(4).tolist(),
+            "synthetic_matrix": np.nan_to_num(synthetic_corr).round(4).tolist()}
+  if not (np.all(np.isfinite(real_lower)) and np.all(np.isfinite(synthetic_lower))):
+    result["reason"] = "a correlation could not be computed (too few rows)"
+  elif np.ptp(real_lower) == 0 or np.ptp(synthetic_lower) == 0:
+    result["reason"] = ("the correlations of one table are all equal, so their ranks carry "
+                        "no structure")
+  else:
+    result["spearman"] = _finite(stats.spearmanr(real_lower, synthetic_lower).statistic)
+    if result["spearman"] is None:
+      result["reason"] = "Spearman correlation undefined"
+  return result
 
 
 def median_trajectories(table: pd.DataFrame, spec: DatasetSpec) -> Dict[str, Dict[str, list]]:
@@ -90,10 +121,12 @@ def fidelity_report(real: pd.DataFrame, synthetic: pd.DataFrame, spec: DatasetSp
       marginals[column] = numeric_marginal(real[column], synthetic[column], series.min,
                                            series.max)
   numeric = numeric_columns(spec)
-  ks = [m["ks"] for m in marginals.values() if "ks" in m]
+  ks = [m["ks"] for m in marginals.values() if m.get("ks") is not None]
   correlation = correlation_agreement(real[numeric], synthetic[numeric])
   return {
       "correlation_spearman": correlation["spearman"],
+      "correlation_reason": correlation.get("reason") if correlation["spearman"] is None
+                            else None,
       "correlation": correlation,
       "marginals": marginals,
       "median_ks": float(np.median(ks)) if ks else None,

@@ -29,9 +29,11 @@ def utility_bars(utility: Dict) -> bytes:
   positions = np.arange(len(MODELS))
   for offset, source, color in ((-0.2, "real", _REAL), (0.2, "synthetic", _SYNTHETIC)):
     rows = [utility.get(source, {}).get(m, {}) for m in MODELS]
-    values = [r.get("auroc", np.nan) for r in rows]
-    errors = np.array([[v - r["auroc_ci"][0], r["auroc_ci"][1] - v] if r.get("auroc_ci")
-                       else [0, 0] for v, r in zip(values, rows)]).T
+    # A model with no AUROC (one test class, one training class) gets no bar.
+    values = [np.nan if r.get("auroc") is None else r["auroc"] for r in rows]
+    errors = np.array([[v - r["auroc_ci"][0], r["auroc_ci"][1] - v]
+                       if r.get("auroc_ci") and not np.isnan(v) else [0, 0]
+                       for v, r in zip(values, rows)]).T
     axis.bar(positions + offset, values, 0.4, yerr=errors, capsize=3, color=color,
              label=f"trained on {source}")
   control = utility.get("shuffled_label_control", {}).get("auroc")
@@ -88,7 +90,7 @@ def attack_bars(attack: Dict) -> bytes:
   for target, results in attack["targets"].items():
     for name, result in results.items():
       names.append(f"{target}\n{name}")
-      values.append(result["auroc"])
+      values.append(np.nan if result.get("auroc") is None else result["auroc"])
       colors.append({"positive_control": "#9b2226", "gan_discriminator": "#6c757d"}
                     .get(target, "#1f5f8b"))
   figure, axis = plt.subplots(figsize=(max(6, 1.15 * len(names)), 3.6))

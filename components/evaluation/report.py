@@ -11,6 +11,7 @@ import base64
 import dataclasses
 import html
 import json
+import math
 from typing import Dict, List, Optional
 
 from components.evaluation.utility import MODEL_NAMES, MODELS
@@ -29,7 +30,16 @@ def utility_verdict(utility: Dict, thresholds: Thresholds) -> Dict:
   ratios = utility.get("synthetic_relative_to_real", {})
   key = [ratios.get(m) for m in ("lr", "rf")]
   if any(r is None for r in key):
-    return {"status": "unknown", "text": "utility could not be measured (see the table)"}
+    reasons = []
+    for model in ("lr", "rf"):
+      for source in ("real", "synthetic"):
+        result = utility.get(source, {}).get(model, {})
+        reason = result.get("auroc_reason") or result.get("error")
+        if reason and reason not in reasons:
+          reasons.append(reason)
+    return {"status": "unknown",
+            "text": "Utility could not be measured" + (": " + "; ".join(reasons) + "."
+                                                       if reasons else " (see the table).")}
   worst = min(key)
   status = "meets target" if worst >= thresholds.synthetic_relative_auroc else "below target"
   return {"status": status, "worst_relative_auroc": worst,
@@ -43,7 +53,13 @@ def fidelity_verdict(fidelity: Dict, thresholds: Thresholds) -> Dict:
   """Utility alone can hide synthetic columns far from the real ones; say so up front."""
   rho, ks = fidelity.get("correlation_spearman"), fidelity.get("median_ks")
   if rho is None:
-    return {"status": "unknown", "text": "Correlation structure could not be measured."}
+    reason = (fidelity.get("correlation_reason")
+              or fidelity.get("correlation", {}).get("reason"))
+    text = "Correlation structure could not be measured" + (f": {reason}." if reason else ".")
+    if ks is not None:
+      text += (f" Per-column distributions: median Kolmogorov-Smirnov distance {ks:.2f} "
+               "(0 identical, 1 no overlap; see Fidelity).")
+    return {"status": "unknown", "text": text}
   status = "meets target" if rho >= thresholds.correlation_spearman else "below target"
   text = (f"Correlation structure agrees at {rho:.2f} (target "
           f"{thresholds.correlation_spearman:.2f}; SPRINT_gan 0.88).")
@@ -54,7 +70,10 @@ def fidelity_verdict(fidelity: Dict, thresholds: Thresholds) -> Dict:
 
 
 def attack_verdict(attack: Dict, thresholds: Thresholds) -> Dict:
-  control, strongest = attack["positive_control_auroc"], attack["membership_auroc"]
+  control, strongest = attack.get("positive_control_auroc"), attack.get("membership_auroc")
+  if control is None or strongest is None:
+    return {"status": "unknown",
+            "text": "The membership attacks could not be scored (see the audit table)."}
   if control < thresholds.positive_control_min_auroc:
     return {"status": "inconclusive",
             "text": (f"Inconclusive: the attacks did not work on a deliberately overfit "
@@ -71,9 +90,23 @@ def attack_verdict(attack: Dict, thresholds: Thresholds) -> Dict:
                    f"on a released artifact (target at most {thresholds.released_max_auroc:.2f}).")}
 
 
-def _fmt(value, digits: int = 3) -> str:
-  if value is None:
-    return "n/a"
+def json_safe(value):
+  """The report with NaN and infinities as None (null), recursively: report.json must be
+  valid JSON, and a measure that cannot be computed is n/a, not a number."""
+  if isinstance(value, dict):
+    return {k: json_safe(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [json_safe(v) for v in value]
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # NumPy scalars
+    return json_safe(value.item())
+  return value
+
+
+def _fmt(value, digits: int = 3, reason: Optional[str] = None) -> str:
+  if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    return "n/a" + (f" <small>({html.escape(reason)})</small>" if reason else "")
   if isinstance(value, float):
     return f"{value:.{digits}f}"
   return html.escape(str(value))
@@ -83,7 +116,8 @@ def _ci(result: Dict, key: str) -> str:
   interval = result.get(f"{key}_ci")
   value = result.get(key)
   if value is None:
-    return html.escape(result.get("error", "n/a"))
+    reason = result.get(f"{key}_reason") or result.get("error")
+    return "n/a" + (f" <small>({html.escape(reason)})</small>" if reason else "")
   return f"{value:.3f}" + (f" <small>({interval[0]:.3f}&ndash;{interval[1]:.3f})</small>"
                            if interval else "")
 
@@ -137,17 +171,25 @@ def _utility_section(report: Dict, plots: Dict[str, bytes]) -> str:
 
 def _fidelity_section(report: Dict, plots: Dict[str, bytes]) -> str:
   fidelity = report["fidelity"]
-  marginals = sorted(fidelity["marginals"].items(),
-                     key=lambda kv: -kv[1].get("ks", kv[1].get("total_variation", 0)))
-  rows = [[html.escape(column), _fmt(m.get("ks")), _fmt(m.get("wasserstein")),
-           _fmt(m.get("total_variation"))] for column, m in marginals[:12]]
+  def distance(measures):
+    value = measures.get("ks", measures.get("total_variation"))
+    return -(value if value is not None else 0.0)
+  marginals = sorted(fidelity["marginals"].items(), key=lambda kv: distance(kv[1]))
+  rows = [[html.escape(column), _fmt(m.get("ks"), reason=m.get("reason")),
+           _fmt(m.get("wasserstein")), _fmt(m.get("total_variation"))]
+          for column, m in marginals[:12]]
   rate = fidelity["label_rate"]
+  correlation_reason = (fidelity.get("correlation_reason")
+                        or fidelity.get("correlation", {}).get("reason"))
   return "\n".join([
       "<h2>Fidelity: do synthetic patients look like real ones?</h2>",
       f"<p>Correlation structure (SPRINT_gan's measure: Spearman correlation between the "
       f"real and synthetic correlation matrices' lower triangles): "
-      f"<b>{_fmt(fidelity['correlation_spearman'])}</b> (SPRINT_gan, private: 0.879). "
-      f"Label rate: real {rate['real']:.3f}, synthetic {rate['synthetic']:.3f}.</p>",
+      f"<b>{_fmt(fidelity['correlation_spearman'], reason=correlation_reason)}</b> "
+      f"(SPRINT_gan, private: 0.879). "
+      f"Label rate: real {_fmt(rate['real'])}, synthetic {_fmt(rate['synthetic'])}.</p>",
+      "" if fidelity.get("trajectories", {}).get("real") else
+      "<p>Median trajectories: n/a <small>(the table has no series)</small>.</p>",
       _image(plots.get("trajectories"), "median trajectories by visit and class"),
       _image(plots.get("correlation"), "correlation matrices, real and synthetic"),
       "<h3>Per-column distributions (the 12 least alike)</h3>",
@@ -163,9 +205,10 @@ def _attack_section(report: Dict, plots: Dict[str, bytes]) -> str:
   for target, results in attack["targets"].items():
     for name, result in results.items():
       rows.append([html.escape(target), "yes" if target in attack["released"] else "no",
-                   html.escape(name), _fmt(result["auroc"]),
-                   _fmt(result["tpr_at_fpr"].get("0.01")),
-                   _fmt(result["tpr_at_fpr"].get("0.001")), _fmt(result["advantage"]),
+                   html.escape(name), _fmt(result["auroc"], reason=result.get("reason")),
+                   _fmt(result.get("tpr_at_fpr", {}).get("0.01")),
+                   _fmt(result.get("tpr_at_fpr", {}).get("0.001")),
+                   _fmt(result.get("advantage")),
                    f"{result['members']} / {result['non_members']}"])
   return "\n".join([
       "<h2>Privacy audit: membership inference</h2>",
@@ -179,9 +222,9 @@ def _attack_section(report: Dict, plots: Dict[str, bytes]) -> str:
 def _disclosure_section(report: Dict) -> str:
   d = report["disclosure"]
   rows = [["distance to closest training record (median)", _fmt(d["dcr_synthetic_median"]),
-           _fmt(d["dcr_holdout_median"]), _fmt(d["dcr_ratio"])],
+           _fmt(d["dcr_holdout_median"]), _fmt(d["dcr_ratio"], reason=d.get("dcr_reason"))],
           ["nearest / second-nearest distance ratio (median)", _fmt(d["nndr_synthetic_median"]),
-           _fmt(d["nndr_holdout_median"]), _fmt(d["nndr_ratio"])]]
+           _fmt(d["nndr_holdout_median"]), _fmt(d["nndr_ratio"], reason=d.get("nndr_reason"))]]
   return "\n".join([
       "<h2>Synthetic-record disclosure</h2>",
       "<p>Is a synthetic patient closer to a training patient than a new real patient is? "
@@ -189,8 +232,9 @@ def _disclosure_section(report: Dict) -> str:
       _table(["measure", "synthetic rows", "real held-out rows", "ratio"], rows),
       f"<p>Exact copies of training rows among the synthetic rows: "
       f"<b>{d['exact_copies']}</b>. Share of synthetic rows closer to a training row than "
-      f"95% of real held-out rows are: {d['share_closer_than_holdout_5th_percentile']:.3f} "
-      "(0.05 expected).</p>"])
+      f"95% of real held-out rows are: {_fmt(d['share_closer_than_holdout_5th_percentile'])} "
+      "(0.05 expected).</p>"
+      + (f"<p><small>{html.escape(d['note'])}</small></p>" if d.get("note") else "")])
 
 
 def _federated_section(federated: Optional[Dict]) -> str:

@@ -55,8 +55,21 @@ def decision_scores(model, x: np.ndarray) -> np.ndarray:
   return model.decision_function(x)
 
 
-def auroc(y_true: np.ndarray, scores: np.ndarray) -> float:
+def auroc(y_true: np.ndarray, scores: np.ndarray) -> Optional[float]:
+  """AUROC, or None when y_true holds one class only (AUROC needs both)."""
+  if len(np.unique(np.asarray(y_true).reshape(-1))) < 2:
+    return None
   return float(roc_auc_score(y_true, scores))
+
+
+def one_class_reason(y_true: np.ndarray, what: str = "the test split") -> Optional[str]:
+  """Why AUROC is n/a on these labels, or None when both classes are present."""
+  classes = np.unique(np.asarray(y_true).reshape(-1))
+  if len(classes) >= 2:
+    return None
+  if not len(classes):
+    return f"{what} is empty"
+  return f"{what} has only label {classes.tolist()[0]}; AUROC needs both classes"
 
 
 def bootstrap_interval(y_true: np.ndarray, values: np.ndarray, metric, config: UtilityConfig
@@ -84,11 +97,15 @@ def score_predictions(y_true: np.ndarray, scores: np.ndarray, predicted: np.ndar
                       config: UtilityConfig) -> Dict:
   """AUROC and accuracy with bootstrap intervals."""
   y_true = np.asarray(y_true).reshape(-1)
-  return {"auroc": auroc(y_true, scores),
-          "auroc_ci": bootstrap_interval(y_true, np.asarray(scores), auroc, config),
-          "accuracy": _accuracy(y_true, predicted),
-          "accuracy_ci": bootstrap_interval(y_true, np.asarray(predicted), _accuracy, config),
-          "test_patients": int(len(y_true))}
+  result = {"auroc": auroc(y_true, scores),
+            "auroc_ci": bootstrap_interval(y_true, np.asarray(scores), auroc, config),
+            "accuracy": _accuracy(y_true, predicted),
+            "accuracy_ci": bootstrap_interval(y_true, np.asarray(predicted), _accuracy, config),
+            "test_patients": int(len(y_true))}
+  reason = one_class_reason(y_true)
+  if reason:
+    result["auroc_reason"] = reason
+  return result
 
 
 def train_and_test(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
@@ -129,6 +146,12 @@ def shuffled_label_control(x: np.ndarray, y: np.ndarray, x_test: np.ndarray,
           for _ in range(config.shuffle_repeats)]
   if any("error" in r for r in runs):
     return {"model": "lr", "error": runs[0].get("error", "a permutation could not be fit")}
+  if any(r["auroc"] is None for r in runs):
+    return {"model": "lr", "permutations": len(runs), "auroc": None,
+            "auroc_reason": runs[0].get("auroc_reason", "AUROC could not be computed"),
+            "error": runs[0].get("auroc_reason", "AUROC could not be computed"),
+            "accuracy": float(np.mean([r["accuracy"] for r in runs])),
+            "test_patients": runs[0]["test_patients"]}
   aurocs = np.array([r["auroc"] for r in runs])
   return {"model": "lr", "permutations": len(runs), "auroc": float(aurocs.mean()),
           "auroc_sd": float(aurocs.std()),
@@ -143,6 +166,7 @@ def relative_to_real(table: Dict[str, Dict[str, Dict]], source: str) -> Dict[str
   ratios = {}
   for name in MODELS:
     real, other = table["real"].get(name, {}), table.get(source, {}).get(name, {})
-    ratios[name] = (other["auroc"] / real["auroc"]
-                    if "auroc" in real and "auroc" in other else None)
+    numerator, denominator = other.get("auroc"), real.get("auroc")
+    ratios[name] = (numerator / denominator
+                    if numerator is not None and denominator else None)
   return ratios
