@@ -52,16 +52,15 @@ def descendants(root_pid: int) -> List[int]:
   children: Dict[int, List[int]] = collections.defaultdict(list)
   for pid, fields in table.items():
     children[int(fields[1])].append(pid)
-  found, stack = [], [root_pid]
+  found, stack = set(), [root_pid]
   while stack:
     for child in children.get(stack.pop(), []):
       if child not in found:
-        found.append(child)
+        found.add(child)
         stack.append(child)
-  leaders = set(found)
-  found += [pid for pid, fields in table.items()
-            if int(fields[3]) in leaders and pid not in found and pid != root_pid]
-  return found
+  found |= {pid for pid, fields in table.items() if int(fields[3]) in found}
+  found.discard(root_pid)
+  return sorted(found)
 
 
 def worker_binaries() -> List[int]:

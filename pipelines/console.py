@@ -152,8 +152,9 @@ def track_components(log: Callable[[str], None] = say) -> Iterator[ComponentTrac
 
   def set_level_at_most_info(new_level) -> None:
     new_level = logging._checkLevel(new_level)  # pylint: disable=protected-access
-    logging.Logger.setLevel(absl_logger, logging.INFO if new_level in (logging.NOTSET, )
-                            or new_level > logging.INFO else new_level)
+    if new_level == logging.NOTSET or new_level > logging.INFO:
+      new_level = logging.INFO
+    logging.Logger.setLevel(absl_logger, new_level)
 
   absl_logger.addHandler(tracker)
   logging.Logger.setLevel(absl_logger, min(absl_logger.getEffectiveLevel(), logging.INFO))
