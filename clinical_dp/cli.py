@@ -44,26 +44,30 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-  from pipelines.config import BeamConfig, default_config, training_config  # pylint: disable=g-import-not-at-top
-  from pipelines.runner import format_summary, run_pipeline  # pylint: disable=g-import-not-at-top
-  from trainers.dp_training import PrivacyBudget  # pylint: disable=g-import-not-at-top
-  spec = load_spec(args.spec)
-  training = training_config(args.mode, fast=args.fast, epochs=args.epochs,
-                             train_twin=args.non_private_twin)
-  if args.target_epsilon is not None or args.delta is not None:
-    def budget(default: PrivacyBudget) -> PrivacyBudget:
-      return PrivacyBudget(
-          args.target_epsilon if args.target_epsilon is not None else default.target_epsilon,
-          args.delta if args.delta is not None else default.delta)
-    training = dataclasses.replace(training, gan_budget=budget(training.gan_budget),
-                                   classifier_budget=budget(training.classifier_budget))
-  config = default_config(args.output, fast=args.fast, training=training)
-  config = dataclasses.replace(config, beam=BeamConfig(
-      mode=args.beam_mode, workers=args.beam_workers, extra_args=tuple(args.beam_arg)))
-  if args.no_federated:
-    config = dataclasses.replace(config, federated=None)
-  summary = run_pipeline(args.data, spec, config)
-  print(format_summary(summary))
+  """Runs the pipeline with a quiet console: our own lines on the terminal, library
+  output (from TensorFlow's import on) in the run's log (pipelines/console.py)."""
+  from pipelines.console import captured_run, say  # pylint: disable=g-import-not-at-top
+  with captured_run():
+    from pipelines.config import BeamConfig, default_config, training_config  # pylint: disable=g-import-not-at-top
+    from pipelines.runner import format_summary, run_pipeline  # pylint: disable=g-import-not-at-top
+    from trainers.dp_training import PrivacyBudget  # pylint: disable=g-import-not-at-top
+    spec = load_spec(args.spec)
+    training = training_config(args.mode, fast=args.fast, epochs=args.epochs,
+                               train_twin=args.non_private_twin)
+    if args.target_epsilon is not None or args.delta is not None:
+      def budget(default: PrivacyBudget) -> PrivacyBudget:
+        return PrivacyBudget(
+            args.target_epsilon if args.target_epsilon is not None else default.target_epsilon,
+            args.delta if args.delta is not None else default.delta)
+      training = dataclasses.replace(training, gan_budget=budget(training.gan_budget),
+                                     classifier_budget=budget(training.classifier_budget))
+    config = default_config(args.output, fast=args.fast, training=training)
+    config = dataclasses.replace(config, beam=BeamConfig(
+        mode=args.beam_mode, workers=args.beam_workers, extra_args=tuple(args.beam_arg)))
+    if args.no_federated:
+      config = dataclasses.replace(config, federated=None)
+    summary = run_pipeline(args.data, spec, config)
+    say(format_summary(summary))
   return EXIT_OK
 
 
@@ -165,10 +169,18 @@ def _quiet_library_noise() -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+  from pipelines.console import RunFailed, RunInterrupted  # pylint: disable=g-import-not-at-top
   args = build_parser().parse_args(argv)
   _quiet_library_noise()
   try:
     return args.handler(args)
+  except RunInterrupted as e:  # SIGINT or SIGTERM during `run`: one line, no traceback
+    print(f"clinical-dp {args.command}: {e}", file=sys.stderr)
+    return e.exit_code
+  except RunFailed as e:  # the component, the cause and the log, in one line
+    from trainers.accounting import BudgetExceededError  # pylint: disable=g-import-not-at-top
+    print(f"clinical-dp {args.command}: {e}", file=sys.stderr)
+    return EXIT_INVALID if isinstance(e.__cause__, BudgetExceededError) else EXIT_FAILED
   except InvalidInputError as e:
     print(f"clinical-dp {args.command}: invalid input:", file=sys.stderr)
     for finding in e.findings:

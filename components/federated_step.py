@@ -24,6 +24,7 @@ from tfx.types.artifact import Artifact
 
 from federated.config import RESULTS_FILE, simulate_command
 from federated.processes import run_in_own_session
+from pipelines.console import say
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FEDERATED_PYTHON_ENV = "CLINICAL_DP_FEDERATED_PYTHON"
@@ -51,6 +52,22 @@ def _parse_args(federated_args: str) -> List[str]:
   return args
 
 
+class _ChildLines:
+  """The child's progress lines go to the console; a traceback, and whatever follows
+  it, only to the log (stdout: the run's log under `clinical-dp run`)."""
+
+  def __init__(self):
+    self._console = True
+
+  def __call__(self, line: str) -> None:
+    if line.startswith("Traceback (most recent call last)"):
+      self._console = False
+    if self._console:
+      say(f"  [federated] {line}")
+    else:
+      print(f"  [federated] {line}", flush=True)
+
+
 @tfx.dsl.components.component
 def FederatedStep(  # pylint: disable=invalid-name
     examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
@@ -65,15 +82,14 @@ def FederatedStep(  # pylint: disable=invalid-name
     raise RuntimeError(f"FederatedStep: the federated runtime's Python {python} does not exist; "
                        f"run scripts/setup.sh or set {FEDERATED_PYTHON_ENV}")
   command = simulate_command(python, examples.uri, spec_yaml, args, federated_results.uri)
+  # The full command line goes to the log; the console gets the child's own lines.
   print(f"  FederatedStep: {python} -m federated.simulate --examples {examples.uri} "
         f"{' '.join(args)} --output {federated_results.uri}", flush=True)
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   # The project root on the path, so a custom interpreter finds federated/ too.
   env["PYTHONPATH"] = os.pathsep.join([PROJECT_ROOT] + [p for p in env.get(
       "PYTHONPATH", "").split(os.pathsep) if p])
-  completed = run_in_own_session(
-      command, on_line=lambda line: print(f"  [federated] {line}", flush=True),
-      cwd=PROJECT_ROOT, env=env)
+  completed = run_in_own_session(command, on_line=_ChildLines(), cwd=PROJECT_ROOT, env=env)
   if completed.returncode != 0 or not os.path.exists(
       os.path.join(federated_results.uri, RESULTS_FILE)):
     raise RuntimeError(

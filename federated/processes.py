@@ -10,11 +10,13 @@ left in that session is killed. Pure Python, no TensorFlow: the pipeline runtime
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
-from typing import Callable, Deque, List, Optional, Sequence
+from typing import Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
 
 
 def stat_fields(pid: int) -> Optional[List[str]]:
@@ -28,15 +30,37 @@ def stat_fields(pid: int) -> Optional[List[str]]:
   return stat[stat.rfind(")") + 2:].split()
 
 
-def session_members(session_id: int) -> List[int]:
-  """Process ids in a session (read from /proc; Linux)."""
-  members = []
+def _processes() -> Iterator[Tuple[int, List[str]]]:
+  """(pid, stat fields) of every process on the machine (read from /proc; Linux)."""
   for entry in os.listdir("/proc"):
     if entry.isdigit():
       fields = stat_fields(int(entry))
-      if fields and int(fields[3]) == session_id:
-        members.append(int(entry))
-  return members
+      if fields:
+        yield int(entry), fields
+
+
+def session_members(session_id: int) -> List[int]:
+  """Process ids in a session."""
+  return [pid for pid, fields in _processes() if int(fields[3]) == session_id]
+
+
+def descendants(root_pid: int) -> List[int]:
+  """Processes below `root_pid`: its children, theirs, and so on, plus every member of
+  a session that one of them leads (run_in_own_session's children, whose TFF workers
+  stay in that session even once reparented to init)."""
+  table = dict(_processes())
+  children: Dict[int, List[int]] = collections.defaultdict(list)
+  for pid, fields in table.items():
+    children[int(fields[1])].append(pid)
+  found, stack = set(), [root_pid]
+  while stack:
+    for child in children.get(stack.pop(), []):
+      if child not in found:
+        found.add(child)
+        stack.append(child)
+  found |= {pid for pid, fields in table.items() if int(fields[3]) in found}
+  found.discard(root_pid)
+  return sorted(found)
 
 
 def worker_binaries() -> List[int]:
@@ -89,14 +113,48 @@ def kill_session(session_id: int, grace_seconds: float = 3.0) -> None:
   _terminate(lambda: session_members(session_id), grace_seconds)
 
 
+def kill_tree(root_pid: int, grace_seconds: float = 3.0) -> List[int]:
+  """SIGTERM then SIGKILL to every process below `root_pid` (see descendants), which
+  itself is spared; returns their ids."""
+  targets = descendants(root_pid)
+  _terminate(lambda: [pid for pid in targets if _running(pid)], grace_seconds)
+  return targets
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+  """While the block runs, SIGTERM raises SystemExit(143) instead of ending the process
+  on the spot, so `finally` blocks (the session cleanup) run; only where SIGTERM has
+  its default action and in the main thread (a caller's own handler is kept)."""
+  if (threading.current_thread() is not threading.main_thread()
+      or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+    yield
+    return
+  def on_sigterm(signum, frame):  # pylint: disable=unused-argument
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: let the cleanup run
+    raise SystemExit(128 + signal.SIGTERM)
+  signal.signal(signal.SIGTERM, on_sigterm)
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def run_in_own_session(command: Sequence[str], on_line: Optional[Callable[[str], None]] = None,
                        timeout: Optional[float] = None, tail_lines: int = 40,
                        **popen_kwargs) -> "Completed":
   """Runs `command` as a session leader, streams its merged output, kills leftovers.
 
   Returns the exit code and the last `tail_lines` lines. The session is cleaned up
-  on every exit path (also on timeout or when the caller is interrupted).
+  on every exit path: also on timeout, when the caller is interrupted (Ctrl-C, or an
+  exception its signal handler raises) and, where the caller has no SIGTERM handler of
+  its own, on SIGTERM (then SystemExit(143) is raised once the session is gone).
   """
+  with _sigterm_as_exit():
+    return _run_and_clean_up(command, on_line, timeout, tail_lines, **popen_kwargs)
+
+
+def _run_and_clean_up(command, on_line, timeout, tail_lines, **popen_kwargs) -> "Completed":
   tail: Deque[str] = collections.deque(maxlen=tail_lines)
   process = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL, text=True, start_new_session=True,

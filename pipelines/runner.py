@@ -9,7 +9,9 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import time
+import traceback
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -19,6 +21,8 @@ from clinical_dp.files import write_text_atomically
 from clinical_dp.spec import DatasetSpec
 from clinical_dp.validation import (InvalidInputError, ValidationReport, validate_table,
                                     write_prepared_input)
+from pipelines import console
+from pipelines.console import say
 from pipelines.config import PipelineConfig
 from pipelines.preflight import check_run
 
@@ -336,22 +340,49 @@ def _federated_lines(federated_dir: str) -> List[str]:
 
 
 def run_pipeline(data_path: str, spec: DatasetSpec, config: PipelineConfig,
-                 log=print) -> Dict:
-  """The whole local job; raises InvalidInputError, OutputDirError or the pipeline's error."""
+                 log=say) -> Dict:
+  """The whole local job; raises InvalidInputError or OutputDirError before claiming the
+  output directory, RunFailed (one line: the component, the cause, the log) or
+  RunInterrupted after it, with the directory marked FAILED.
+
+  Inside console.captured_run (the CLI), library output goes to DIR/logs/pipeline.log
+  from the moment the directory is claimed, and a failure's traceback goes there too.
+  """
   start = time.time()
   log(f"[1/3] validating {data_path} against spec '{spec.name}'")
   report = load_valid_table(data_path, spec)  # before touching the output directory
   selected, config = plan_run(report, spec, config, log)
   begin_output_dir(config.output_dir)
+  log_file = console.attach_log(
+      config.output_dir, on_interrupt=lambda text: fail_output_dir(config.output_dir, text))
+  tracker = None
   try:
     prepared = prepare_input(selected, spec, config)
     log(f"[2/3] running the TFX pipeline on {prepared.rows_used} rows with LocalDagRunner "
-        f"(Beam {config.beam.mode}); artifacts under {config.pipeline_root}")
-    run_local(config, spec)
+        f"(Beam {config.beam.mode}); artifacts under {config.pipeline_root}"
+        + (f"; log {log_file}" if log_file else ""))
+    with console.track_components(log) as tracker:
+      run_local(config, spec)
+    tracker = None
     log("[3/3] reading ML Metadata; collecting the released artifacts")
     summary = summarize(config, spec, prepared, time.time() - start)
-  except BaseException as e:  # also KeyboardInterrupt: never leave a run looking finished
-    fail_output_dir(config.output_dir, f"{type(e).__name__}: {e}")
+  except console.RunInterrupted as e:
+    if tracker is not None and tracker.current:
+      e.detail = f" in {tracker.current}"
+    traceback.print_exc(file=sys.stderr)  # the log (console.captured_run)
+    fail_output_dir(config.output_dir, str(e))
+    e.detail += f"; the run directory {config.output_dir} is marked FAILED" + (
+        f"; full log: {log_file}" if log_file else "")
     raise
+  except BaseException as e:  # also KeyboardInterrupt: never leave a run looking finished
+    component = tracker.current if tracker is not None else None
+    message = (f"failed in {component}: " if component else "failed: ") + console.one_line(e)
+    if log_file:
+      traceback.print_exc(file=sys.stderr)  # the log (console.captured_run)
+      message += f"; full log: {log_file}"
+    fail_output_dir(config.output_dir, message)
+    if isinstance(e, KeyboardInterrupt) or not log_file:
+      raise  # outside the CLI's capture the caller gets the error itself
+    raise console.RunFailed(message, component) from e
   finish_output_dir(config.output_dir, summary)
   return summary

@@ -19,6 +19,7 @@ from typing import Callable, Dict, Iterator, Optional
 import numpy as np
 import tensorflow as tf
 
+from pipelines.console import say
 from trainers import accounting
 
 # TF Privacy's package __init__ imports TF Probability and Estimator, which are not
@@ -223,15 +224,23 @@ def training_batches(plan: accounting.PrivacyPlan, rng: np.random.Generator
 
 class TrainingProgress:
   """About ten progress lines per run: epoch, losses, steps per second and, for a DP
-  trainer, the epsilon spent so far (each accounting takes a fraction of a second)."""
+  trainer, the epsilon spent so far (each accounting takes a fraction of a second).
+
+  The lines go to `log`; None or `print` means the run's console (pipelines.console),
+  which under `clinical-dp run` is the terminal while library output goes to the log.
+  """
 
   def __init__(self, name: str, num_examples: int, batch_size: int, epochs: float,
-               total_steps: int, plan: Optional[accounting.PrivacyPlan], log: Callable):
+               total_steps: int, plan: Optional[accounting.PrivacyPlan],
+               log: Optional[Callable[[str], None]] = None):
     steps_per_epoch = max(1, math.ceil(num_examples / batch_size))
     self._every = steps_per_epoch * max(1, math.ceil(epochs / 10))
     self._name, self._epochs, self._total = name, epochs, total_steps
     self._examples_per_step = batch_size / num_examples
-    self._plan, self._log, self._start = plan, log, time.time()
+    # `print` is the trainers' default today (train_gan, train_classifier): it meant the
+    # terminal, which is what the console is.
+    self._log = say if log is None or log is print else log
+    self._plan, self._start = plan, time.time()
 
   def after(self, step: int, **losses) -> None:
     if step % self._every and step != self._total:
