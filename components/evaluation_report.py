@@ -32,8 +32,9 @@ from components.evaluation.audit import AuditConfig
 from components.evaluation.report import Thresholds
 from components.evaluation.utility import UtilityConfig
 from components.federated_step import FederatedResults
-from federated.config import RESULTS_FILE
 from components.synthetic_data import SYNTHETIC_CSV
+from federated.config import RESULTS_FILE
+from pipelines.console import say
 from trainers import dp_training, features
 from trainers.gan_run_fn import DISCRIMINATOR_WEIGHTS
 
@@ -166,7 +167,7 @@ def privacy_section(generator_record: Dict, classifier_record: Dict) -> Dict:
 def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
                  synthetic_csv: str, generator_dir: str, classifier_dir: str,
                  discriminator_weights: str, evaluation_uri: Optional[str] = None,
-                 federated: Optional[Dict] = None, log=print) -> Tuple[Dict, Dict[str, bytes]]:
+                 federated: Optional[Dict] = None, log=say) -> Tuple[Dict, Dict[str, bytes]]:
   """Every measurement of the report, and its figures, under the user's column names."""
   seed = config.audit.seed
   train, train_serialized = read_split(examples_uri, "train", spec)

@@ -20,6 +20,7 @@ from tfx.utils import path_utils
 from clinical_dp.files import write_atomically
 from clinical_dp.names import ColumnKeys, user_labels
 from clinical_dp.spec import DatasetSpec, parse_spec
+from pipelines.console import say
 from clinical_dp.validation import InvalidInputError, validate_table
 from trainers import dp_training, gan_export
 
@@ -90,7 +91,7 @@ def SyntheticDataGen(  # pylint: disable=invalid-name
   generator_dir = path_utils.serving_model_path(generator.uri)
   record = dp_training.read_privacy_record(generator_dir)
   count = num_patients or record["num_examples"]
-  print(f"  SyntheticDataGen: sampling {count} synthetic patients at positive rate "
+  say(f"  SyntheticDataGen: sampling {count} synthetic patients at positive rate "
         f"{record['positive_rate']:.3f} (DP epsilon {record['epsilon']:.3f})")
   frame = synthetic_table(generator_dir, keys.internal_spec(spec), count,
                           record["positive_rate"])

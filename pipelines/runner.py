@@ -90,7 +90,7 @@ def select_patients(report: ValidationReport, spec: DatasetSpec, config: Pipelin
 
 
 def plan_run(report: ValidationReport, spec: DatasetSpec, config: PipelineConfig,
-             log=print) -> Tuple[SelectedInput, PipelineConfig]:
+             log=say) -> Tuple[SelectedInput, PipelineConfig]:
   """The rows and configuration to run with; raises RunRefused (pipelines/preflight.py)
   before anything is written when the table cannot be run whole."""
   selected = select_patients(report, spec, config)
