@@ -27,7 +27,7 @@ from tests.real_shaped import odd_icu, small_two_centre_trial, write_table
 COMPONENTS = {"CsvExampleGen", "StatisticsGen", "SpecSchemaGen", "ExampleValidator",
               "AnomalyGate", "Transform", "GanTrainer", "SyntheticDataGen", "DpClassifierTrainer",
               "Evaluator", "FederatedStep", "EvaluationReport"}
-RUN_DIR_CONTENTS = [".clinical-dp-output", "federated", "input", "metadata.sqlite", "models",
+RUN_DIR_CONTENTS = [".clinical-dp-output", "federated", "input", "logs", "metadata.sqlite", "models",
                     "report", "run_summary.json", "synthetic", "tfx"]
 
 
