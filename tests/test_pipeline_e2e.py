@@ -4,6 +4,7 @@ import base64
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -27,8 +28,10 @@ from tests.real_shaped import odd_icu, small_two_centre_trial, write_table
 COMPONENTS = {"CsvExampleGen", "StatisticsGen", "SpecSchemaGen", "ExampleValidator",
               "AnomalyGate", "Transform", "GanTrainer", "SyntheticDataGen", "DpClassifierTrainer",
               "Evaluator", "FederatedStep", "EvaluationReport"}
-RUN_DIR_CONTENTS = [".clinical-dp-output", "federated", "input", "logs", "metadata.sqlite", "models",
-                    "report", "run_summary.json", "synthetic", "tfx"]
+RUN_DIR_CONTENTS = [".clinical-dp-output", "federated", "input", "logs", "metadata.sqlite",
+                    "models", "report", "run_summary.json", "synthetic", "tfx"]
+# Library output that must reach the run's log only, never the console.
+CONSOLE_NOISE = ("cuFFT", "ArtifactQuery", "deprecat", "ERROR:absl", "WARNING", "Traceback")
 
 
 def _split_examples(examples_uri, split):
@@ -102,6 +105,21 @@ def test_pipeline_runs_to_the_end_and_records_every_artifact(run_fixture, reques
   summary = json.loads((output / "run_summary.json").read_text())
   assert sum(summary["split_rows"].values()) == summary["input"]["rows_used"]
   assert summary["input"]["subsampled"] and summary["input"]["patients_used"] == 600
+
+
+def test_console_shows_our_lines_and_the_log_has_the_rest(icu_run):
+  """pipelines/console.py: a line as each component starts and ends, the federated child's
+  lines, the summary; library output (absl, warnings, TF's C++ logs) in logs/pipeline.log."""
+  output, result = icu_run
+  console = result.stdout + result.stderr
+  assert not [noise for noise in CONSOLE_NOISE if noise in console], console[-5000:]
+  for component in COMPONENTS:
+    assert f"  {component} ...\n" in result.stdout, component
+    assert re.search(rf"^  {component} done in \d+ s$", result.stdout, re.MULTILINE), component
+  assert "[federated]" in result.stdout and "epsilon so far" in result.stdout
+  log = (output / "logs" / "pipeline.log").read_text()
+  assert "INFO:absl:Component CsvExampleGen is running." in log
+  assert "WARNING:absl:" in log and "  CsvExampleGen done in" in log
 
 
 def test_transformed_examples_follow_the_spec(sprint_run):
@@ -260,9 +278,16 @@ def test_a_plan_over_budget_stops_the_run_before_training(sprint_dir, tmp_path):
   output = tmp_path / "run"
   result = run_cli("run", "--data", sprint_dir / "data.csv", "--spec", sprint_dir / "spec.yaml",
                    "--output", output, "--fast", "--mode", "paper", "--target-epsilon", "0.5")
-  assert result.returncode != 0
+  assert result.returncode == 2  # a plan over its budget, as the README says
+  # One line, with the component, the cause and the log; the traceback is in the log.
+  log = output / "logs" / "pipeline.log"
+  [line] = result.stderr.splitlines()
+  assert line.startswith("clinical-dp run: failed in GanTrainer: BudgetExceededError: the plan")
+  assert line.endswith(f"; full log: {log}")
   assert "over the budget of 0.5" in result.stderr and "raise noise_multiplier" in result.stderr
-  assert (output / "FAILED").exists() and not (output / "run_summary.json").exists()
+  assert "Traceback" not in result.stdout and "Traceback" in log.read_text()
+  assert (output / "FAILED").read_text().strip() == result.stderr.strip()[len("clinical-dp run: "):]
+  assert not (output / "run_summary.json").exists()
   assert not (output / "synthetic").exists()
 
 
