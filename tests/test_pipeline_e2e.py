@@ -274,21 +274,29 @@ def test_dp_classifier_serves_raw_clinical_features(sprint_run):
   np.testing.assert_allclose(features(**inputs)["probability"].numpy(), probability, rtol=1e-5)
 
 
-def test_a_plan_over_budget_stops_the_run_before_training(sprint_dir, tmp_path):
+def test_a_plan_over_budget_is_refused_before_the_pipeline_starts(sprint_dir, tmp_path):
   output = tmp_path / "run"
   result = run_cli("run", "--data", sprint_dir / "data.csv", "--spec", sprint_dir / "spec.yaml",
                    "--output", output, "--fast", "--mode", "paper", "--target-epsilon", "0.5")
   assert result.returncode == 2  # a plan over its budget, as the README says
+  assert "over the budget of 0.5" in result.stderr and "raise noise_multiplier" in result.stderr
+  assert "Traceback" not in result.stderr + result.stdout
+  assert not output.exists()  # refused before anything was written
+
+
+def test_a_failing_component_is_named_in_one_line_with_its_log(sprint_dir, tmp_path):
+  output = tmp_path / "run"
+  result = run_cli("run", "--data", sprint_dir / "data.csv", "--spec", sprint_dir / "spec.yaml",
+                   "--output", output, "--fast", "--beam-arg=--runner=NoSuchRunner")
+  assert result.returncode == 1
   # One line, with the component, the cause and the log; the traceback is in the log.
   log = output / "logs" / "pipeline.log"
   [line] = result.stderr.splitlines()
-  assert line.startswith("clinical-dp run: failed in GanTrainer: BudgetExceededError: the plan")
-  assert line.endswith(f"; full log: {log}")
-  assert "over the budget of 0.5" in result.stderr and "raise noise_multiplier" in result.stderr
+  assert line.startswith("clinical-dp run: failed in CsvExampleGen: ")
+  assert "NoSuchRunner" in line and line.endswith(f"; full log: {log}")
   assert "Traceback" not in result.stdout and "Traceback" in log.read_text()
-  assert (output / "FAILED").read_text().strip() == result.stderr.strip()[len("clinical-dp run: "):]
-  assert not (output / "run_summary.json").exists()
-  assert not (output / "synthetic").exists()
+  assert (output / "FAILED").read_text().strip() == line[len("clinical-dp run: "):]
+  assert not (output / "run_summary.json").exists() and not (output / "RUNNING").exists()
 
 
 REPORT_FIELDS = (["privacy.epsilon", "privacy.delta", "privacy.unit",
