@@ -41,8 +41,8 @@ RELEASED = (("GanTrainer", "model", os.path.join(MODELS_DIR, "generator")),
 # Results that are not released artifacts, copied the same way: (component, output, destination).
 RESULTS = (("EvaluationReport", "report_dir", REPORT_DIR),
            ("FederatedStep", "federated_results", FEDERATED_DIR))
-_RUN_CONTENTS = ("tfx", "input", "metadata.sqlite", SYNTHETIC_DIR, MODELS_DIR, REPORT_DIR,
-                 FEDERATED_DIR, SUMMARY_FILE, FAILED_MARKER, RUNNING_MARKER)
+_RUN_CONTENTS = ("tfx", "input", console.LOG_DIR, "metadata.sqlite", SYNTHETIC_DIR, MODELS_DIR,
+                 REPORT_DIR, FEDERATED_DIR, SUMMARY_FILE, FAILED_MARKER, RUNNING_MARKER)
 
 
 class OutputDirError(ValueError):

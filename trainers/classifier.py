@@ -14,6 +14,7 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from pipelines.console import say
 from trainers import accounting
 from trainers.dp_training import (PrivacyBudget, TrainingProgress, dp_adam, fit_batch_to_data,
                                   plan_for, training_batches, with_noise_for_budget)
@@ -53,7 +54,7 @@ def _optimizer(config: ClassifierConfig):
 
 def train_classifier(x: np.ndarray, y: np.ndarray, config: ClassifierConfig,
                      budget: PrivacyBudget, seed: int = 0, max_rows_per_patient: int = 1,
-                     log: Callable[[str], None] = print
+                     log: Callable[[str], None] = say
                      ) -> Tuple[tf.keras.Model, Optional[accounting.PrivacyRecord]]:
   """Trains the classifier; the private one refuses a plan over budget before any step.
 

@@ -44,7 +44,7 @@ def dp_adam(l2_norm_clip: float, noise_multiplier: float, learning_rate: float,
       learning_rate=learning_rate, beta_1=beta_1)
 
 
-def fit_batch_to_data(config, num_examples: int, log: Optional[Callable[[str], None]] = print):
+def fit_batch_to_data(config, num_examples: int, log: Optional[Callable[[str], None]] = say):
   """The trainer config with its batch at most the number of training rows.
 
   A batch above the data (a small table) cannot be drawn: fixed-size sampling would
@@ -226,20 +226,18 @@ class TrainingProgress:
   """About ten progress lines per run: epoch, losses, steps per second and, for a DP
   trainer, the epsilon spent so far (each accounting takes a fraction of a second).
 
-  The lines go to `log`; None or `print` means the run's console (pipelines.console),
-  which under `clinical-dp run` is the terminal while library output goes to the log.
+  The lines go to `log`, by default the run's console (pipelines.console), which under
+  `clinical-dp run` is the terminal while library output goes to the log.
   """
 
   def __init__(self, name: str, num_examples: int, batch_size: int, epochs: float,
                total_steps: int, plan: Optional[accounting.PrivacyPlan],
-               log: Optional[Callable[[str], None]] = None):
+               log: Callable[[str], None] = say):
     steps_per_epoch = max(1, math.ceil(num_examples / batch_size))
     self._every = steps_per_epoch * max(1, math.ceil(epochs / 10))
     self._name, self._epochs, self._total = name, epochs, total_steps
     self._examples_per_step = batch_size / num_examples
-    # `print` is the trainers' default today (train_gan, train_classifier): it meant the
-    # terminal, which is what the console is.
-    self._log = say if log is None or log is print else log
+    self._log = log
     self._plan, self._start = plan, time.time()
 
   def after(self, step: int, **losses) -> None:

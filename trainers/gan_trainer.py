@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from clinical_dp.spec import DatasetSpec
+from pipelines.console import say
 from trainers import accounting, gan
 from trainers.dp_training import (PrivacyBudget, TrainingProgress, dp_positive_rate,
                                   fit_batch_to_data, plan_for, training_batches,
@@ -33,7 +34,7 @@ class TrainedGan:
 
 def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
               config: gan.GanConfig, budget: PrivacyBudget, seed: int = 0,
-              max_rows_per_patient: int = 1, log: Callable[[str], None] = print) -> TrainedGan:
+              max_rows_per_patient: int = 1, log: Callable[[str], None] = say) -> TrainedGan:
   """DP training; refuses a plan over budget before any step."""
   num_examples = len(labels)
   count_noise = config.label_count_noise_multiplier
