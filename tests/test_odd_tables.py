@@ -144,18 +144,14 @@ def test_trainers_fit_the_batch_and_record_what_ran():
   trained = gan_trainer.train_gan(inputs, labels, spec, TINY_GAN, BUDGET, log=lines.append)
   assert trained.config.batch_size == 12 and trained.record.batch_size == 12
   assert trained.record.epsilon <= 1.0 and any("above the 12 training rows" in l for l in lines)
+  # The classifier, with several rows per patient: Poisson sampling at rate 1 (the batch
+  # is every row) with the patient-level bound.
   x = np.concatenate([i.reshape(12, -1) for i in inputs], axis=1)
-  for private in (True, False):
-    config = dataclasses.replace(classifier.ClassifierConfig(), epochs=1, private=private)
-    _, record = classifier.train_classifier(x, labels.reshape(-1), config, BUDGET,
-                                            log=lambda _: None)
-    if private:
-      assert record.batch_size == 12 and record.epsilon <= 1.0
-  # Several rows per patient: Poisson sampling at rate 1 with the patient-level bound.
   _, record = classifier.train_classifier(
       x, labels.reshape(-1), dataclasses.replace(classifier.ClassifierConfig(), epochs=1),
-      BUDGET, max_rows_per_patient=3, log=lambda _: None)
+      BUDGET, max_rows_per_patient=3, log=lines.append)
   assert record.sampling == "poisson" and record.batch_size == 12
+  assert record.sampling_probability == 1.0
   assert record.unit == "patient" and record.epsilon <= 1.0
 
 
