@@ -122,13 +122,15 @@ def test_feasibility_refuses_noise_that_drowns_the_signal_and_plans_over_budget(
 def test_min_examples_for_dp_is_the_boundary_of_the_criterion():
   config = gan.GanConfig()
   n = dp_training.min_examples_for_dp(config, BUDGET)
-  assert n is not None and 10 < n < config.batch_size
+  assert n is not None and 10 < n < config.batch_size  # rows above the batch pass too
   assert dp_training.dp_feasibility(config, BUDGET, n).feasible
   assert not dp_training.dp_feasibility(config, BUDGET, n - 1).feasible
-  classifier_n = dp_training.min_examples_for_dp(classifier.ClassifierConfig(), BUDGET)
+  classifier_n = dp_training.min_examples_for_dp(classifier.ClassifierConfig(), BUDGET,
+                                                 upper=64)
   assert classifier_n is not None and classifier_n < 64
   # A stricter criterion needs more rows; an impossible one none.
-  assert dp_training.min_examples_for_dp(config, BUDGET, max_noise_per_example=0.3) > n
+  assert dp_training.min_examples_for_dp(config, BUDGET, max_noise_per_example=0.3,
+                                         upper=config.batch_size) > n
   assert dp_training.min_examples_for_dp(
       dataclasses.replace(config, noise_multiplier=0.01), BUDGET, upper=200) is None
 
