@@ -122,13 +122,15 @@ def test_feasibility_refuses_noise_that_drowns_the_signal_and_plans_over_budget(
 def test_min_examples_for_dp_is_the_boundary_of_the_criterion():
   config = gan.GanConfig()
   n = dp_training.min_examples_for_dp(config, BUDGET)
-  assert n is not None and 10 < n < config.batch_size
+  assert n is not None and 10 < n < config.batch_size  # rows above the batch pass too
   assert dp_training.dp_feasibility(config, BUDGET, n).feasible
   assert not dp_training.dp_feasibility(config, BUDGET, n - 1).feasible
-  classifier_n = dp_training.min_examples_for_dp(classifier.ClassifierConfig(), BUDGET)
+  classifier_n = dp_training.min_examples_for_dp(classifier.ClassifierConfig(), BUDGET,
+                                                 upper=64)
   assert classifier_n is not None and classifier_n < 64
   # A stricter criterion needs more rows; an impossible one none.
-  assert dp_training.min_examples_for_dp(config, BUDGET, max_noise_per_example=0.3) > n
+  assert dp_training.min_examples_for_dp(config, BUDGET, max_noise_per_example=0.3,
+                                         upper=config.batch_size) > n
   assert dp_training.min_examples_for_dp(
       dataclasses.replace(config, noise_multiplier=0.01), BUDGET, upper=200) is None
 
@@ -144,18 +146,14 @@ def test_trainers_fit_the_batch_and_record_what_ran():
   trained = gan_trainer.train_gan(inputs, labels, spec, TINY_GAN, BUDGET, log=lines.append)
   assert trained.config.batch_size == 12 and trained.record.batch_size == 12
   assert trained.record.epsilon <= 1.0 and any("above the 12 training rows" in l for l in lines)
+  # The classifier, with several rows per patient: Poisson sampling at rate 1 (the batch
+  # is every row) with the patient-level bound.
   x = np.concatenate([i.reshape(12, -1) for i in inputs], axis=1)
-  for private in (True, False):
-    config = dataclasses.replace(classifier.ClassifierConfig(), epochs=1, private=private)
-    _, record = classifier.train_classifier(x, labels.reshape(-1), config, BUDGET,
-                                            log=lambda _: None)
-    if private:
-      assert record.batch_size == 12 and record.epsilon <= 1.0
-  # Several rows per patient: Poisson sampling at rate 1 with the patient-level bound.
   _, record = classifier.train_classifier(
       x, labels.reshape(-1), dataclasses.replace(classifier.ClassifierConfig(), epochs=1),
-      BUDGET, max_rows_per_patient=3, log=lambda _: None)
+      BUDGET, max_rows_per_patient=3, log=lines.append)
   assert record.sampling == "poisson" and record.batch_size == 12
+  assert record.sampling_probability == 1.0
   assert record.unit == "patient" and record.epsilon <= 1.0
 
 
