@@ -4,6 +4,7 @@ report's functions on one-class, constant and feature-poor inputs."""
 
 import dataclasses
 import json
+import math
 import re
 
 import numpy as np
@@ -311,3 +312,17 @@ def test_report_renders_and_serialises_with_na_everywhere():
   assert "nan" not in text.lower()
   loaded = _assert_json(result)
   assert loaded["utility"]["real"]["lr"]["auroc_ci"] == [None, None]
+
+
+def test_attack_verdict_on_few_patients_is_inconclusive_not_fail():
+  thresholds = report.Thresholds()
+  def attack(auroc, members, non_members):
+    return {"membership_auroc": auroc, "positive_control_auroc": 0.7,
+            "strongest": {"auroc": auroc, "members": members, "non_members": non_members}}
+  small = report.attack_verdict(attack(0.63, 80, 10), thresholds)
+  assert small["status"] == "inconclusive" and "10 non-members" in small["text"]
+  assert report.attack_verdict(attack(0.63, 1000, 600), thresholds)["status"] == "fail"
+  assert report.attack_verdict(attack(0.52, 80, 10), thresholds)["status"] == "pass"
+  # At AUROC 0.5, Hanley-McNeil is the Mann-Whitney null: sqrt((m + n + 1) / (12 m n)).
+  assert report.auroc_standard_error(0.5, 300, 200) == pytest.approx(
+      math.sqrt(501 / (12 * 300 * 200)))

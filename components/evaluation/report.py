@@ -85,9 +85,30 @@ def attack_verdict(attack: Dict, thresholds: Thresholds) -> Dict:
                      f"AUROC {strongest:.2f} (0.5 is a coin toss; target at most "
                      f"{thresholds.released_max_auroc:.2f}), while the same attacks reach "
                      f"{control:.2f} on a deliberately overfit model.")}
+  counts = attack.get("strongest", {})
+  members, non_members = counts.get("members"), counts.get("non_members")
+  if members and non_members:
+    low = strongest - 1.96 * auroc_standard_error(strongest, members, non_members)
+    if low <= thresholds.released_max_auroc:
+      # A small table: few members and non-members make the attack AUROC too noisy to
+      # call a leak (its interval reaches the target).
+      return {"status": "inconclusive",
+              "text": (f"Inconclusive: a membership attack reaches AUROC {strongest:.2f} on a "
+                       f"released artifact (target at most "
+                       f"{thresholds.released_max_auroc:.2f}), but on only {members} members "
+                       f"and {non_members} non-members its 95% interval reaches down to "
+                       f"{low:.2f}: too few patients to tell a leak from chance.")}
   return {"status": "fail",
           "text": (f"Review before release: a membership attack reaches AUROC {strongest:.2f} "
                    f"on a released artifact (target at most {thresholds.released_max_auroc:.2f}).")}
+
+
+def auroc_standard_error(auroc: float, positives: int, negatives: int) -> float:
+  """Hanley and McNeil's (1982) standard error of an AUROC from its two group sizes."""
+  q1, q2 = auroc / (2 - auroc), 2 * auroc ** 2 / (1 + auroc)
+  variance = (auroc * (1 - auroc) + (positives - 1) * (q1 - auroc ** 2)
+              + (negatives - 1) * (q2 - auroc ** 2)) / (positives * negatives)
+  return math.sqrt(max(variance, 0.0))
 
 
 def json_safe(value):
