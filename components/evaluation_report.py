@@ -217,12 +217,15 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
                                                        y_synthetic, config.audit),
   }
   released = ("dp_classifier", "synthetic_data")
-  strongest = max(((t, a, r) for t in released for a, r in targets[t].items()),
-                  key=lambda item: item[2]["auroc"])
+  measured = [(t, a, r) for t in released for a, r in targets[t].items()
+              if r.get("auroc") is not None]  # an attack on an empty set is n/a
+  strongest = max(measured, key=lambda item: item[2]["auroc"], default=(None, None, {}))
+  controls = [r["auroc"] for r in targets["positive_control"].values()
+              if r.get("auroc") is not None]
   attack = {
-      "membership_auroc": strongest[2]["auroc"],
+      "membership_auroc": strongest[2].get("auroc"),
       "strongest": {"artifact": strongest[0], "attack": strongest[1], **strongest[2]},
-      "positive_control_auroc": max(r["auroc"] for r in targets["positive_control"].values()),
+      "positive_control_auroc": max(controls, default=None),
       "released": list(released),
       "targets": targets,
       "thresholds": dataclasses.asdict(config.thresholds),
@@ -271,7 +274,7 @@ def write_report(result: Dict, figures: Dict[str, bytes], directory: str) -> Tup
   html_path = write_text_atomically(os.path.join(directory, REPORT_HTML),
                                     report.render_html(result, figures))
   json_path = write_text_atomically(os.path.join(directory, REPORT_JSON),
-                                    json.dumps(result, indent=2, default=float))
+                                    json.dumps(report.json_safe(result), indent=2, allow_nan=False))
   return json_path, html_path
 
 

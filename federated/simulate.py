@@ -157,13 +157,15 @@ def run(args) -> int:
       if name in DP_ALGORITHMS:
         _write_model(result, entries[name], data, spec, config, staging)
       e = entries[name]
-      log(f"[{name}] done: test AUROC {e['auroc']:.4f}, accuracy {e['accuracy']:.4f}, "
+      auroc = "n/a (one class in the test split)" if e["auroc"] is None else f"{e['auroc']:.4f}"
+      log(f"[{name}] done: test AUROC {auroc}, accuracy {e['accuracy']:.4f}, "
           f"epsilon {e['epsilon']:.3g} ({e['privacy_unit']}), {e['rounds']} rounds, "
           f"{e['wall_seconds']:.1f} s")
     centralized = entries.get("centralized", {}).get("auroc")
     if centralized is not None:
       for entry in entries.values():
-        entry["auroc_gap_to_centralized"] = round(centralized - entry["auroc"], 4)
+        if entry["auroc"] is not None:
+          entry["auroc_gap_to_centralized"] = round(centralized - entry["auroc"], 4)
     results = {
         "config": dataclasses.asdict(config), "sites": list(data.sites),
         "dataset": data.summary(), "algorithms": entries,

@@ -304,11 +304,15 @@ def format_summary(summary: Dict) -> str:
   return "\n".join(lines)
 
 
+def _number(value) -> str:
+  """A measure to three decimals, or n/a where the report could not compute it."""
+  return "n/a" if value is None else f"{value:.3f}"
+
+
 def _headline_lines(report: Dict) -> List[str]:
   h = report["headline"]
   ratio = h["synthetic_relative_auroc"]
-  def auroc(value):
-    return "n/a" if value is None else f"{value:.3f}"
+  auroc = _number
   return [
       "  report:",
       "    utility   test AUROC trained on real / on synthetic: " + ", ".join(
@@ -317,9 +321,10 @@ def _headline_lines(report: Dict) -> List[str]:
       f"              shuffled-label control AUROC {auroc(h['shuffled_label_control_auroc'])}",
       f"    fidelity  correlation-structure Spearman {auroc(h['correlation_spearman'])}",
       f"    privacy   epsilon {h['epsilon']:.3f} at delta {h['delta']:g} per {h['unit']}; "
-      f"strongest membership attack AUROC {h['membership_auroc']:.3f} ({h['strongest_attack']}),"
-      f" positive control {h['positive_control_auroc']:.3f}: {h['attack_verdict']}",
-      f"              DCR ratio {h['dcr_ratio']:.3f}, exact copies {h['exact_copies']}",
+      f"strongest membership attack AUROC {auroc(h['membership_auroc'])} "
+      f"({h['strongest_attack']}), positive control {auroc(h['positive_control_auroc'])}: "
+      f"{h['attack_verdict']}",
+      f"              DCR ratio {auroc(h['dcr_ratio'])}, exact copies {h['exact_copies']}",
       f"    report    {report['html']}"]
 
 
@@ -334,7 +339,7 @@ def _federated_lines(federated_dir: str) -> List[str]:
       return "not private"
     return f"epsilon {epsilon:.2f} per {result['privacy_unit']}"
   return (["  federated test AUROC across sites:"]
-          + [f"    {name:<12} {result['auroc']:.3f} ({privacy(result)})"
+          + [f"    {name:<12} {_number(result['auroc'])} ({privacy(result)})"
              for name, result in algorithms.items()]
           + [f"    results   {os.path.join(federated_dir, RESULTS_FILE)}"])
 

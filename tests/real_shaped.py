@@ -2,7 +2,6 @@
 seeded simulators: odd column names, labels written as words, few patients, two centres.
 """
 
-import os
 from typing import Dict, Tuple
 
 import pandas as pd
@@ -10,6 +9,7 @@ import yaml
 
 from clinical_dp.simulators import simulate
 from clinical_dp.spec import DatasetSpec, spec_from_dict
+from tests.odd_tables import write_table  # noqa: F401  (one writer for every test table)
 
 # The icu table's columns under names a hospital export might carry.
 ODD_ICU_NAMES = {
@@ -49,13 +49,3 @@ def small_two_centre_trial(patients: int = 100, seed: int = 3):
   half with every visit, the arms named `A` (intensive) and `P`."""
   frame, spec = simulate("sprint", patients=patients, sites=2, seed=seed)
   return renamed(frame, spec, {"intensive": "treat", "site": "centre"}, "A", "P")
-
-
-def write_table(directory, frame: pd.DataFrame, spec: DatasetSpec):
-  """data.csv and spec.yaml in `directory`; returns their paths."""
-  os.makedirs(directory, exist_ok=True)
-  data, spec_path = os.path.join(directory, "data.csv"), os.path.join(directory, "spec.yaml")
-  frame.to_csv(data, index=False)
-  with open(spec_path, "w", encoding="utf-8") as f:
-    f.write(spec.to_yaml())
-  return data, spec_path

@@ -12,6 +12,7 @@ from clinical_dp.validation import validate_table
 from pipelines.config import default_config, training_config
 from pipelines.preflight import RunRefused, check_run
 from tests.conftest import run_cli
+from tests.odd_tables import SMALL_SIZES, TABLE_CLASSES, odd_table
 from tests.real_shaped import small_two_centre_trial, write_table
 
 
@@ -94,3 +95,22 @@ def test_run_refuses_before_touching_the_output_directory(tmp_path):
   assert result.returncode == 2, result.stderr
   assert "the pipeline cannot run on it" in result.stderr and "Traceback" not in result.stderr
   assert not output.exists() and open(data, "rb").read() == before
+
+
+@pytest.mark.parametrize("name", sorted(TABLE_CLASSES))
+def test_every_table_class_is_planned_whole(name, tmp_path):
+  """Each shape of issue 12 (tests/odd_tables.py) passes the pre-flight check; a single
+  site leaves the federated step out."""
+  frame, spec = odd_table(name)
+  table = _validated(tmp_path, frame, spec)
+  plan = check_run(table, spec, _config(tmp_path), f"{name}.csv")
+  sites = table[spec.site_column].nunique() if spec.site_column else 0
+  assert (plan.config.federated is None) == (sites == 1), name
+  assert dict(plan.split_patients)["test"] > 0
+
+
+@pytest.mark.parametrize("patients", SMALL_SIZES)
+def test_small_tables_are_planned_with_a_warning_about_the_generator(patients, tmp_path):
+  frame, spec = odd_table("mixed", patients=patients)
+  plan = check_run(_validated(tmp_path, frame, spec), spec, _config(tmp_path), "small.csv")
+  assert any("DP AC-GAN trains on" in note and "little use" in note for note in plan.notes)

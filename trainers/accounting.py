@@ -27,6 +27,7 @@ Released counts: a trainer may also release a noisy count (the GAN's label rate)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Dict, Optional
 
@@ -157,6 +158,7 @@ def _accountant(plan: PrivacyPlan):
   return rdp.RdpAccountant(list(RDP_ORDERS), relation)
 
 
+@functools.lru_cache(maxsize=1024)  # a plan is frozen; the pre-flight and the trainer share
 def compute_epsilon(plan: PrivacyPlan) -> PrivacyRecord:
   """Epsilon at the plan's delta, for the plan's privacy unit."""
   q, sigma = _unit_mechanism(plan)

@@ -101,4 +101,4 @@ def run_fn(fn_args) -> None:
       target_epsilon=budget.target_epsilon,
       noise_multiplier_source=("configured" if config.noise_multiplier is not None
                                else "solved for the target epsilon"),
-      classifier_config=dataclasses.asdict(config))
+      classifier_config=dict(dataclasses.asdict(config), batch_size=record.batch_size))
