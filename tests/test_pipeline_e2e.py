@@ -57,37 +57,41 @@ def _run(data_dir, output, *extra):
   return result
 
 
+def _module_run(tmp_path_factory, name, data_dir, *extra):
+  output = tmp_path_factory.mktemp(name) / "run"
+  return output, _run(data_dir, output, *extra)
+
+
+def _written(tmp_path_factory, name, table):
+  directory = tmp_path_factory.mktemp(name)
+  write_table(directory, *table)
+  return directory
+
+
 @pytest.fixture(scope="module")
 def sprint_run(sprint_dir, tmp_path_factory):
-  output = tmp_path_factory.mktemp("sprint_run") / "run"
-  return output, _run(sprint_dir, output, "--non-private-twin")
+  return _module_run(tmp_path_factory, "sprint_run", sprint_dir, "--non-private-twin")
 
 
 @pytest.fixture(scope="module")
 def odd_icu_dir(tmp_path_factory):
   """The icu table as a hospital export might name it (tests/real_shaped.py)."""
-  directory = tmp_path_factory.mktemp("odd_icu")
-  write_table(directory, *odd_icu())
-  return directory
+  return _written(tmp_path_factory, "odd_icu", odd_icu())
 
 
 @pytest.fixture(scope="module")
 def icu_run(odd_icu_dir, tmp_path_factory):
-  output = tmp_path_factory.mktemp("icu_run") / "run"
-  return output, _run(odd_icu_dir, output)
+  return _module_run(tmp_path_factory, "icu_run", odd_icu_dir)
 
 
 @pytest.fixture(scope="module")
 def small_trial_dir(tmp_path_factory):
-  directory = tmp_path_factory.mktemp("small_trial")
-  write_table(directory, *small_two_centre_trial())
-  return directory
+  return _written(tmp_path_factory, "small_trial", small_two_centre_trial())
 
 
 @pytest.fixture(scope="module")
 def small_trial_run(small_trial_dir, tmp_path_factory):
-  output = tmp_path_factory.mktemp("small_trial_run") / "run"
-  return output, _run(small_trial_dir, output, "--non-private-twin")
+  return _module_run(tmp_path_factory, "small_trial_run", small_trial_dir, "--non-private-twin")
 
 
 @pytest.mark.parametrize("run_fixture", ["sprint_run", "icu_run"])
