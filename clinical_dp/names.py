@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import functools
 import keyword
 import re
 import unicodedata
@@ -68,7 +69,7 @@ class ColumnKeys:
     taken = {name for name in names if _is_safe(name)}
     pairs = []
     for name in names:
-      if name in taken and _is_safe(name):
+      if _is_safe(name):
         pairs.append((name, name))
         continue
       base = key = _slug(name)
@@ -79,11 +80,11 @@ class ColumnKeys:
       pairs.append((name, key))
     return cls(tuple(pairs))
 
-  @property
+  @functools.cached_property  # looked up per cell when splits are read back
   def to_key(self) -> Dict[str, str]:
     return dict(self.pairs)
 
-  @property
+  @functools.cached_property
   def to_name(self) -> Dict[str, str]:
     return {key: name for name, key in self.pairs}
 
