@@ -22,6 +22,10 @@ Patients with several rows: a patient with up to k rows is present in a step wit
 Released counts: a trainer may also release a noisy count (the GAN's label rate) with
   the Gaussian mechanism; it is composed with the training steps, with noise
   multiplier sigma_count / k for the patient.
+Released statistics: Gaussian mechanisms on whole-table statistics (the generator's
+  marginals and correlations, trainers/dp_statistics.py), each given as its noise
+  multiplier relative to one row's L2 sensitivity, composed once each, sigma / k for the
+  patient. A plan of statistics alone has epochs 0 (no training steps).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import dp_accounting
 from dp_accounting import pld, rdp
@@ -57,6 +61,7 @@ class PrivacyPlan:
   examples_per_microbatch: int = 1
   max_rows_per_patient: int = 1
   label_count_noise_multiplier: float = 0.0  # 0: no noisy count is released
+  released_noise_multipliers: Tuple[float, ...] = ()  # one Gaussian mechanism each
 
   def __post_init__(self):
     if self.num_examples < 1:
@@ -66,7 +71,7 @@ class PrivacyPlan:
                        f"got {self.batch_size}")
     if self.noise_multiplier < 0:
       raise ValueError(f"noise_multiplier must be >= 0, got {self.noise_multiplier}")
-    if self.epochs <= 0:
+    if self.epochs < 0 or (self.epochs == 0 and not self.released_noise_multipliers):
       raise ValueError(f"epochs must be positive, got {self.epochs}")
     if not 0 < self.delta < 1:
       raise ValueError(f"delta must be in (0, 1), got {self.delta}")
@@ -86,6 +91,9 @@ class PrivacyPlan:
     if self.label_count_noise_multiplier < 0:
       raise ValueError("label_count_noise_multiplier must be >= 0, got "
                        f"{self.label_count_noise_multiplier}")
+    if any(not sigma > 0 for sigma in self.released_noise_multipliers):
+      raise ValueError("released_noise_multipliers must be positive, got "
+                       f"{list(self.released_noise_multipliers)}")
 
   @property
   def steps(self) -> int:
@@ -118,6 +126,7 @@ class PrivacyRecord:
   examples_per_microbatch: int
   max_rows_per_patient: int
   label_count_noise_multiplier: float
+  released_noise_multipliers: Tuple[float, ...] = ()
 
   def to_dict(self) -> Dict:
     return dataclasses.asdict(self)
@@ -136,18 +145,21 @@ def _unit_mechanism(plan: PrivacyPlan):
 
 
 def _dp_event(plan: PrivacyPlan, noise_multiplier: float, q: float):
-  gaussian = dp_accounting.GaussianDpEvent(noise_multiplier)
-  if plan.sampling == "poisson":
-    step = dp_accounting.PoissonSampledDpEvent(q, gaussian)
-  else:
-    step = dp_accounting.SampledWithoutReplacementDpEvent(
-        plan.num_examples, plan.batch_size, gaussian)
-  training = dp_accounting.SelfComposedDpEvent(step, plan.steps)
-  if not plan.label_count_noise_multiplier:
-    return training
-  count = dp_accounting.GaussianDpEvent(
-      plan.label_count_noise_multiplier / plan.max_rows_per_patient)
-  return dp_accounting.ComposedDpEvent([training, count])
+  events = []
+  if plan.steps:
+    gaussian = dp_accounting.GaussianDpEvent(noise_multiplier)
+    if plan.sampling == "poisson":
+      step = dp_accounting.PoissonSampledDpEvent(q, gaussian)
+    else:
+      step = dp_accounting.SampledWithoutReplacementDpEvent(
+          plan.num_examples, plan.batch_size, gaussian)
+    events.append(dp_accounting.SelfComposedDpEvent(step, plan.steps))
+  k = plan.max_rows_per_patient
+  releases = list(plan.released_noise_multipliers)
+  if plan.label_count_noise_multiplier:
+    releases.append(plan.label_count_noise_multiplier)
+  events.extend(dp_accounting.GaussianDpEvent(sigma / k) for sigma in releases)
+  return events[0] if len(events) == 1 else dp_accounting.ComposedDpEvent(events)
 
 
 def _accountant(plan: PrivacyPlan):
@@ -162,7 +174,7 @@ def _accountant(plan: PrivacyPlan):
 def compute_epsilon(plan: PrivacyPlan) -> PrivacyRecord:
   """Epsilon at the plan's delta, for the plan's privacy unit."""
   q, sigma = _unit_mechanism(plan)
-  if sigma == 0:
+  if sigma == 0 and plan.steps:
     epsilon = math.inf
   else:
     accountant = _accountant(plan)
@@ -175,15 +187,32 @@ def compute_epsilon(plan: PrivacyPlan) -> PrivacyRecord:
       sampling_probability=q, batch_size=plan.batch_size, num_examples=plan.num_examples,
       examples_per_microbatch=plan.examples_per_microbatch,
       max_rows_per_patient=plan.max_rows_per_patient,
-      label_count_noise_multiplier=plan.label_count_noise_multiplier)
+      label_count_noise_multiplier=plan.label_count_noise_multiplier,
+      released_noise_multipliers=plan.released_noise_multipliers)
 
 
 def noise_for_target_epsilon(plan: PrivacyPlan, target_epsilon: float,
                              tolerance: float = 2e-3) -> float:
   """The smallest noise multiplier (within tolerance) that keeps the plan within target."""
-  def epsilon_at(sigma: float) -> float:
-    return compute_epsilon(dataclasses.replace(plan, noise_multiplier=sigma)).epsilon
+  return _smallest_noise(
+      lambda sigma: compute_epsilon(dataclasses.replace(plan, noise_multiplier=sigma)).epsilon,
+      target_epsilon, tolerance)
 
+
+@functools.lru_cache(maxsize=64)
+def gaussian_noise_for_epsilon(target_epsilon: float, delta: float, accountant: str = "rdp",
+                               tolerance: float = 1e-3) -> float:
+  """The noise multiplier of one Gaussian mechanism (sensitivity 1) spending target_epsilon:
+  the scale a budget is shared out on (Gaussian mechanisms compose as one whose
+  1 / sigma^2 is the sum of theirs)."""
+  def epsilon_at(sigma: float) -> float:
+    plan = PrivacyPlan(num_examples=1, batch_size=1, noise_multiplier=0.0, epochs=0,
+                       delta=delta, accountant=accountant, released_noise_multipliers=(sigma,))
+    return compute_epsilon(plan).epsilon
+  return _smallest_noise(epsilon_at, target_epsilon, tolerance)
+
+
+def _smallest_noise(epsilon_at, target_epsilon: float, tolerance: float) -> float:
   low, high = 0.0, 1.0
   while epsilon_at(high) > target_epsilon:
     low, high = high, high * 2

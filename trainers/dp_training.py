@@ -14,13 +14,13 @@ import math
 import os
 import sys
 import time
-from typing import Callable, Dict, Iterator, Optional
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from pipelines.console import say
-from trainers import accounting
+from trainers import accounting, dp_statistics
 
 # TF Privacy's package __init__ imports TF Probability and Estimator, which are not
 # needed here; this documented switch skips that import.
@@ -202,10 +202,26 @@ def min_examples_for_dp(config, budget: PrivacyBudget, max_rows_per_patient: int
   return below if below is not None and ok(batch) else batch + 1
 
 
+def statistics_noise(config, budget: PrivacyBudget) -> Tuple[float, ...]:
+  """Noise multipliers of the summary statistics a GAN config releases before its DP
+  steps (trainers/dp_statistics.py): its `statistics_share` of what one Gaussian mechanism
+  at the budget could spend; () for a config that releases none."""
+  share = getattr(config, "statistics_share", 0.0)
+  if not share:
+    return ()
+  if not 0 < share < 1:
+    raise ValueError(f"statistics_share must be in [0, 1), got {share}")
+  total = accounting.gaussian_noise_for_epsilon(budget.target_epsilon, budget.delta)
+  return tuple(float(s) for s in dp_statistics.statistics_noise(config.statistics,
+                                                                 total / math.sqrt(share)))
+
+
 def plan_for(num_examples: int, config, budget: PrivacyBudget, max_rows_per_patient: int = 1,
              epochs=None, label_count_noise_multiplier: float = 0.0) -> accounting.PrivacyPlan:
-  """The accountant's view of a trainer config (batch_size, noise_multiplier, epochs)."""
+  """The accountant's view of a trainer config (batch_size, noise_multiplier, epochs), with
+  the summary statistics it releases (statistics_noise)."""
   return accounting.PrivacyPlan(
+      released_noise_multipliers=statistics_noise(config, budget),
       num_examples=num_examples, batch_size=config.batch_size,
       noise_multiplier=config.noise_multiplier or 0.0,
       epochs=config.epochs if epochs is None else epochs, delta=budget.delta,

@@ -127,3 +127,33 @@ def write_signature_inputs(directory: str, column_names: Dict[str, str],
     json.dump({signature: {column_names.get(key, key): key for key in keys}
                for signature, keys in signatures.items()}, f, indent=2, ensure_ascii=False)
   return path
+
+
+def table_from_flat(flat: np.ndarray, labels: np.ndarray, spec: DatasetSpec) -> pd.DataFrame:
+  """Flat features on the [0, 1] scale (flat_features' order) and 0 / 1 labels -> a table in
+  the spec's columns and clinical units (the label as 1 / 0), as the exported generator
+  decodes its own outputs (trainers/gan_export.py)."""
+  layout = PatientLayout.from_spec(spec)
+  flat = np.clip(np.asarray(flat, np.float64), 0.0, 1.0)
+  columns = {spec.label_column: np.asarray(labels).reshape(-1).astype(np.int64)}
+
+  def clinical(values, low, high, integer):
+    values = low + values * (high - low)
+    return np.round(values).astype(np.int64) if integer else values
+
+  for index, feature in enumerate(spec.series):
+    for visit, column in enumerate(feature.columns):
+      columns[column] = clinical(flat[:, visit * layout.num_series + index], feature.min,
+                                 feature.max, feature.integer)
+  offset = layout.num_visits * layout.num_series
+  for feature in spec.static:
+    if not feature.is_categorical:
+      columns[feature.name] = clinical(flat[:, offset], feature.min, feature.max,
+                                       feature.integer)
+      offset += 1
+  for feature in spec.static:
+    if feature.is_categorical:
+      block = flat[:, offset:offset + len(feature.values)]
+      columns[feature.name] = np.asarray(feature.values, dtype=object)[block.argmax(axis=1)]
+      offset += len(feature.values)
+  return pd.DataFrame(columns)[[spec.label_column] + spec.feature_columns]

@@ -15,10 +15,11 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 from clinical_dp.spec import DatasetSpec
-from trainers import dp_clipping
+from trainers import dp_clipping, dp_statistics
 from trainers.dp_training import dp_adam
 from trainers.features import PatientLayout
 
@@ -52,6 +53,23 @@ class GanConfig:
   # DPKerasAdamOptimizer (a Jacobian), about 9x; "vectorized", TF Privacy's
   # VectorizedDPKerasAdamOptimizer, about 8x.
   dp_method: str = "fast"
+  # The generator starts as the Gaussian copula of DP summary statistics (marginals per
+  # label class, one normal-score correlation; trainers/dp_statistics.py) released from
+  # this share of the budget (of its 1 / sigma^2); the DP discriminator spends the rest
+  # refining it through a residual. 0: SPRINT_gan's generator, learned from noise alone.
+  statistics_share: float = 0.8
+  statistics_bins: int = 16
+  marginal_weight: float = 0.5
+  correlation_clip: float = 0.8
+  # Weight of the residual's mean square in the generator's loss: the anchor that keeps
+  # the refined generator near the copula when the discriminator's signal is mostly noise.
+  residual_penalty: float = 10.0
+
+  @property
+  def statistics(self) -> dp_statistics.StatisticsConfig:
+    return dp_statistics.StatisticsConfig(bins=self.statistics_bins,
+                                          marginal_weight=self.marginal_weight,
+                                          correlation_clip=self.correlation_clip)
 
 
 def paper_config(epochs: int = 500) -> GanConfig:
@@ -63,11 +81,16 @@ def paper_config(epochs: int = 500) -> GanConfig:
   return GanConfig(batch_size=1, l2_norm_clip=1e-4, noise_multiplier=1.0,
                    generator_learning_rate=2e-5, discriminator_learning_rate=2e-5,
                    beta_1=0.5, epochs=epochs, discriminator_filters=32,
-                   discriminator_units=1024, dp_method="tf_privacy")
+                   discriminator_units=1024, dp_method="tf_privacy", statistics_share=0.0)
 
 
-def build_generator(layout: PatientLayout, config: GanConfig) -> tf.keras.Model:
-  """(latent, label) -> [series (visits x series)], [static]; all on the [0, 1] scale."""
+def build_generator(layout: PatientLayout, config: GanConfig,
+                    copula: Optional[dp_statistics.DpCopula] = None) -> tf.keras.Model:
+  """(latent, label) -> [series (visits x series)], [static]; all on the [0, 1] scale.
+
+  With a released copula, the copula generator (build_copula_generator); else SPRINT_gan's."""
+  if copula is not None:
+    return build_copula_generator(layout, config, copula)
   latent = tf.keras.Input((config.latent_dim,), name="latent")
   label = tf.keras.Input((1,), dtype=tf.int32, name="label")
   embedded = tf.keras.layers.Flatten()(tf.keras.layers.Embedding(2, config.latent_dim)(label))
@@ -95,6 +118,86 @@ def build_generator(layout: PatientLayout, config: GanConfig) -> tf.keras.Model:
     outputs.append(parts[0] if len(parts) == 1 else
                    tf.keras.layers.Concatenate(name="static")(parts))
   return tf.keras.Model([latent, label], outputs, name="generator")
+
+
+class CopulaDecoder(tf.keras.layers.Layer):
+  """Normal scores z and labels -> flat features, through the label class's DP marginals.
+
+  u = Phi(z); a numeric code's value is the inverse of its piecewise-linear CDF (uniform
+  within a bin), so it moves smoothly with z and stays inside the public bounds; a
+  categorical code is the category whose CDF step holds u. The marginals are constants
+  of the graph (released statistics, post-processing)."""
+
+  def __init__(self, copula: dp_statistics.DpCopula, **kwargs):
+    super().__init__(trainable=False, **kwargs)
+    codes = copula.layout
+    self._numeric, self._bins, self._categories = codes.numeric, codes.bins, codes.categories
+    # [class][code] cumulative probabilities; one class when the marginals are pooled
+    knots = [[np.concatenate([[0.0], np.cumsum(p)]) for p in group]
+             for group in copula.probabilities]
+    self._knots = tf.constant(np.asarray([[k for k in group[:codes.numeric]]
+                                          for group in knots]), tf.float32)
+    self._category_knots = [tf.constant(np.asarray([group[codes.numeric + j][1:-1]
+                                                     for group in knots]), tf.float32)
+                            for j in range(len(codes.categories))]
+    self._by_class = copula.by_class
+
+  def call(self, z, labels):
+    group = labels[:, 0] if self._by_class else tf.zeros_like(labels[:, 0])
+    u = 0.5 * tf.math.erfc(-z / np.sqrt(2.0))
+    parts = []
+    if self._numeric:
+      knots = tf.gather(self._knots, group)  # (batch, numeric codes, bins + 1)
+      u_numeric = u[:, :self._numeric, None]
+      bins = tf.clip_by_value(tf.searchsorted(knots[:, :, 1:-1], u_numeric, side="right"),
+                              0, self._bins - 1)
+      low = tf.gather(knots, bins, batch_dims=2)
+      high = tf.gather(knots, bins + 1, batch_dims=2)
+      within = tf.clip_by_value((u_numeric - low) / tf.maximum(high - low, 1e-9), 0.0, 1.0)
+      parts.append(((tf.cast(bins, tf.float32) + within) / self._bins)[:, :, 0])
+    for j, size in enumerate(self._categories):
+      knots = tf.gather(self._category_knots[j], group)  # (batch, size - 1)
+      category = tf.searchsorted(knots, u[:, self._numeric + j, None], side="right")[:, 0]
+      parts.append(tf.one_hot(category, size))
+    return tf.concat(parts, axis=1)
+
+
+def build_copula_generator(layout: PatientLayout, config: GanConfig,
+                           copula: dp_statistics.DpCopula) -> tf.keras.Model:
+  """The DP copula as a generator: z = L eps + r(eps, label), decoded by CopulaDecoder.
+
+  L (the Cholesky factor of the released correlation) is fixed; the residual r starts at
+  zero (its last layer is zero-initialized), so before any DP step the generator samples
+  exactly the copula, and the DP discriminator can only refine it from there."""
+  m = copula.layout.num_codes
+  if config.latent_dim < m:
+    raise ValueError(f"latent_dim {config.latent_dim} is below the copula's {m} codes")
+  latent = tf.keras.Input((config.latent_dim,), name="latent")
+  label = tf.keras.Input((1,), dtype=tf.int32, name="label")
+  cholesky = np.stack([np.linalg.cholesky(c) for c in copula.correlations])
+  factors = tf.constant(cholesky.astype(np.float32))
+  group = label[:, 0] if len(cholesky) == 2 else tf.zeros_like(label[:, 0])
+  base = tf.einsum("bij,bj->bi", tf.gather(factors, group), latent[:, :m])
+  condition = tf.concat([latent, tf.one_hot(label[:, 0], 2)], axis=1)
+  x = tf.keras.layers.Dense(config.generator_units)(condition)
+  x = tf.keras.layers.LeakyReLU(config.leaky_slope)(x)
+  residual = tf.keras.layers.Dense(m, kernel_initializer="zeros", name="residual")(x)
+  flat = CopulaDecoder(copula, name="copula")(base + residual, label)
+  generator = tf.keras.Model([latent, label], _layout_outputs(layout, flat), name="generator")
+  generator.add_loss(config.residual_penalty * tf.reduce_mean(tf.square(residual)))
+  return generator
+
+
+def _layout_outputs(layout: PatientLayout, flat: tf.Tensor) -> List[tf.Tensor]:
+  """Flat features (features.flat_features' order) -> [series], [static]."""
+  outputs = []
+  series_width = layout.num_visits * layout.num_series
+  if layout.has_series:
+    outputs.append(tf.keras.layers.Reshape((layout.num_visits, layout.num_series),
+                                           name="series")(flat[:, :series_width]))
+  if layout.has_static:
+    outputs.append(tf.keras.layers.Activation("linear", name="static")(flat[:, series_width:]))
+  return outputs
 
 
 def build_discriminator(layout: PatientLayout, config: GanConfig) -> tf.keras.Model:
@@ -219,6 +322,8 @@ def generator_step(generator, discriminator, optimizer, batch_size: int,
   with tf.GradientTape() as tape:
     fake, fake_labels = sample_fake(generator, batch_size, latent_dim)
     loss = generator_loss(discriminator, fake, fake_labels)
+    if generator.losses:  # the copula generator's anchor
+      loss += tf.add_n(generator.losses)
   gradients = tape.gradient(loss, generator.trainable_variables)
   optimizer.apply_gradients(zip(gradients, generator.trainable_variables))
   return loss

@@ -16,10 +16,10 @@ import tensorflow as tf
 
 from clinical_dp.spec import DatasetSpec
 from pipelines.console import say
-from trainers import accounting, gan
+from trainers import accounting, dp_statistics, features, gan
 from trainers.dp_training import (PrivacyBudget, TrainingProgress, dp_positive_rate,
-                                  fit_batch_to_data, plan_for, training_batches,
-                                  with_noise_for_budget)
+                                  fit_batch_to_data, plan_for, statistics_noise,
+                                  training_batches, with_noise_for_budget)
 from trainers.features import PatientLayout
 
 
@@ -45,6 +45,10 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
 
   # The batch first: the noise, the plan and the record follow the batch that runs.
   config = fit_batch_to_data(config, num_examples, log)
+  layout = PatientLayout.from_spec(spec)
+  codes = dp_statistics.CodeLayout.from_layout(layout, config.statistics_bins)
+  if config.statistics_share and config.latent_dim < codes.num_codes:
+    config = dataclasses.replace(config, latent_dim=codes.num_codes)
   config = with_noise_for_budget(config, plan(config), budget)
   record = accounting.check_budget(plan(config), budget.target_epsilon)
   log(f"  DP AC-GAN: {num_examples} rows, {record.steps} steps of batch {config.batch_size}, "
@@ -53,8 +57,15 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
   tf.keras.utils.set_random_seed(seed)  # Python, NumPy and TF alike
   rng = np.random.default_rng(seed)
   positive_rate = dp_positive_rate(labels, count_noise, rng)
-  layout = PatientLayout.from_spec(spec)
-  generator = gan.build_generator(layout, config)
+  copula = None
+  if config.statistics_share:
+    noise = statistics_noise(config, budget)
+    copula = dp_statistics.release(features.flatten_inputs(inputs), labels, codes,
+                                   config.statistics, noise, rng)
+    log(f"  DP AC-GAN: released DP marginals per label class ({codes.num_codes} columns, noise "
+        f"multiplier {noise[0]:.2f}) and one normal-score correlation (noise multiplier "
+        f"{noise[1]:.2f}); the generator starts as their copula")
+  generator = gan.build_generator(layout, config, copula)
   discriminator = gan.build_discriminator(layout, config)
   d_optimizer = gan.dp_discriminator_optimizer(config)
   g_optimizer = gan.generator_optimizer(config)

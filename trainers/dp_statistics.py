@@ -1,0 +1,218 @@
+"""Differentially private summary statistics of the training patients, and the Gaussian
+copula they define.
+
+Every statistic is a Gaussian mechanism on a sum over rows whose per-row L2 sensitivity
+is scaled to 1; its noise multiplier is charged to the release's privacy plan
+(trainers/accounting.py, `released_noise_multipliers`), in the same accountant as any DP
+training that follows. Everything after the noise is post-processing.
+
+A patient is read as m discrete codes: each numeric value (series visit by visit, then
+static numeric, on the spec's [0, 1] scale) by its bin among `bins` equal bins of the
+public bounds, each categorical value by its category.
+- marginals: per label class, one histogram per code; a row adds one count to each of
+  its m histograms, so together they have L2 sensitivity sqrt(m). Negative and spurious
+  noisy counts are removed by shifting every count of a histogram down by one amount and
+  clipping at zero so that the total stays the noisy class size ("norm-sub").
+- correlation: per label class, the second moment of the rows' normal scores (the
+  distributional transform through the DP marginals, uniform within a bin), each row's
+  score vector scaled to norm at most sqrt(m) * clip; sensitivity (sqrt(m) * clip)^2
+  in Frobenius norm. Made a positive definite correlation matrix afterwards.
+Sampling the copula: z ~ N(0, R_y), u = Phi(z), each code by the inverse of its marginal
+CDF, a numeric value uniform within its bin (so no value leaves the public bounds and no
+column piles up at a bound).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import List, Optional, Tuple
+
+import numpy as np
+from scipy import special
+
+from trainers.features import PatientLayout
+
+_SCORE_EDGE = 1e-6  # normal scores are taken of u in [edge, 1 - edge]
+
+
+@dataclasses.dataclass(frozen=True)
+class StatisticsConfig:
+  """What the release measures and how its share of the budget is divided."""
+  bins: int = 32
+  by_class: bool = True  # marginals per label class, else one set for all patients
+  pooled_correlation: bool = True  # one correlation of within-class scores for all patients
+  marginal_weight: float = 0.5  # share of the statistics' 1 / sigma^2 spent on marginals
+  correlation_clip: float = 1.0  # score vectors scaled to norm <= clip * sqrt(m)
+
+
+@dataclasses.dataclass(frozen=True)
+class CodeLayout:
+  """Which flat feature columns form each code: numeric columns one each (binned),
+  categorical one-hot blocks one each."""
+  numeric: int  # the first `numeric` flat columns are numeric
+  categories: Tuple[int, ...]  # sizes of the one-hot blocks that follow
+  bins: int
+
+  @classmethod
+  def from_layout(cls, layout: PatientLayout, bins: int) -> "CodeLayout":
+    numeric = layout.num_visits * layout.num_series + len(layout.numeric_static)
+    return cls(numeric, tuple(size for _, size in layout.categorical_static), bins)
+
+  @property
+  def num_codes(self) -> int:
+    return self.numeric + len(self.categories)
+
+  @property
+  def sizes(self) -> List[int]:
+    return [self.bins] * self.numeric + list(self.categories)
+
+  def encode(self, flat: np.ndarray) -> np.ndarray:
+    """(rows, flat width) on [0, 1] -> (rows, m) integer codes."""
+    codes = [np.clip(np.floor(flat[:, :self.numeric] * self.bins), 0, self.bins - 1)]
+    offset = self.numeric
+    for size in self.categories:
+      codes.append(np.argmax(flat[:, offset:offset + size], axis=1)[:, None])
+      offset += size
+    return np.concatenate(codes, axis=1).astype(np.int64)
+
+  def decode(self, codes: np.ndarray, within_bin: np.ndarray) -> np.ndarray:
+    """Codes and a position in [0, 1) within each numeric bin -> flat features."""
+    parts = [(codes[:, :self.numeric] + within_bin[:, :self.numeric]) / self.bins]
+    for j, size in enumerate(self.categories):
+      parts.append(np.eye(size)[codes[:, self.numeric + j]])
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+@dataclasses.dataclass
+class DpCopula:
+  """The released statistics: per group (label class, or one group), each code's bin
+  probabilities and the normal-score correlation; and the noisy group sizes."""
+  layout: CodeLayout
+  probabilities: List[List[np.ndarray]]  # [group][code] -> (size,) summing to 1
+  correlations: List[np.ndarray]  # [group] -> (m, m)
+  group_sizes: np.ndarray  # noisy, post-processed to be positive
+
+  @property
+  def by_class(self) -> bool:
+    return len(self.probabilities) == 2
+
+  def sample(self, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Flat features of synthetic patients with the given labels (0 / 1)."""
+    labels = np.asarray(labels).reshape(-1)
+    groups = labels if self.by_class else np.zeros_like(labels)
+    out = np.zeros((len(labels), self.layout.numeric + sum(self.layout.categories)), np.float32)
+    for group in np.unique(groups):
+      rows = np.flatnonzero(groups == group)
+      normal = rng.standard_normal((len(rows), self.layout.num_codes))
+      z = normal @ np.linalg.cholesky(self.correlations[group]).T
+      out[rows] = self.decode_uniform(special.ndtr(z), group, rng)
+    return out
+
+  def decode_uniform(self, u: np.ndarray, group: int, rng: np.random.Generator) -> np.ndarray:
+    """Copula uniforms (rows, m) -> flat features through group's marginals."""
+    codes = np.zeros(u.shape, np.int64)
+    for j, p in enumerate(self.probabilities[group]):
+      cdf = np.cumsum(p)
+      codes[:, j] = np.minimum(np.searchsorted(cdf, u[:, j], side="right"), len(p) - 1)
+    return self.layout.decode(codes, rng.random(u.shape))
+
+
+def statistics_noise(config: StatisticsConfig, total_noise: float) -> Tuple[float, ...]:
+  """Noise multipliers (marginals, correlation) that together spend what one Gaussian
+  mechanism of noise `total_noise` would (1 / sigma^2 adds up); marginals alone when
+  marginal_weight is 1 (independent columns)."""
+  weight = config.marginal_weight
+  if weight >= 1:
+    return (total_noise,)
+  return total_noise / np.sqrt(weight), total_noise / np.sqrt(1 - weight)
+
+
+def release(flat: np.ndarray, labels: np.ndarray, codes_layout: CodeLayout,
+            config: StatisticsConfig, noise: Tuple[float, ...],
+            rng: np.random.Generator) -> DpCopula:
+  """The DP statistics of the rows `flat` (rows, flat width on [0, 1]) with labels 0 / 1.
+
+  `noise` is statistics_noise's (marginals[, correlation]), each relative to its
+  statistic's per-row sensitivity (the caller accounts them, once each); without a
+  correlation noise the columns are independent (identity correlation)."""
+  marginal_noise = noise[0]
+  codes = codes_layout.encode(flat)
+  labels = np.asarray(labels).reshape(-1)
+  groups = labels if config.by_class else np.zeros_like(labels)
+  num_groups = 2 if config.by_class else 1
+  m = codes_layout.num_codes
+  marginal_scale = marginal_noise * np.sqrt(m)
+  probabilities, sizes = [], []
+  for group in range(num_groups):
+    in_group = codes[groups == group]
+    noisy = [np.bincount(in_group[:, j], minlength=size)
+             + rng.normal(0, marginal_scale, size) for j, size in enumerate(codes_layout.sizes)]
+    # every histogram counts the same rows: their noisy totals average to the group size
+    size = max(float(np.mean([h.sum() for h in noisy])), 1.0)
+    sizes.append(size)
+    probabilities.append([_norm_sub(h, size) for h in noisy])
+  if len(noise) == 1:
+    return DpCopula(codes_layout, probabilities, [np.eye(m)] * num_groups, np.asarray(sizes))
+  correlation_noise = noise[1]
+  bound = config.correlation_clip * np.sqrt(m)
+  scaled = np.zeros((len(codes), m))
+  for group in range(num_groups):
+    rows = np.flatnonzero(groups == group)
+    scores = _normal_scores(codes[rows], probabilities[group], rng)
+    norms = np.linalg.norm(scores, axis=1, keepdims=True)
+    scaled[rows] = scores / np.maximum(norms / bound, 1.0) / bound  # each row's norm <= 1
+  if config.pooled_correlation:
+    correlation = _nearest_correlation(scaled.T @ scaled
+                                       + _symmetric_noise(m, correlation_noise, rng))
+    correlations = [correlation] * num_groups
+  else:  # disjoint groups: one patient moves one group's moment, so the noise is shared
+    correlations = [_nearest_correlation(scaled[groups == g].T @ scaled[groups == g]
+                                         + _symmetric_noise(m, correlation_noise, rng))
+                    for g in range(num_groups)]
+  return DpCopula(codes_layout, probabilities, correlations, np.asarray(sizes))
+
+
+def _norm_sub(noisy: np.ndarray, total: float) -> np.ndarray:
+  """Probabilities from noisy counts: shift all counts down by one amount, clip at 0,
+  so that the kept mass equals the noisy total (small noisy counts in empty bins go)."""
+  low, high = float(noisy.min()) - total, float(noisy.max())
+  for _ in range(60):
+    middle = (low + high) / 2
+    if np.clip(noisy - middle, 0, None).sum() > total:
+      low = middle
+    else:
+      high = middle
+  kept = np.clip(noisy - high, 0, None)
+  if kept.sum() <= 0:
+    return np.full(len(noisy), 1.0 / len(noisy))
+  return kept / kept.sum()
+
+
+def _normal_scores(codes: np.ndarray, probabilities: List[np.ndarray],
+                   rng: np.random.Generator) -> np.ndarray:
+  """Distributional transform: u uniform within the code's CDF step, then Phi^-1(u)."""
+  scores = np.zeros(codes.shape)
+  for j, p in enumerate(probabilities):
+    below = np.concatenate([[0.0], np.cumsum(p)[:-1]])
+    u = below[codes[:, j]] + p[codes[:, j]] * rng.random(len(codes))
+    scores[:, j] = special.ndtri(np.clip(u, _SCORE_EDGE, 1 - _SCORE_EDGE))
+  return scores
+
+
+def _symmetric_noise(m: int, noise: float, rng: np.random.Generator) -> np.ndarray:
+  """Gaussian noise on the upper triangle (diagonal included), mirrored: one draw per
+  released entry, so the mechanism's sensitivity is that of the upper triangle."""
+  upper = np.triu(rng.normal(0, noise, (m, m)))
+  return upper + np.triu(upper, 1).T
+
+
+def _nearest_correlation(moment: np.ndarray, floor: float = 1e-3) -> np.ndarray:
+  """A positive definite correlation matrix from a noisy second moment."""
+  diagonal = np.sqrt(np.clip(np.diag(moment), 1e-9, None))
+  correlation = moment / np.outer(diagonal, diagonal)
+  for _ in range(3):  # eigenvalue floor, then unit diagonal again
+    values, vectors = np.linalg.eigh((correlation + correlation.T) / 2)
+    correlation = (vectors * np.maximum(values, floor)) @ vectors.T
+    scale = np.sqrt(np.diag(correlation))
+    correlation = correlation / np.outer(scale, scale)
+  return correlation
