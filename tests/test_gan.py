@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from scipy import stats
 import tensorflow as tf
 
 from clinical_dp.simulators import simulate
@@ -106,7 +107,7 @@ def test_dp_path_is_exact_without_noise_and_adds_the_expected_noise():
   assert np.linalg.norm(clipped_only) <= clip + 1e-5
 
 
-def _tiny_training(tmp_path, epochs=2, budget=None, noise_multiplier=1.1):
+def _tiny_training(tmp_path, epochs=2, budget=None, noise_multiplier=3.0, **overrides):
   from clinical_dp.validation import validate_table
   from clinical_dp.simulators import write_simulated
   from trainers import dp_training, features, gan_trainer
@@ -114,7 +115,7 @@ def _tiny_training(tmp_path, epochs=2, budget=None, noise_multiplier=1.1):
   table = validate_table(data, SPRINT_SPEC).table
   inputs, labels = features.encode_table(table, SPRINT_SPEC)
   config = dataclasses.replace(SMALL, epochs=epochs, batch_size=32,
-                               noise_multiplier=noise_multiplier)
+                               noise_multiplier=noise_multiplier, **overrides)
   logs = []
   trained = gan_trainer.train_gan(
       inputs, labels, SPRINT_SPEC, config, budget or dp_training.PrivacyBudget(10.0, 1e-5),
@@ -154,8 +155,8 @@ def test_plan_over_budget_is_refused_before_training(tmp_path):
 def test_exported_generator_returns_patients_in_clinical_units(tmp_path):
   from trainers import gan_export
   trained, _, _ = _tiny_training(tmp_path, epochs=1)
-  export_dir = gan_export.export_generator(trained.generator, SPRINT_SPEC, SMALL.latent_dim,
-                                           str(tmp_path / "generator"))
+  export_dir = gan_export.export_generator(trained.generator, SPRINT_SPEC,
+                                           trained.config.latent_dim, str(tmp_path / "generator"))
   frame = gan_export.generate_table(export_dir, SPRINT_SPEC, 200, positive_rate=0.5)
   assert list(frame.columns) == [SPRINT_SPEC.label_column] + SPRINT_SPEC.feature_columns
   assert len(frame) == 200 and set(frame["intensive"]) <= {0, 1}
@@ -171,3 +172,60 @@ def test_exported_generator_returns_patients_in_clinical_units(tmp_path):
     if series.integer:
       assert (values.to_numpy() == np.round(values.to_numpy())).all()
   assert "patient_id" not in frame.columns
+
+
+def test_the_record_counts_every_statistic_the_generator_releases(tmp_path):
+  """The copula's marginals and correlation are charged with the DP steps and the label
+  count: the record names their noise, and leaving any of them out spends less."""
+  from trainers import accounting, dp_training
+  budget = dp_training.PrivacyBudget(10.0, 1e-5)
+  trained, logs, labels = _tiny_training(tmp_path, epochs=1, budget=budget)
+  record = trained.record
+  released = dp_training.statistics_noise(trained.config, budget)
+  assert len(released) == 2 and record.released_noise_multipliers == released
+  assert any("released DP marginals" in line for line in logs)
+  plan = dp_training.plan_for(len(labels), trained.config, budget,
+                              label_count_noise_multiplier=SMALL.label_count_noise_multiplier)
+  assert accounting.compute_epsilon(plan).epsilon == pytest.approx(record.epsilon)
+  for fewer in (released[:1], released[1:], ()):
+    partial = dataclasses.replace(plan, released_noise_multipliers=fewer)
+    assert accounting.compute_epsilon(partial).epsilon < record.epsilon - 0.05
+  no_steps = dataclasses.replace(plan, epochs=0)  # the statistics alone spend their share
+  assert 0 < accounting.compute_epsilon(no_steps).epsilon < record.epsilon
+
+
+def test_the_copula_generator_samples_the_released_copula_before_any_step(tmp_path):
+  """Zero residual at the start: the Keras generator and DpCopula.sample draw the same
+  distribution, inside the bounds, with one category per block; a positive control shows
+  the comparison detects another correlation."""
+  from clinical_dp.simulators import write_simulated
+  from clinical_dp.validation import validate_table
+  from trainers import dp_statistics, features
+  rng = np.random.default_rng(0)
+  layout = gan.PatientLayout.from_spec(SPRINT_SPEC)
+  data, _ = write_simulated(str(tmp_path), *simulate("sprint", patients=2000, seed=3))
+  inputs, labels = features.encode_table(validate_table(data, SPRINT_SPEC).table, SPRINT_SPEC)
+  flat = features.flatten_inputs(inputs)
+  config = gan.GanConfig()
+  codes = dp_statistics.CodeLayout.from_layout(layout, config.statistics_bins)
+  copula = dp_statistics.release(flat, labels, codes, config.statistics, (1.0, 1.0), rng)
+  config = dataclasses.replace(config, latent_dim=max(config.latent_dim, codes.num_codes))
+  generator = gan.build_generator(layout, config, copula)
+  tf.random.set_seed(0)
+  fake, fake_labels = gan.sample_fake(generator, 4000, config.latent_dim)
+  keras_flat = features.flatten_inputs([f.numpy() for f in fake])
+  direct = copula.sample(fake_labels.numpy(), rng)
+  assert keras_flat.min() >= 0 and keras_flat.max() <= 1
+  width = layout.num_visits * layout.num_series + len(layout.numeric_static)
+  np.testing.assert_allclose(keras_flat[:, width:].sum(axis=1), len(layout.categorical_static))
+  def correlations(sample):
+    return np.corrcoef(sample[:, :width], rowvar=False)[np.tril_indices(width, -1)]
+
+  real = correlations(flat)
+  np.testing.assert_allclose(keras_flat.mean(axis=0), direct.mean(axis=0), atol=0.02)
+  assert np.abs(correlations(keras_flat) - correlations(direct)).max() < 0.1
+  for sample in (keras_flat, direct):
+    np.testing.assert_allclose(sample.mean(axis=0), flat.mean(axis=0), atol=0.05)
+    assert stats.spearmanr(correlations(sample), real).statistic > 0.9
+  independent = rng.permuted(keras_flat, axis=0)  # control: the structure removed
+  assert stats.spearmanr(correlations(independent), real).statistic < 0.5

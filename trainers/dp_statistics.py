@@ -13,10 +13,10 @@ public bounds, each categorical value by its category.
   its m histograms, so together they have L2 sensitivity sqrt(m). Negative and spurious
   noisy counts are removed by shifting every count of a histogram down by one amount and
   clipping at zero so that the total stays the noisy class size ("norm-sub").
-- correlation: per label class, the second moment of the rows' normal scores (the
-  distributional transform through the DP marginals, uniform within a bin), each row's
-  score vector scaled to norm at most sqrt(m) * clip; sensitivity (sqrt(m) * clip)^2
-  in Frobenius norm. Made a positive definite correlation matrix afterwards.
+- correlation: the second moment of the rows' normal scores (each value through its
+  class's DP marginal CDF), each row's score vector scaled to norm at most
+  sqrt(m) * clip; sensitivity (sqrt(m) * clip)^2 in Frobenius norm. One matrix for all
+  patients (pooled), or one per class. Made a positive definite correlation afterwards.
 Sampling the copula: z ~ N(0, R_y), u = Phi(z), each code by the inverse of its marginal
 CDF, a numeric value uniform within its bin (so no value leaves the public bounds and no
 column piles up at a bound).
@@ -109,12 +109,18 @@ class DpCopula:
     return out
 
   def decode_uniform(self, u: np.ndarray, group: int, rng: np.random.Generator) -> np.ndarray:
-    """Copula uniforms (rows, m) -> flat features through group's marginals."""
+    """Copula uniforms (rows, m) -> flat features through group's marginals: the inverse
+    of each piecewise-linear CDF, so a value's place within its bin follows u too (the
+    generator's CopulaDecoder computes the same in TensorFlow)."""
+    del rng  # the decoding is deterministic in u
     codes = np.zeros(u.shape, np.int64)
+    within = np.zeros(u.shape)
     for j, p in enumerate(self.probabilities[group]):
       cdf = np.cumsum(p)
-      codes[:, j] = np.minimum(np.searchsorted(cdf, u[:, j], side="right"), len(p) - 1)
-    return self.layout.decode(codes, rng.random(u.shape))
+      codes[:, j] = np.minimum(np.searchsorted(cdf[:-1], u[:, j], side="right"), len(p) - 1)
+      low = cdf[codes[:, j]] - p[codes[:, j]]
+      within[:, j] = np.clip((u[:, j] - low) / np.maximum(p[codes[:, j]], 1e-9), 0.0, 1.0)
+    return self.layout.decode(codes, within)
 
 
 def statistics_noise(config: StatisticsConfig, total_noise: float) -> Tuple[float, ...]:
@@ -158,7 +164,7 @@ def release(flat: np.ndarray, labels: np.ndarray, codes_layout: CodeLayout,
   scaled = np.zeros((len(codes), m))
   for group in range(num_groups):
     rows = np.flatnonzero(groups == group)
-    scores = _normal_scores(codes[rows], probabilities[group], rng)
+    scores = _normal_scores(flat[rows], codes[rows], codes_layout, probabilities[group], rng)
     norms = np.linalg.norm(scores, axis=1, keepdims=True)
     scaled[rows] = scores / np.maximum(norms / bound, 1.0) / bound  # each row's norm <= 1
   if config.pooled_correlation:
@@ -188,13 +194,21 @@ def _norm_sub(noisy: np.ndarray, total: float) -> np.ndarray:
   return kept / kept.sum()
 
 
-def _normal_scores(codes: np.ndarray, probabilities: List[np.ndarray],
-                   rng: np.random.Generator) -> np.ndarray:
-  """Distributional transform: u uniform within the code's CDF step, then Phi^-1(u)."""
+def _normal_scores(flat: np.ndarray, codes: np.ndarray, layout: CodeLayout,
+                   probabilities: List[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+  """Phi^-1 of each value's place in its DP marginal: a numeric value through the
+  piecewise-linear CDF at its own position within its bin (kept off the bin's edges, where
+  integer values sit); a category uniformly within its CDF step (distributional
+  transform). Jittering numeric values too would drown the correlation of neighbouring
+  visits in within-bin noise."""
   scores = np.zeros(codes.shape)
   for j, p in enumerate(probabilities):
     below = np.concatenate([[0.0], np.cumsum(p)[:-1]])
-    u = below[codes[:, j]] + p[codes[:, j]] * rng.random(len(codes))
+    if j < layout.numeric:
+      position = np.clip(flat[:, j] * layout.bins - codes[:, j], 0.02, 0.98)
+    else:
+      position = rng.random(len(codes))
+    u = below[codes[:, j]] + p[codes[:, j]] * position
     scores[:, j] = special.ndtri(np.clip(u, _SCORE_EDGE, 1 - _SCORE_EDGE))
   return scores
 
