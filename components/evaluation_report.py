@@ -27,7 +27,8 @@ from clinical_dp.files import write_text_atomically
 from clinical_dp.names import ColumnKeys, binary_label_spec, user_labels
 from clinical_dp.spec import DatasetSpec, parse_spec
 from clinical_dp.validation import InvalidInputError, validate_table
-from components.evaluation import audit, disclosure, fidelity, plots, report, utility
+from components.evaluation import (audit, baselines, disclosure, fidelity, plots, report,
+                                   utility)
 from components.evaluation.audit import AuditConfig
 from components.evaluation.report import Thresholds
 from components.evaluation.utility import UtilityConfig
@@ -164,6 +165,43 @@ def privacy_section(generator_record: Dict, classifier_record: Dict) -> Dict:
   }
 
 
+def score_table(table: pd.DataFrame, x: np.ndarray, y: np.ndarray, train: pd.DataFrame,
+                x_test: np.ndarray, y_test: np.ndarray, real_utility: Dict,
+                user_spec: DatasetSpec, config: UtilityConfig) -> Dict:
+  """Utility and fidelity of one table of synthetic patients (label 1 / 0; encoded as x, y)
+  against the real splits: the one code path of the released table and the baselines."""
+  use = {"real": real_utility,
+         **utility.utility_table({"synthetic": (x, y)}, x_test, y_test, config)}
+  use["synthetic_relative_to_real"] = utility.relative_to_real(use, "synthetic")
+  use["shuffled_label_control"] = utility.shuffled_label_control(x, y, x_test, y_test, config)
+  use["test_patients"] = int(len(y_test))
+  fid = fidelity.fidelity_report(_with_user_labels(train, user_spec),
+                                 _with_user_labels(table, user_spec), user_spec)
+  return {"utility": use, "fidelity": fid}
+
+
+def fit_baselines(train: pd.DataFrame, x_train: np.ndarray, y_train: np.ndarray,
+                  spec: DatasetSpec, generator_record: Dict, patients: int, seed: int,
+                  score, log=say) -> Dict[str, Dict]:
+  """The DP baselines (components/evaluation/baselines.py) at the generator's budget, each
+  sampled to `patients` patients and scored by `score(table, x, y)`; never released."""
+  target = generator_record.get("target_epsilon") or generator_record["epsilon"]
+  delta = generator_record["delta"]
+  rows = (int(train[spec.id_column].value_counts().max())
+          if spec.id_column and len(train) else 1)  # as features.max_rows_per_patient
+  log(f"  EvaluationReport: DP baselines (copula, independent marginals) at epsilon "
+      f"{target:g}")
+  result = {}
+  for index, name in enumerate(baselines.BASELINES):
+    fitted = baselines.fit_and_sample(name, x_train, y_train, features.PatientLayout.from_spec(
+        spec), target, delta, rows, patients, seed + index)
+    table = features.table_from_flat(fitted.flat, fitted.labels, spec)
+    x, _, y = encode(table, spec)
+    result[name] = {"name": baselines.BASELINE_NAMES[name], "released": False,
+                    **score(table, x, y), "privacy": fitted.privacy}
+  return result
+
+
 def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
                  synthetic_csv: str, generator_dir: str, classifier_dir: str,
                  discriminator_weights: str, evaluation_uri: Optional[str] = None,
@@ -182,14 +220,15 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
   generator_record = dp_training.read_privacy_record(generator_dir)
   classifier_record = dp_training.read_privacy_record(classifier_dir)
 
-  log(f"  EvaluationReport: utility ({len(train)} real training, {len(synthetic)} synthetic, "
-      f"{len(test)} real test patients)")
-  use = utility.utility_table({"real": (x_train, y_train), "synthetic": (x_synthetic, y_synthetic)},
-                              x_test, y_test, config.utility)
-  use["synthetic_relative_to_real"] = utility.relative_to_real(use, "synthetic")
-  use["shuffled_label_control"] = utility.shuffled_label_control(
-      x_synthetic, y_synthetic, x_test, y_test, config.utility)
-  use["test_patients"] = int(len(y_test))
+  log(f"  EvaluationReport: utility and fidelity ({len(train)} real training, "
+      f"{len(synthetic)} synthetic, {len(test)} real test patients)")
+  real_utility = utility.utility_table({"real": (x_train, y_train)}, x_test, y_test,
+                                       config.utility)["real"]
+  def score(table, x, y):
+    return score_table(table, x, y, train, x_test, y_test, real_utility, user_spec,
+                       config.utility)
+  scored = score(synthetic, x_synthetic, y_synthetic)
+  use, fid = scored["utility"], scored["fidelity"]
   use["dp_models"] = {}
   if evaluation_uri:
     slices = tfma_slices(evaluation_uri, ColumnKeys.for_spec(user_spec))
@@ -197,9 +236,8 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
       if model in slices:
         use["dp_models"][name] = {"slices": slices[model]}
 
-  log("  EvaluationReport: fidelity")
-  fid = fidelity.fidelity_report(_with_user_labels(train, user_spec),
-                                 _with_user_labels(synthetic, user_spec), user_spec)
+  compared = fit_baselines(train, x_train, y_train, spec, generator_record, len(synthetic),
+                           seed, score, log)
 
   log("  EvaluationReport: membership attacks (shadow models, positive control)")
   members = _sample(train_encoded, train_serialized, config.audit.max_records, seed)
@@ -250,14 +288,16 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
       "data_note": (f"Real data: {len(train)} training, {len(holdout)} eval and {len(test)} "
                     f"test patients (split by patient). Synthetic: {len(synthetic)} patients."),
       "privacy": privacy_section(generator_record, classifier_record),
-      "utility": use, "fidelity": fid, "attack": attack, "disclosure": disc,
+      "utility": use, "fidelity": fid, "baselines": compared, "attack": attack,
+      "disclosure": disc,
   }
   if federated:
     result["federated"] = federated
   result["headline"] = {"utility": report.utility_verdict(use, config.thresholds),
                         "fidelity": report.fidelity_verdict(fid, config.thresholds),
+                        "baselines": report.baseline_verdict(use, fid, compared),
                         "privacy": report.attack_verdict(attack, config.thresholds)}
-  figures = {"utility": plots.utility_bars(use),
+  figures = {"utility": plots.utility_bars(use, compared),
              "trajectories": plots.trajectories(fid, spec.label_column),
              "correlation": plots.correlation_matrices(fid),
              "attacks": plots.attack_bars(attack)}

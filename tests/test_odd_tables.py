@@ -299,15 +299,20 @@ def test_report_renders_and_serialises_with_na_everywhere():
             "privacy": {**{k: record[k] for k in ("epsilon", "delta", "unit", "accountant",
                                                   "sampling")},
                         "artifacts": {"generator": record}},
+            "baselines": {"copula": {"name": "DP Gaussian copula", "released": False,
+                                     "utility": use, "fidelity": fid}},
             "headline": {"utility": report.utility_verdict(use, report.Thresholds()),
                          "fidelity": report.fidelity_verdict(fid, report.Thresholds()),
                          "privacy": report.attack_verdict(attack, report.Thresholds())}}
+  result["headline"]["baselines"] = report.baseline_verdict(use, fid, result["baselines"])
+  assert result["headline"]["baselines"]["status"] == "unknown"
   result["utility"]["real"]["lr"]["auroc_ci"] = [float("nan"), float("nan")]
-  page = report.render_html(result, {"utility": plots.utility_bars(use),
+  page = report.render_html(result, {"utility": plots.utility_bars(use, result["baselines"]),
                                      "trajectories": plots.trajectories(fid, "y"),
                                      "correlation": plots.correlation_matrices(fid),
                                      "attacks": plots.attack_bars(attack)})
   assert "n/a" in page and "only label 0" in page and "no series" in page
+  assert "DP Gaussian copula <small>(not released)" in page
   text = re.sub(r'src="data:[^"]*"', "", page)  # base64 images may spell anything
   assert "nan" not in text.lower()
   loaded = _assert_json(result)

@@ -3,8 +3,9 @@
 Per-column marginals (Kolmogorov-Smirnov and Wasserstein distance on the spec's [0, 1]
 scale for numeric columns, total variation for categorical ones), SPRINT_gan's
 correlation-structure agreement (Spearman correlation between the lower triangles of
-the real and the synthetic feature correlation matrices), and median trajectories per
-visit and label class.
+the real and the synthetic feature correlation matrices), median trajectories per
+visit and label class and how far the synthetic ones stray (in clinical units), and
+saturation: the share of values piled up at a public bound.
 """
 
 from __future__ import annotations
@@ -106,8 +107,65 @@ def median_trajectories(table: pd.DataFrame, spec: DatasetSpec) -> Dict[str, Dic
   return result
 
 
+def trajectory_error(real: Dict[str, Dict[str, list]], synthetic: Dict[str, Dict[str, list]]
+                     ) -> Dict[str, Dict]:
+  """{series: {"by_class": {label: {"per_visit": |median synthetic - median real| per
+  visit, "max"}}, "max"}} in the series' clinical units, from median_trajectories' output
+  of both tables; a class the synthetic table lacks is n/a with the reason."""
+  result = {}
+  for series, classes in real.items():
+    by_class = {}
+    for label, real_medians in classes.items():
+      synthetic_medians = synthetic.get(series, {}).get(label)
+      if synthetic_medians is None:
+        by_class[label] = {"per_visit": None, "max": None,
+                           "reason": f"no synthetic patients of class {label}"}
+        continue
+      errors = [_finite(abs(s - r)) for s, r in zip(synthetic_medians, real_medians)]
+      measured = [e for e in errors if e is not None]
+      by_class[label] = {"per_visit": errors, "max": max(measured, default=None)}
+    maxima = [c["max"] for c in by_class.values() if c["max"] is not None]
+    result[series] = {"by_class": by_class, "max": max(maxima, default=None)}
+  return result
+
+
+def _bounds(spec: DatasetSpec) -> Dict[str, tuple]:
+  """Public (min, max) of every numeric column."""
+  bounds = {f.name: (f.min, f.max) for f in spec.static if not f.is_categorical}
+  for series in spec.series:
+    bounds.update({c: (series.min, series.max) for c in series.columns})
+  return bounds
+
+
+def saturation(real: pd.DataFrame, synthetic: pd.DataFrame, spec: DatasetSpec) -> Dict:
+  """The share of each numeric column's values at its public min or max (within 1e-6 of
+  the range), synthetic and real, and the largest over columns: a generator squashed
+  into its output range piles patients up at the bounds."""
+  columns = {}
+  for column, (low, high) in _bounds(spec).items():
+    shares = {}
+    for name, table in (("synthetic", synthetic), ("real", real)):
+      values = table[column].to_numpy(float)
+      values = values[np.isfinite(values)]
+      tolerance = 1e-6 * (high - low)
+      at_bound = (np.abs(values - low) <= tolerance) | (np.abs(values - high) <= tolerance)
+      shares[name] = float(at_bound.mean()) if len(values) else None
+    columns[column] = shares
+  result = {"columns": columns}
+  for name in ("synthetic", "real"):
+    measured = {c: s[name] for c, s in columns.items() if s[name] is not None}
+    worst = max(measured, key=measured.get, default=None)
+    result[f"max_{name}"] = measured.get(worst)
+    result[f"max_{name}_column"] = worst
+  if result["max_synthetic"] is None:
+    result["reason"] = ("no numeric columns" if not columns
+                        else "no numeric values to compare")
+  return result
+
+
 def fidelity_report(real: pd.DataFrame, synthetic: pd.DataFrame, spec: DatasetSpec) -> Dict:
-  """Marginals per column, correlation agreement and trajectories, real vs synthetic."""
+  """Marginals per column, correlation agreement, trajectories and their error, and
+  saturation, real vs synthetic."""
   marginals = {}
   for feature in spec.static:
     if feature.is_categorical:
@@ -123,6 +181,8 @@ def fidelity_report(real: pd.DataFrame, synthetic: pd.DataFrame, spec: DatasetSp
   numeric = numeric_columns(spec)
   ks = [m["ks"] for m in marginals.values() if m.get("ks") is not None]
   correlation = correlation_agreement(real[numeric], synthetic[numeric])
+  trajectories = {"real": median_trajectories(real, spec),
+                  "synthetic": median_trajectories(synthetic, spec)}
   return {
       "correlation_spearman": correlation["spearman"],
       "correlation_reason": correlation.get("reason") if correlation["spearman"] is None
@@ -130,12 +190,14 @@ def fidelity_report(real: pd.DataFrame, synthetic: pd.DataFrame, spec: DatasetSp
       "correlation": correlation,
       "marginals": marginals,
       "median_ks": float(np.median(ks)) if ks else None,
+      "max_ks": max(ks, default=None),
       "max_total_variation": max((m["total_variation"] for m in marginals.values()
                                   if "total_variation" in m), default=None),
       "label_rate": {"real": float((real[spec.label_column].astype(str)
                                     == str(spec.label_positive)).mean()),
                      "synthetic": float((synthetic[spec.label_column].astype(str)
                                          == str(spec.label_positive)).mean())},
-      "trajectories": {"real": median_trajectories(real, spec),
-                       "synthetic": median_trajectories(synthetic, spec)},
+      "trajectories": trajectories,
+      "trajectory_error": trajectory_error(trajectories["real"], trajectories["synthetic"]),
+      "saturation": saturation(real, synthetic, spec),
   }

@@ -14,6 +14,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from components.evaluation.utility import MODEL_NAMES, MODELS  # pylint: disable=wrong-import-position
 
 _REAL, _SYNTHETIC = "#1f5f8b", "#d9822b"
+_BASELINES = ("#8d99ae", "#b5838d", "#6d6875")
 
 
 def _png(figure) -> bytes:
@@ -23,19 +24,27 @@ def _png(figure) -> bytes:
   return buffer.getvalue()
 
 
-def utility_bars(utility: Dict) -> bytes:
-  """Test AUROC per model, trained on real vs on synthetic, with 95% bootstrap intervals."""
-  figure, axis = plt.subplots(figsize=(7, 3.6))
+def utility_bars(utility: Dict, baselines: Optional[Dict[str, Dict]] = None) -> bytes:
+  """Test AUROC per model, trained on real vs on synthetic (and on each DP baseline's
+  table, hatched: not released), with 95% bootstrap intervals."""
+  figure, axis = plt.subplots(figsize=(7 + 0.8 * len(baselines or {}), 3.6))
   positions = np.arange(len(MODELS))
-  for offset, source, color in ((-0.2, "real", _REAL), (0.2, "synthetic", _SYNTHETIC)):
-    rows = [utility.get(source, {}).get(m, {}) for m in MODELS]
+  bars = [("trained on real", utility.get("real", {}), _REAL, ""),
+          ("trained on synthetic", utility.get("synthetic", {}), _SYNTHETIC, "")]
+  for (key, baseline), color in zip((baselines or {}).items(), _BASELINES):
+    bars.append((f"{baseline.get('name', key)} (not released)",
+                 baseline["utility"].get("synthetic", {}), color, "//"))
+  width = 0.8 / len(bars)
+  for index, (label, results, color, hatch) in enumerate(bars):
+    offset = (index - (len(bars) - 1) / 2) * width
+    rows = [results.get(m, {}) for m in MODELS]
     # A model with no AUROC (one test class, one training class) gets no bar.
     values = [np.nan if r.get("auroc") is None else r["auroc"] for r in rows]
     errors = np.array([[v - r["auroc_ci"][0], r["auroc_ci"][1] - v]
                        if r.get("auroc_ci") and not np.isnan(v) else [0, 0]
                        for v, r in zip(values, rows)]).T
-    axis.bar(positions + offset, values, 0.4, yerr=errors, capsize=3, color=color,
-             label=f"trained on {source}")
+    axis.bar(positions + offset, values, width, yerr=errors, capsize=3, color=color,
+             hatch=hatch, edgecolor="white" if hatch else None, label=label)
   control = utility.get("shuffled_label_control", {}).get("auroc")
   if control is not None:
     axis.axhline(control, color="grey", linestyle="--",
@@ -43,7 +52,10 @@ def utility_bars(utility: Dict) -> bytes:
   axis.set_xticks(positions, [MODEL_NAMES[m] for m in MODELS])
   axis.set_ylim(0.0, 1.0)
   axis.set_ylabel("AUROC on real test patients")
-  axis.legend(loc="lower right", fontsize=8)
+  if baselines:  # more bars than room below them: the legend goes beside the plot
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+  else:
+    axis.legend(loc="lower right", fontsize=8)
   return _png(figure)
 
 

@@ -69,6 +69,63 @@ def fidelity_verdict(fidelity: Dict, thresholds: Thresholds) -> Dict:
   return {"status": status, "text": text}
 
 
+# What the released table is compared with the baselines on: name, higher is better.
+BASELINE_MEASURES = {"lr_relative_auroc": ("LR AUROC ratio", True),
+                     "rf_relative_auroc": ("RF AUROC ratio", True),
+                     "svm_relative_auroc": ("SVM AUROC ratio", True),
+                     "knn_relative_auroc": ("kNN AUROC ratio", True),
+                     "correlation_spearman": ("correlation Spearman", True),
+                     "median_ks": ("median KS", False)}
+
+
+def comparison_measures(utility: Dict, fidelity: Dict) -> Dict[str, Optional[float]]:
+  """The measures a table is compared on (BASELINE_MEASURES), None where n/a."""
+  ratios = utility.get("synthetic_relative_to_real", {})
+  measures = {f"{m}_relative_auroc": ratios.get(m) for m in MODELS}
+  measures.update(correlation_spearman=fidelity.get("correlation_spearman"),
+                  median_ks=fidelity.get("median_ks"))
+  return measures
+
+
+def baseline_verdict(utility: Dict, fidelity: Dict, baselines: Dict[str, Dict]) -> Dict:
+  """Does the released table beat each DP baseline (not released) on every measure both
+  have: the AUROC ratios to real of the four models, correlation Spearman, median KS?"""
+  ours = comparison_measures(utility, fidelity)
+  comparisons, sentences = {}, []
+  for key, baseline in baselines.items():
+    theirs = comparison_measures(baseline["utility"], baseline["fidelity"])
+    ahead, behind, not_measured = [], [], []
+    for measure, (_, higher_is_better) in BASELINE_MEASURES.items():
+      mine, other = ours[measure], theirs[measure]
+      if mine is None or other is None:
+        not_measured.append(measure)
+      elif (mine >= other) if higher_is_better else (mine <= other):
+        ahead.append(measure)
+      else:
+        behind.append(measure)
+    beats = None if not (ahead or behind) else not behind
+    comparisons[key] = {"beats": beats, "ahead": ahead, "behind": behind,
+                        "not_measured": not_measured, "released": ours, "baseline": theirs}
+    name = baseline.get("name", key)
+    if beats is None:
+      sentences.append(f"no measure could be compared with the {name}")
+    elif beats:
+      sentences.append(f"it beats the {name} on all {len(ahead)} measures compared")
+    else:
+      names = ", ".join(BASELINE_MEASURES[m][0] for m in behind)
+      sentences.append(f"it is behind the {name} on {len(behind)} of "
+                       f"{len(ahead) + len(behind)} measures ({names})")
+  verdicts = [c["beats"] for c in comparisons.values()]
+  if not verdicts or all(v is None for v in verdicts):
+    status = "unknown"
+  else:
+    status = "beats baselines" if all(verdicts) else "behind a baseline"
+  text = ("The released table against simple DP baselines fitted at the same budget and "
+          "not released (AUROC ratios of LR, RF, SVM and kNN, correlation Spearman, median "
+          "KS): " + ("; ".join(sentences) if sentences else "none were fitted") + ".")
+  return {"status": status, "text": text, "comparisons": comparisons}
+
+
 def attack_verdict(attack: Dict, thresholds: Thresholds) -> Dict:
   control, strongest = attack.get("positive_control_auroc"), attack.get("membership_auroc")
   if control is None or strongest is None:
@@ -174,7 +231,8 @@ def _utility_section(report: Dict, plots: Dict[str, bytes]) -> str:
       f"<p><b>Shuffled-label control</b> (logistic regression on the synthetic patients with "
       f"their labels permuted): AUROC {_ci(control, 'auroc')}. It must be near 0.5; if it "
       "were not, the evaluation itself would be leaking labels.</p>",
-      _image(plots.get("utility"), "AUROC by model, real vs synthetic training data")]
+      _image(plots.get("utility"), "AUROC by model, real vs synthetic training data"),
+      _baseline_utility(report)]
   models = utility.get("dp_models", {})
   if models:
     rows = []
@@ -188,6 +246,93 @@ def _utility_section(report: Dict, plots: Dict[str, bytes]) -> str:
               "<p>On the same real test split, overall and by slice.</p>",
               _table(["model", "slice", "AUROC", "accuracy", "test rows"], rows)]
   return "\n".join(parts)
+
+
+def _sources(report: Dict) -> List[tuple]:
+  """(column heading, scored table) for the released table, then each DP baseline."""
+  return [("released synthetic", report)] + [
+      (f"{html.escape(b.get('name', key))} <small>(not released)</small>", b)
+      for key, b in (report.get("baselines") or {}).items()]
+
+
+def _baseline_utility(report: Dict) -> str:
+  """AUROC ratio to real per model for the released table beside the DP baselines."""
+  if not report.get("baselines"):
+    return ""
+  sources = _sources(report)
+  rows = [[MODEL_NAMES[m], _fmt(report["utility"]["real"][m].get("auroc"))]
+          + [_fmt(s["utility"]["synthetic_relative_to_real"].get(m), 2) + " <small>(AUROC "
+             + _ci(s["utility"]["synthetic"][m], "auroc") + ")</small>" for _, s in sources]
+          for m in MODELS]
+  return "\n".join([
+      "<h3>Beside simple DP baselines (not released)</h3>",
+      "<p>The same models trained on tables from two simple DP generators fitted inside the "
+      "report on the same training patients at the same privacy budget, never released: a DP "
+      "Gaussian copula and independent DP marginals. Each cell: AUROC as a fraction of "
+      "trained on real.</p>",
+      _table(["model", "AUROC, trained on real"] + [h for h, _ in sources], rows)])
+
+
+def _fidelity_comparison(report: Dict) -> str:
+  """Each fidelity measure for the released table and every DP baseline."""
+  sources = _sources(report)
+  def row(name, value, real=""):
+    return [name, real] + [value(s["fidelity"]) for _, s in sources]
+  rows = [row("correlation Spearman (higher is better)",
+              lambda f: _fmt(f["correlation_spearman"], reason=f.get("correlation_reason"))),
+          row("median KS (lower is better)", lambda f: _fmt(f["median_ks"])),
+          row("largest KS", lambda f: _fmt(f["max_ks"])),
+          row("largest total variation", lambda f: _fmt(f["max_total_variation"])),
+          row("label rate", lambda f: _fmt(f["label_rate"]["synthetic"]),
+              _fmt(report["fidelity"]["label_rate"]["real"]))]
+  for series in report["fidelity"].get("trajectory_error", {}):
+    rows.append(row(f"{html.escape(series)}: largest error of a median per visit and class",
+                    lambda f, s=series: _fmt(f["trajectory_error"][s]["max"], 2)))
+  saturation = report["fidelity"]["saturation"]
+  rows.append(row("largest share of a column's values at a bound",
+                  lambda f: _fmt(f["saturation"]["max_synthetic"]),
+                  _fmt(saturation["max_real"])))
+  return _table(["measure", "real"] + [h for h, _ in sources], rows)
+
+
+def _trajectory_error_table(report: Dict) -> str:
+  sources = _sources(report)
+  rows = []
+  for series, error in report["fidelity"].get("trajectory_error", {}).items():
+    for label, by_class in error["by_class"].items():
+      per_visit = by_class.get("per_visit")
+      rows.append([html.escape(series), html.escape(label)]
+                  + [_fmt(s["fidelity"]["trajectory_error"][series]["by_class"]
+                          .get(label, {}).get("max"), 2,
+                          s["fidelity"]["trajectory_error"][series]["by_class"]
+                          .get(label, {}).get("reason")) for _, s in sources]
+                  + [", ".join(_fmt(v, 1) for v in per_visit) if per_visit else "n/a"])
+  if not rows:
+    return "<p>Median trajectory error: n/a <small>(the table has no series)</small>.</p>"
+  return "\n".join([
+      "<h3>Median trajectories: largest error per series and class</h3>",
+      "<p>|median synthetic - median real| at each visit, in the series' clinical units; "
+      "the largest over visits.</p>",
+      _table(["series", "class"] + [h for h, _ in sources]
+             + ["released synthetic, per visit"], rows)])
+
+
+def _saturation_table(report: Dict) -> str:
+  sources = _sources(report)
+  saturation = report["fidelity"]["saturation"]
+  if not saturation["columns"]:
+    return ("<p>Values at a bound: n/a <small>(" + html.escape(saturation.get("reason", ""))
+            + ")</small>.</p>")
+  columns = sorted(saturation["columns"].items(),
+                   key=lambda kv: -(kv[1]["synthetic"] or 0.0))[:8]
+  rows = [[html.escape(column), _fmt(shares["real"])]
+          + [_fmt(s["fidelity"]["saturation"]["columns"][column]["synthetic"])
+             for _, s in sources] for column, shares in columns]
+  return "\n".join([
+      "<h3>Values at a public bound (the 8 most saturated columns)</h3>",
+      "<p>Share of a numeric column's values equal to the spec's min or max: a generator "
+      "squashed into its output range piles patients up there.</p>",
+      _table(["column", "real"] + [h for h, _ in sources], rows)])
 
 
 def _fidelity_section(report: Dict, plots: Dict[str, bytes]) -> str:
@@ -213,6 +358,9 @@ def _fidelity_section(report: Dict, plots: Dict[str, bytes]) -> str:
       "<p>Median trajectories: n/a <small>(the table has no series)</small>.</p>",
       _image(plots.get("trajectories"), "median trajectories by visit and class"),
       _image(plots.get("correlation"), "correlation matrices, real and synthetic"),
+      "<h3>Every fidelity measure, beside the DP baselines</h3>",
+      _fidelity_comparison(report),
+      _trajectory_error_table(report), _saturation_table(report),
       "<h3>Per-column distributions (the 12 least alike)</h3>",
       "<p>Kolmogorov-Smirnov statistic and Wasserstein distance (as a fraction of the "
       "column's clinical range) for numbers, total variation for categories; 0 is "
@@ -295,9 +443,18 @@ padding:.25em .6em;text-align:left;vertical-align:top}th{background:#f3f5f7}
 img{max-width:100%;display:block;margin:.8em 0}.headline{display:flex;gap:1em;flex-wrap:wrap}
 .card{flex:1 1 280px;border-radius:8px;padding:1em;border:1px solid #ccc}
 .card h2{border:none;margin:0 0 .3em 0;font-size:1.15em}.big{font-size:2em;font-weight:600}
-.pass,.meets{background:#eaf6ec;border-color:#7bc38a}.fail,.below{background:#fdf0e6;
+.pass,.meets,.beats{background:#eaf6ec;border-color:#7bc38a}.fail,.below,.behind{background:#fdf0e6;
 border-color:#e3a06b}.inconclusive,.unknown{background:#f4f4f4}small{color:#555}
 """
+
+
+def _baseline_card(verdict: Optional[Dict]) -> str:
+  if not verdict:
+    return ""
+  mark = {"beats baselines": "yes", "behind a baseline": "no"}.get(verdict["status"], "n/a")
+  return (f'<div class="card {verdict["status"].split()[0]}"><h2>Does it beat simple DP '
+          f'baselines?</h2><div class="big">{mark}</div>'
+          f'<p>{html.escape(verdict["text"])}</p></div>')
 
 
 def render_html(report: Dict, plots: Dict[str, bytes]) -> str:
@@ -309,6 +466,7 @@ def render_html(report: Dict, plots: Dict[str, bytes]) -> str:
       f'<div class="big">{_fmt(use.get("worst_relative_auroc"), 2)}</div>'
       f'<p>{html.escape(use["text"])}</p>'
       f'<p>{html.escape(headline["fidelity"]["text"])}</p></div>'
+      + _baseline_card(headline.get("baselines")) +
       f'<div class="card {safe["status"]}"><h2>How private is it?</h2>'
       f'<div class="big">&epsilon; = {privacy["epsilon"]:.2f}</div>'
       f'<p>Differential privacy: epsilon {privacy["epsilon"]:.3f} at delta {privacy["delta"]:g} '

@@ -1,0 +1,208 @@
+"""The report's DP baselines (copula, independent marginals), its trajectory-error and
+saturation measures, and the verdict on whether the released table beats the baselines;
+on hand-made data, without a pipeline run."""
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clinical_dp.names import binary_label_spec
+from clinical_dp.spec import DatasetSpec, SeriesFeature, StaticFeature
+from clinical_dp.validation import validate_table
+from components import evaluation_report
+from components.evaluation import baselines, fidelity, plots, report, utility
+from tests import odd_tables
+from trainers import accounting
+from trainers.features import PatientLayout
+
+FAST_UTILITY = utility.UtilityConfig(bootstrap_samples=20, forest_trees=10, shuffle_repeats=3)
+SCALES = (0.1, 0.3, 0.6, 1.0, 2.0)  # noise around one factor: correlations of every strength
+
+
+def _correlated(n, seed):
+  """Five numeric columns on [0, 1] around one factor, and a label that follows it."""
+  rng = np.random.default_rng(seed)
+  factor = rng.normal(size=(n, 1))
+  flat = 0.5 + 0.1 * (factor + rng.normal(size=(n, len(SCALES))) * np.array(SCALES))
+  labels = (factor[:, 0] + 0.3 * rng.normal(size=n) > 0).astype(int)
+  layout = PatientLayout(num_visits=0, num_series=0,
+                         numeric_static=tuple(f"x{i}" for i in range(len(SCALES))),
+                         categorical_static=())
+  return np.clip(flat, 0, 1), labels, layout
+
+
+# Privacy.
+
+@pytest.mark.parametrize("rows_per_patient", [1, 3])
+def test_each_baseline_spends_the_budget_once_per_statistic_for_the_patient(rows_per_patient):
+  copula, copula_privacy = baselines.noise_for_budget(
+      baselines.BASELINES["copula"], 1.0, 1e-5, rows_per_patient, 500)
+  marginals, marginals_privacy = baselines.noise_for_budget(
+      baselines.BASELINES["marginals"], 1.0, 1e-5, rows_per_patient, 500)
+  assert copula_privacy["statistics"] == ["marginals", "correlation"] and len(copula) == 2
+  assert marginals_privacy["statistics"] == ["marginals"] and len(marginals) == 1
+  for noise, privacy in ((copula, copula_privacy), (marginals, marginals_privacy)):
+    assert list(privacy["released_noise_multipliers"]) == list(noise)
+    assert 0.98 < privacy["epsilon"] <= 1.0 and privacy["delta"] == 1e-5
+    assert privacy["max_rows_per_patient"] == rows_per_patient
+    assert privacy["unit"].startswith("patient" if rows_per_patient > 1 else "example")
+    # Recomputed independently: both statistics are charged, each with the group bound.
+    again = accounting.compute_epsilon(accounting.PrivacyPlan(
+        num_examples=500, batch_size=500, noise_multiplier=0.0, epochs=0, delta=1e-5,
+        max_rows_per_patient=rows_per_patient, released_noise_multipliers=tuple(noise)))
+    assert again.epsilon == pytest.approx(privacy["epsilon"])
+  # Either of the copula's statistics alone would spend about half the budget.
+  alone = accounting.compute_epsilon(accounting.PrivacyPlan(
+      num_examples=500, batch_size=500, noise_multiplier=0.0, epochs=0, delta=1e-5,
+      max_rows_per_patient=rows_per_patient, released_noise_multipliers=copula[:1]))
+  assert alone.epsilon < 0.7
+  one_mechanism = accounting.gaussian_noise_for_epsilon(1.0, 1e-5)
+  assert marginals[0] == pytest.approx(one_mechanism * rows_per_patient, rel=1e-4)
+
+
+# What the baselines keep and lose.
+
+def test_the_copula_keeps_a_strong_correlation_that_independent_marginals_lose():
+  flat, labels, layout = _correlated(3000, seed=0)
+  real = pd.DataFrame(flat)
+  fitted = {name: baselines.fit_and_sample(name, flat, labels, layout, 1.0, 1e-5, 1, 3000,
+                                           seed=1) for name in baselines.BASELINES}
+  for name, baseline in fitted.items():
+    assert baseline.flat.shape == flat.shape and set(np.unique(baseline.labels)) <= {0, 1}
+    assert 0.35 < baseline.labels.mean() < 0.65  # the label rate survives either way
+  copula, marginals = fitted["copula"], fitted["marginals"]
+  assert np.corrcoef(copula.flat[:, 0], copula.flat[:, 1])[0, 1] > 0.8
+  assert abs(np.corrcoef(marginals.flat[:, 0], marginals.flat[:, 1])[0, 1]) < 0.1
+  # The label is a code too: the copula keeps its dependence on the factor, marginals not.
+  # (weaker than the real 0.7 or so: a binary code's normal score is a coarse one)
+  assert np.corrcoef(copula.flat[:, 0], copula.labels)[0, 1] > 0.35
+  assert abs(np.corrcoef(marginals.flat[:, 0], marginals.labels)[0, 1]) < 0.1
+  # The report's measure tells them apart: the positive control that it can fail.
+  assert fidelity.correlation_agreement(real, pd.DataFrame(copula.flat))["spearman"] > 0.9
+  assert fidelity.correlation_agreement(real, pd.DataFrame(marginals.flat))["spearman"] < 0.6
+  again = baselines.fit_and_sample("copula", flat, labels, layout, 1.0, 1e-5, 1, 3000, seed=1)
+  np.testing.assert_array_equal(again.flat, copula.flat)  # seeded
+
+
+# Fidelity: trajectory error and saturation.
+
+def _series_spec():
+  return DatasetSpec(name="t", label_column="y",
+                     static=(StaticFeature("age", "numeric", min=18, max=100),
+                             StaticFeature("sex", "categorical", values=("F", "M"))),
+                     series=(SeriesFeature("sbp", 60, 260, ("sbp_1", "sbp_2", "sbp_3")),))
+
+
+def test_trajectory_error_per_series_and_class_in_clinical_units():
+  real = pd.DataFrame({"y": [0, 0, 0, 1, 1], "age": [40, 50, 60, 70, 80], "sex": list("FMFMF"),
+                       "sbp_1": [100, 110, 120, 150, 160], "sbp_2": [90, 95, 200, 140, 130],
+                       "sbp_3": [100, 100, 100, 120, 120]})
+  synthetic = real.assign(sbp_1=real["sbp_1"] + 3, sbp_3=[100, 100, 100, 60, 60])
+  error = fidelity.fidelity_report(real, synthetic, _series_spec())["trajectory_error"]
+  assert error["sbp"]["by_class"]["0"] == {"per_visit": [3.0, 0.0, 0.0], "max": 3.0}
+  assert error["sbp"]["by_class"]["1"] == {"per_visit": [3.0, 0.0, 60.0], "max": 60.0}
+  assert error["sbp"]["max"] == 60.0
+  # A class the synthetic table lacks is n/a with the reason; the other is still measured.
+  only_zero = synthetic[synthetic["y"] == 0]
+  error = fidelity.fidelity_report(real, only_zero, _series_spec())["trajectory_error"]
+  assert error["sbp"]["by_class"]["1"]["max"] is None
+  assert "no synthetic patients of class 1" in error["sbp"]["by_class"]["1"]["reason"]
+  assert error["sbp"]["max"] == 3.0
+  no_series = DatasetSpec(name="t", label_column="y", static=_series_spec().static)
+  assert fidelity.fidelity_report(real, synthetic, no_series)["trajectory_error"] == {}
+
+
+def test_saturation_counts_values_at_a_public_bound_synthetic_and_real():
+  real = pd.DataFrame({"y": [0, 1, 0, 1], "age": [18, 50, 60, 70], "sex": list("FMFM"),
+                       "sbp_1": [100, 110, 120, 150], "sbp_2": [90, 95, 200, 140],
+                       "sbp_3": [100, 100, 100, 120]})
+  # A generator squashed into its range: sbp_2 at the min or max (to within 1e-6 of the range).
+  synthetic = real.assign(sbp_2=[60.0, 260.0, 260.0 - 1e-5, 150.0], age=[18.0, 99.9, 50, 60])
+  result = fidelity.fidelity_report(real, synthetic, _series_spec())["saturation"]
+  assert result["columns"]["sbp_2"] == {"synthetic": 0.75, "real": 0.0}
+  assert result["columns"]["age"] == {"synthetic": 0.25, "real": 0.25}
+  assert result["columns"]["sbp_1"] == {"synthetic": 0.0, "real": 0.0}
+  assert result["max_synthetic"] == 0.75 and result["max_synthetic_column"] == "sbp_2"
+  assert result["max_real"] == 0.25 and result["max_real_column"] == "age"
+  categorical = DatasetSpec(name="t", label_column="y", static=_series_spec().static[1:])
+  none = fidelity.fidelity_report(real, synthetic, categorical)["saturation"]
+  assert none["max_synthetic"] is None and none["reason"] == "no numeric columns"
+
+
+# The verdict.
+
+def _scored(ratio, rho, ks):
+  return {"utility": {"synthetic_relative_to_real": {m: ratio for m in utility.MODELS}},
+          "fidelity": {"correlation_spearman": rho, "median_ks": ks}}
+
+
+def test_baseline_verdict_needs_every_measure_and_names_the_ones_behind():
+  released = _scored(0.95, 0.9, 0.05)
+  weak = {"marginals": {"name": "DP independent marginals", **_scored(0.5, 0.1, 0.04)}}
+  verdict = report.baseline_verdict(released["utility"], released["fidelity"], weak)
+  assert verdict["status"] == "behind a baseline"
+  assert verdict["comparisons"]["marginals"]["behind"] == ["median_ks"]  # lower KS is better
+  assert "marginals on 1 of 6 measures (median KS)" in verdict["text"]
+  strong = {"copula": {"name": "DP Gaussian copula", **_scored(0.9, 0.8, 0.06)},
+            "marginals": {"name": "DP independent marginals", **_scored(0.5, 0.1, 0.3)}}
+  verdict = report.baseline_verdict(released["utility"], released["fidelity"], strong)
+  assert verdict["status"] == "beats baselines"
+  assert all(c["beats"] for c in verdict["comparisons"].values())
+  # n/a measures are left out, not counted as a win or a loss.
+  partial = _scored(0.95, None, 0.05)
+  verdict = report.baseline_verdict(partial["utility"], partial["fidelity"], strong)
+  assert verdict["status"] == "beats baselines"
+  assert verdict["comparisons"]["copula"]["not_measured"] == ["correlation_spearman"]
+  nothing = _scored(None, None, None)
+  verdict = report.baseline_verdict(nothing["utility"], nothing["fidelity"], strong)
+  assert verdict["status"] == "unknown" and "no measure could be compared" in verdict["text"]
+  assert report.baseline_verdict(released["utility"], released["fidelity"], {})["status"] \
+      == "unknown"
+
+
+# The report's code path on odd tables.
+
+@pytest.mark.parametrize("name", ["static_only", "series_only", "categorical_only",
+                                  "constant_columns", "repeated_ids", "series_two_visits"])
+def test_baselines_are_scored_like_the_released_table_on_odd_tables(name, tmp_path):
+  # pylint: disable=protected-access
+  frame, user_spec = odd_tables.odd_table(name, patients=60, seed=4)
+  table = validate_table(odd_tables.write_table(str(tmp_path), frame, user_spec)[0],
+                         user_spec).table
+  spec = binary_label_spec(user_spec)
+  train, test = table.iloc[:45], table.iloc[45:]
+  x, _, y = evaluation_report.encode(train, spec)
+  x_test, _, y_test = evaluation_report.encode(test, spec)
+  real = utility.utility_table({"real": (x, y)}, x_test, y_test, FAST_UTILITY)["real"]
+  def score(synthetic, xs, ys):
+    return evaluation_report.score_table(synthetic, xs, ys, train, x_test, y_test, real,
+                                         user_spec, FAST_UTILITY)
+  record = {"epsilon": 0.97, "target_epsilon": 1.0, "delta": 1e-5}
+  lines = []
+  compared = evaluation_report.fit_baselines(train, x, y, spec, record, 30, 0, score,
+                                             lines.append)
+  assert lines == ["  EvaluationReport: DP baselines (copula, independent marginals) at "
+                   "epsilon 1"]
+  released = score(train, x, y)  # any table: the keys must be the released table's
+  for key, baseline in compared.items():
+    assert baseline["released"] is False
+    assert set(baseline["utility"]) == set(released["utility"])
+    assert set(baseline["fidelity"]) == set(released["fidelity"])
+    assert baseline["utility"]["synthetic"]["lr"]["train_patients"] == 30
+    assert baseline["privacy"]["epsilon"] <= 1.0
+    assert baseline["privacy"]["max_rows_per_patient"] == (3 if name == "repeated_ids" else 1)
+  result = {"dataset": name, "data_note": "note", "utility": released["utility"],
+            "fidelity": released["fidelity"], "baselines": compared,
+            "headline": {"baselines": report.baseline_verdict(
+                released["utility"], released["fidelity"], compared)}}
+  loaded = json.loads(json.dumps(report.json_safe(result), allow_nan=False))
+  assert loaded["baselines"]["copula"]["privacy"]["statistics"] == ["marginals", "correlation"]
+  released["utility"]["dp_models"] = {}
+  page = "\n".join([report._utility_section(result, {}), report._fidelity_section(result, {}),
+                    report._baseline_card(result["headline"]["baselines"])])
+  assert page.count("(not released)") >= 4 and "Does it beat simple DP baselines?" in page
+  assert "nan" not in re.sub(r'src="data:[^"]*"', "", page).lower()
+  assert plots.utility_bars(released["utility"], compared)[:4] == b"\x89PNG"
