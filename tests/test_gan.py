@@ -207,8 +207,9 @@ def test_the_copula_generator_samples_the_released_copula_before_any_step(tmp_pa
   inputs, labels = features.encode_table(validate_table(data, SPRINT_SPEC).table, SPRINT_SPEC)
   flat = features.flatten_inputs(inputs)
   config = gan.GanConfig()
-  codes = dp_statistics.CodeLayout.from_layout(layout, config.statistics_bins)
-  copula = dp_statistics.release(flat, labels, codes, config.statistics, (1.0, 1.0), rng)
+  statistics = config.statistics(len(labels))
+  codes = dp_statistics.CodeLayout.from_layout(layout, statistics.bins)
+  copula = dp_statistics.release(flat, labels, codes, statistics, (1.0, 1.0), rng)
   config = dataclasses.replace(config, latent_dim=max(config.latent_dim, codes.num_codes))
   generator = gan.build_generator(layout, config, copula)
   tf.random.set_seed(0)
@@ -222,7 +223,7 @@ def test_the_copula_generator_samples_the_released_copula_before_any_step(tmp_pa
     return np.corrcoef(sample[:, :width], rowvar=False)[np.tril_indices(width, -1)]
 
   real = correlations(flat)
-  np.testing.assert_allclose(keras_flat.mean(axis=0), direct.mean(axis=0), atol=0.02)
+  np.testing.assert_allclose(keras_flat.mean(axis=0), direct.mean(axis=0), atol=0.04)
   assert np.abs(correlations(keras_flat) - correlations(direct)).max() < 0.1
   for sample in (keras_flat, direct):
     np.testing.assert_allclose(sample.mean(axis=0), flat.mean(axis=0), atol=0.05)

@@ -45,6 +45,13 @@ class StatisticsConfig:
   correlation_clip: float = 1.0  # score vectors scaled to norm <= clip * sqrt(m)
 
 
+def default_bins(num_rows: int) -> int:
+  """Bins per numeric column for a table of num_rows: more rows afford finer bins before
+  the noise summed over a column's bins outweighs what finer bins gain (0.75 n^(1/3),
+  from 8 to 32; chosen on simulated tables: 12 on 5800 rows, 20 on 18000)."""
+  return int(np.clip(round(0.75 * num_rows ** (1 / 3)), 8, 32))
+
+
 @dataclasses.dataclass(frozen=True)
 class CodeLayout:
   """Which flat feature columns form each code: numeric columns one each (binned),

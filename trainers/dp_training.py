@@ -125,8 +125,11 @@ def dp_feasibility(config, budget: PrivacyBudget, num_examples: int,
   if delta >= 1.0 / num_examples:
     return result(False, batch, None, None, None,
                   f"delta {delta:g} is not below 1/N = 1/{num_examples}")
-  plan = plan_for(num_examples, config, budget, max_rows_per_patient,
-                  label_count_noise_multiplier=count_noise)
+  try:
+    plan = plan_for(num_examples, config, budget, max_rows_per_patient,
+                    label_count_noise_multiplier=count_noise)
+  except accounting.BudgetExceededError as e:  # the released statistics alone
+    return result(False, batch, None, None, None, str(e))
   if config.noise_multiplier is None:
     try:
       sigma = accounting.noise_for_target_epsilon(plan, target)
@@ -204,16 +207,24 @@ def min_examples_for_dp(config, budget: PrivacyBudget, max_rows_per_patient: int
 
 def statistics_noise(config, budget: PrivacyBudget) -> Tuple[float, ...]:
   """Noise multipliers of the summary statistics a GAN config releases before its DP
-  steps (trainers/dp_statistics.py): its `statistics_share` of what one Gaussian mechanism
-  at the budget could spend; () for a config that releases none."""
+  steps (trainers/dp_statistics.py): with its released label count, its
+  `statistics_share` of what one Gaussian mechanism at the budget could spend (1 / sigma^2
+  adds up); () for a config that releases none."""
   share = getattr(config, "statistics_share", 0.0)
   if not share:
     return ()
   if not 0 < share < 1:
     raise ValueError(f"statistics_share must be in [0, 1), got {share}")
   total = accounting.gaussian_noise_for_epsilon(budget.target_epsilon, budget.delta)
-  return tuple(float(s) for s in dp_statistics.statistics_noise(config.statistics,
-                                                                 total / math.sqrt(share)))
+  count_noise = getattr(config, "label_count_noise_multiplier", 0.0)
+  left = share / total ** 2 - (1 / count_noise ** 2 if count_noise else 0.0)
+  if left <= 0:
+    raise accounting.BudgetExceededError(
+        f"the released label count (noise multiplier {count_noise:g}) alone spends more than "
+        f"the statistics' share of epsilon {budget.target_epsilon:g}; raise the budget")
+  return tuple(float(s) for s in dp_statistics.statistics_noise(
+      dp_statistics.StatisticsConfig(marginal_weight=config.marginal_weight),
+      1 / math.sqrt(left)))
 
 
 def plan_for(num_examples: int, config, budget: PrivacyBudget, max_rows_per_patient: int = 1,

@@ -57,19 +57,20 @@ class GanConfig:
   # label class, one normal-score correlation; trainers/dp_statistics.py) released from
   # this share of the budget (of its 1 / sigma^2); the DP discriminator spends the rest
   # refining it through a residual. 0: SPRINT_gan's generator, learned from noise alone.
-  statistics_share: float = 0.8
-  statistics_bins: int = 16
+  # Chosen by benchmarks/gan_settings_sweep.py on simulated tables only.
+  statistics_share: float = 0.9
+  statistics_bins: Optional[int] = None  # None: dp_statistics.default_bins(training rows)
   marginal_weight: float = 0.5
-  correlation_clip: float = 0.8
+  correlation_clip: float = 0.6
   # Weight of the residual's mean square in the generator's loss: the anchor that keeps
   # the refined generator near the copula when the discriminator's signal is mostly noise.
   residual_penalty: float = 10.0
 
-  @property
-  def statistics(self) -> dp_statistics.StatisticsConfig:
-    return dp_statistics.StatisticsConfig(bins=self.statistics_bins,
-                                          marginal_weight=self.marginal_weight,
-                                          correlation_clip=self.correlation_clip)
+  def statistics(self, num_rows: int) -> dp_statistics.StatisticsConfig:
+    """The release's settings on a table of num_rows training rows."""
+    return dp_statistics.StatisticsConfig(
+        bins=self.statistics_bins or dp_statistics.default_bins(num_rows),
+        marginal_weight=self.marginal_weight, correlation_clip=self.correlation_clip)
 
 
 def paper_config(epochs: int = 500) -> GanConfig:

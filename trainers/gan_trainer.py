@@ -46,7 +46,9 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
   # The batch first: the noise, the plan and the record follow the batch that runs.
   config = fit_batch_to_data(config, num_examples, log)
   layout = PatientLayout.from_spec(spec)
-  codes = dp_statistics.CodeLayout.from_layout(layout, config.statistics_bins)
+  statistics = config.statistics(num_examples)
+  config = dataclasses.replace(config, statistics_bins=statistics.bins)  # as recorded
+  codes = dp_statistics.CodeLayout.from_layout(layout, statistics.bins)
   if config.statistics_share and config.latent_dim < codes.num_codes:
     config = dataclasses.replace(config, latent_dim=codes.num_codes)
   config = with_noise_for_budget(config, plan(config), budget)
@@ -61,7 +63,7 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
   if config.statistics_share:
     noise = statistics_noise(config, budget)
     copula = dp_statistics.release(features.flatten_inputs(inputs), labels, codes,
-                                   config.statistics, noise, rng)
+                                   statistics, noise, rng)
     log(f"  DP AC-GAN: released DP marginals per label class ({codes.num_codes} columns, noise "
         f"multiplier {noise[0]:.2f}) and one normal-score correlation (noise multiplier "
         f"{noise[1]:.2f}); the generator starts as their copula")
