@@ -14,7 +14,7 @@ import warnings
 from typing import List, Optional
 
 from clinical_dp.spec import SpecError, load_spec
-from clinical_dp.validation import InvalidInputError
+from clinical_dp.validation import InvalidInputError, validate_table
 
 EXIT_OK, EXIT_INVALID, EXIT_FAILED = 0, 2, 1
 
@@ -32,7 +32,6 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-  from clinical_dp.validation import validate_table  # pylint: disable=g-import-not-at-top
   spec = load_spec(args.spec)
   report = validate_table(args.data, spec)
   if not report.ok:
@@ -48,10 +47,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
   output (from TensorFlow's import on) in the run's log (pipelines/console.py)."""
   from pipelines.console import captured_run, say  # pylint: disable=g-import-not-at-top
   with captured_run():
+    # The spec and the table first: a wrong path or a broken table is reported in a second,
+    # not after TensorFlow's import.
+    spec = load_spec(args.spec)
+    say(f"[1/3] validating {args.data} against spec '{spec.name}'")
+    report = validate_table(args.data, spec)
+    if not report.ok:
+      raise InvalidInputError(report.findings)
     from pipelines.config import BeamConfig, default_config, training_config  # pylint: disable=g-import-not-at-top
     from pipelines.runner import format_summary, run_pipeline  # pylint: disable=g-import-not-at-top
     from trainers.dp_training import PrivacyBudget  # pylint: disable=g-import-not-at-top
-    spec = load_spec(args.spec)
     training = training_config(args.mode, fast=args.fast, epochs=args.epochs,
                                train_twin=args.non_private_twin)
     if args.target_epsilon is not None or args.delta is not None:
@@ -66,7 +71,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         mode=args.beam_mode, workers=args.beam_workers, extra_args=tuple(args.beam_arg)))
     if args.no_federated:
       config = dataclasses.replace(config, federated=None)
-    summary = run_pipeline(args.data, spec, config)
+    summary = run_pipeline(args.data, spec, config, report=report)
     say(format_summary(summary))
   return EXIT_OK
 

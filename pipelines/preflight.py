@@ -24,10 +24,14 @@ from pipelines.config import PipelineConfig
 from pipelines.splits import example_gen_splits
 
 MIN_SITES = 2
-# Noise on the GAN discriminator's averaged clipped gradient (noise multiplier / batch)
-# under which the generator learned the class structure on simulated tables: it did at
-# 0.04 (the default table at epsilon 1) and did not at 0.15 or more (400 rows or fewer).
+# SPRINT_gan's generator (statistics_share 0, paper mode) learns from its DP steps alone:
+# on simulated tables it learned the class structure under noise of 0.04 clips per
+# averaged gradient (the default table at epsilon 1) and not at 0.15 or more.
 GAN_LEARNED_AT_NOISE = 0.05
+# The copula generator learns from its DP marginals: the noise summed over a column's
+# bins, as a share of the patients of one label class, was 0.06 on the default table
+# (median KS about 0.04 at epsilon 1); above this, expect visibly noisier columns.
+MARGINAL_NOISE_SHARE = 0.1
 
 
 class RunRefused(ValueError):
@@ -72,10 +76,41 @@ def _split_problems(table: pd.DataFrame, splits: pd.Series, spec: DatasetSpec,
   return problems
 
 
-def _dp_checks(train_rows: int, max_rows: int, config: PipelineConfig
+def marginal_noise_share(gan, budget, spec: DatasetSpec, train_rows: int, max_rows: int
+                         ) -> float:
+  """The noise on one column's DP marginal CDF of the copula generator (the per-bin noise
+  summed over its bins), as a share of one label class's patients."""
+  from trainers import dp_statistics, dp_training, features  # pylint: disable=g-import-not-at-top
+  statistics = gan.statistics(train_rows)
+  codes = dp_statistics.CodeLayout.from_layout(features.PatientLayout.from_spec(spec),
+                                               statistics.bins)
+  per_bin = dp_training.statistics_noise(gan, budget, max_rows)[0] * math.sqrt(codes.num_codes)
+  return per_bin * math.sqrt(statistics.bins) / max(train_rows / max_rows / 2, 1.0)
+
+
+def _gan_warning(gan, budget, spec: DatasetSpec, train_rows: int, max_rows: int,
+                 noise_per_example: float) -> Optional[str]:
+  if gan.statistics_share:
+    share = marginal_noise_share(gan, budget, spec, train_rows, max_rows)
+    if share > MARGINAL_NOISE_SHARE:
+      return (f"warning: on {train_rows} training rows at epsilon {budget.target_epsilon:g} "
+              f"the generator's DP marginals carry noise of {share:.2f} of a label class "
+              f"per column (the default table: 0.06), so expect a synthetic table of "
+              f"limited use: noisy columns (a larger table or --target-epsilon lowers it)")
+    return None
+  if noise_per_example > GAN_LEARNED_AT_NOISE:
+    return (f"warning: the DP AC-GAN trains on {train_rows} rows under noise "
+            f"{noise_per_example:.2f} clips per averaged gradient at epsilon "
+            f"{budget.target_epsilon:g}; on simulated tables it learned at "
+            f"{GAN_LEARNED_AT_NOISE:g} or less and not at 0.15 or more, so expect a synthetic "
+            "table of little use (a larger table or --target-epsilon lowers the noise)")
+  return None
+
+
+def _dp_checks(train_rows: int, max_rows: int, config: PipelineConfig, spec: DatasetSpec
                ) -> Tuple[List[Tuple[str, int]], List[str]]:
   """(reason, fewest training rows that would do) for each DP trainer that cannot learn,
-  and a warning when the generator trains, but under more noise than it learned with."""
+  and a warning when the generator will be noisier than where it was measured."""
   from trainers import accounting, dp_training  # pylint: disable=g-import-not-at-top
   training = config.training
   problems, notes = [], []
@@ -84,15 +119,12 @@ def _dp_checks(train_rows: int, max_rows: int, config: PipelineConfig
                                  training.classifier_budget)):
     feasibility = dp_training.dp_feasibility(trainer, budget, train_rows, max_rows)
     if feasibility.feasible:
-      if trainer is training.gan and feasibility.noise_per_example > GAN_LEARNED_AT_NOISE:
-        notes.append(
-            f"warning: the DP AC-GAN trains on {train_rows} rows under noise "
-            f"{feasibility.noise_per_example:.2f} clips per averaged gradient at epsilon "
-            f"{budget.target_epsilon:g}; on simulated tables it learned at "
-            f"{GAN_LEARNED_AT_NOISE:g} or less and not at 0.15 or more, so expect a synthetic "
-            "table of little use (a larger table or --target-epsilon lowers the noise)")
+      warning = trainer is training.gan and _gan_warning(
+          trainer, budget, spec, train_rows, max_rows, feasibility.noise_per_example)
+      if warning:
+        notes.append(warning)
       continue
-    reason = feasibility.reason
+    reason, needed = feasibility.reason, None
     if feasibility.epsilon is not None and feasibility.epsilon > budget.target_epsilon:
       # A configured noise over budget: the accountant's refusal says what would fit.
       plan = dp_training.plan_for(
@@ -103,7 +135,8 @@ def _dp_checks(train_rows: int, max_rows: int, config: PipelineConfig
         accounting.check_budget(plan, budget.target_epsilon)
       except accounting.BudgetExceededError as e:
         reason = str(e)
-    needed = dp_training.min_examples_for_dp(trainer, budget, max_rows)
+    else:  # the accountant's advice above says what fits; this search is for the rest
+      needed = dp_training.min_examples_for_dp(trainer, budget, max_rows)
     problems.append((f"{name} on {train_rows} training rows: {reason}", needed or 0))
   return problems, notes
 
@@ -145,7 +178,7 @@ def check_run(table: pd.DataFrame, spec: DatasetSpec, config: PipelineConfig, so
   train = splits == "train"
   train_rows = int(train.sum())
   max_rows = int(patients[train].value_counts().max()) if train_rows else 1
-  dp, notes = _dp_checks(train_rows, max_rows, config) if train_rows else ([], [])
+  dp, notes = _dp_checks(train_rows, max_rows, config, spec) if train_rows else ([], [])
   problems += [reason for reason, _ in dp]
   if problems:
     needed = max([n for _, n in dp if n] or [0])

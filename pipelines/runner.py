@@ -12,7 +12,7 @@ import shutil
 import sys
 import time
 import traceback
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -345,8 +345,9 @@ def _federated_lines(federated_dir: str) -> List[str]:
 
 
 def run_pipeline(data_path: str, spec: DatasetSpec, config: PipelineConfig,
-                 log=say) -> Dict:
-  """The whole local job; raises InvalidInputError or OutputDirError before claiming the
+                 log=say, report: Optional[ValidationReport] = None) -> Dict:
+  """The whole local job on a table (`report`: its validation, when already done); raises
+  InvalidInputError or OutputDirError before claiming the
   output directory, RunFailed (one line: the component, the cause, the log) or
   RunInterrupted after it, with the directory marked FAILED.
 
@@ -354,8 +355,9 @@ def run_pipeline(data_path: str, spec: DatasetSpec, config: PipelineConfig,
   from the moment the directory is claimed, and a failure's traceback goes there too.
   """
   start = time.time()
-  log(f"[1/3] validating {data_path} against spec '{spec.name}'")
-  report = load_valid_table(data_path, spec)  # before touching the output directory
+  if report is None:  # else the caller validated the table (the CLI, before TF's import)
+    log(f"[1/3] validating {data_path} against spec '{spec.name}'")
+    report = load_valid_table(data_path, spec)  # before touching the output directory
   selected, config = plan_run(report, spec, config, log)
   begin_output_dir(config.output_dir)
   log_file = console.attach_log(

@@ -108,7 +108,10 @@ def test_fast_configs_can_train_on_small_tables(patients):
 
 
 def test_feasibility_refuses_noise_that_drowns_the_signal_and_plans_over_budget():
-  config = gan.GanConfig()  # 30 epochs: noise 22.6 at batch = rows (every step sees all rows)
+  # SPRINT_gan's generator learns from its DP steps alone (30 epochs: noise 22.6 at
+  # batch = rows, every step sees all rows); the copula generator from its statistics.
+  assert dp_training.dp_feasibility(gan.GanConfig(), BUDGET, 20).feasible
+  config = dataclasses.replace(gan.GanConfig(), statistics_share=0.0)
   verdict = dp_training.dp_feasibility(config, BUDGET, 20)
   assert not verdict.feasible and "drowns" in verdict.reason
   assert verdict.noise_per_example > 1.0
@@ -121,7 +124,7 @@ def test_feasibility_refuses_noise_that_drowns_the_signal_and_plans_over_budget(
 
 
 def test_min_examples_for_dp_is_the_boundary_of_the_criterion():
-  config = gan.GanConfig()
+  config = dataclasses.replace(gan.GanConfig(), statistics_share=0.0)  # learns from DP steps
   n = dp_training.min_examples_for_dp(config, BUDGET)
   assert n is not None and 10 < n < config.batch_size  # rows above the batch pass too
   assert dp_training.dp_feasibility(config, BUDGET, n).feasible

@@ -142,7 +142,8 @@ def dp_feasibility(config, budget: PrivacyBudget, num_examples: int,
   if record.epsilon > target:
     return result(False, batch, sigma, record.epsilon, record.steps,
                   f"the plan spends epsilon {record.epsilon:.3g}, over the budget of {target:g}")
-  if sigma / batch > max_noise_per_example:
+  # A generator that starts from its DP statistics does not need its DP steps to learn.
+  if sigma / batch > max_noise_per_example and not getattr(config, "statistics_share", 0.0):
     return result(False, batch, sigma, record.epsilon, record.steps,
                   f"noise {sigma:.3g} on batches of {batch} rows is {sigma / batch:.3g} clips per "
                   f"averaged gradient, above {max_noise_per_example:g}: DP training at epsilon "
@@ -205,26 +206,29 @@ def min_examples_for_dp(config, budget: PrivacyBudget, max_rows_per_patient: int
   return below if below is not None and ok(batch) else batch + 1
 
 
-def statistics_noise(config, budget: PrivacyBudget) -> Tuple[float, ...]:
-  """Noise multipliers of the summary statistics a GAN config releases before its DP
-  steps (trainers/dp_statistics.py): with its released label count, its
-  `statistics_share` of what one Gaussian mechanism at the budget could spend (1 / sigma^2
-  adds up); () for a config that releases none."""
+def statistics_noise(config, budget: PrivacyBudget, max_rows_per_patient: int = 1
+                     ) -> Tuple[float, ...]:
+  """Noise multipliers (per row) of the summary statistics a GAN config releases before
+  its DP steps (trainers/dp_statistics.py): with its released label count, its
+  `statistics_share` of what one Gaussian mechanism at the budget could spend per patient
+  (1 / sigma^2 adds up; a patient's k rows move each statistic k times as far); () for a
+  config that releases none."""
   share = getattr(config, "statistics_share", 0.0)
   if not share:
     return ()
   if not 0 < share < 1:
     raise ValueError(f"statistics_share must be in [0, 1), got {share}")
+  k = max_rows_per_patient
   total = accounting.gaussian_noise_for_epsilon(budget.target_epsilon, budget.delta)
   count_noise = getattr(config, "label_count_noise_multiplier", 0.0)
-  left = share / total ** 2 - (1 / count_noise ** 2 if count_noise else 0.0)
+  left = share / total ** 2 - ((k / count_noise) ** 2 if count_noise else 0.0)
   if left <= 0:
     raise accounting.BudgetExceededError(
         f"the released label count (noise multiplier {count_noise:g}) alone spends more than "
         f"the statistics' share of epsilon {budget.target_epsilon:g}; raise the budget")
   return tuple(float(s) for s in dp_statistics.statistics_noise(
       dp_statistics.StatisticsConfig(marginal_weight=config.marginal_weight),
-      1 / math.sqrt(left)))
+      k / math.sqrt(left)))
 
 
 def plan_for(num_examples: int, config, budget: PrivacyBudget, max_rows_per_patient: int = 1,
@@ -232,7 +236,7 @@ def plan_for(num_examples: int, config, budget: PrivacyBudget, max_rows_per_pati
   """The accountant's view of a trainer config (batch_size, noise_multiplier, epochs), with
   the summary statistics it releases (statistics_noise)."""
   return accounting.PrivacyPlan(
-      released_noise_multipliers=statistics_noise(config, budget),
+      released_noise_multipliers=statistics_noise(config, budget, max_rows_per_patient),
       num_examples=num_examples, batch_size=config.batch_size,
       noise_multiplier=config.noise_multiplier or 0.0,
       epochs=config.epochs if epochs is None else epochs, delta=budget.delta,

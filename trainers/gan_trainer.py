@@ -61,7 +61,7 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
   positive_rate = dp_positive_rate(labels, count_noise, rng)
   copula = None
   if config.statistics_share:
-    noise = statistics_noise(config, budget)
+    noise = statistics_noise(config, budget, max_rows_per_patient)
     copula = dp_statistics.release(features.flatten_inputs(inputs), labels, codes,
                                    statistics, noise, rng)
     log(f"  DP AC-GAN: released DP marginals per label class ({codes.num_codes} columns, noise "
