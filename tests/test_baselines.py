@@ -206,3 +206,49 @@ def test_baselines_are_scored_like_the_released_table_on_odd_tables(name, tmp_pa
   assert page.count("(not released)") >= 4 and "Does it beat simple DP baselines?" in page
   assert "nan" not in re.sub(r'src="data:[^"]*"', "", page).lower()
   assert plots.utility_bars(released["utility"], compared)[:4] == b"\x89PNG"
+
+
+# The released generator against the floor.
+
+def test_the_dp_generator_beats_independent_marginals_on_a_small_table(tmp_path):
+  """Issue 13: at epsilon 1 on about 1000 simulated training patients, the DP AC-GAN (statistics, DP
+  steps, export and sampling as in the pipeline) keeps the correlation structure and the
+  label's signal that independent DP marginals lose. Its per-column distributions are
+  not closer: the floor spends the whole budget on pooled marginals, the generator under
+  half of it on marginals per label class, whose two noises add in the table (measured
+  median KS 0.117 against 0.093 here), so the test bounds the gap instead."""
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  from clinical_dp.simulators import simulate, write_simulated  # pylint: disable=import-outside-toplevel
+  from trainers import features, gan, gan_export, gan_trainer  # pylint: disable=import-outside-toplevel
+  from trainers.dp_training import PrivacyBudget  # pylint: disable=import-outside-toplevel
+  frame, spec = simulate("sprint", patients=1500, seed=12)
+  table = validate_table(write_simulated(str(tmp_path), frame, spec)[0], spec).table
+  spec = binary_label_spec(spec)
+  cut = int(0.8 * len(table))  # complete patients only: about 1000 train, 250 test
+  train = table.iloc[:cut].reset_index(drop=True)
+  inputs, labels = features.encode_table(train, spec)
+  config = dataclasses.replace(gan.GanConfig(), epochs=3)  # the DP steps run; a few suffice
+  trained = gan_trainer.train_gan(inputs, labels, spec, config, PrivacyBudget(1.0, 1e-5),
+                                  log=lambda _: None)
+  assert trained.record.epsilon <= 1.0
+  export = gan_export.export_generator(trained.generator, spec, trained.config.latent_dim,
+                                       str(tmp_path / "generator"))
+  synthetic = gan_export.generate_table(export, spec, len(train), trained.positive_rate)
+  floor = baselines.fit_and_sample("marginals", features.flatten_inputs(inputs),
+                                   labels.reshape(-1), PatientLayout.from_spec(spec), 1.0, 1e-5,
+                                   1, len(train), seed=0)
+  independent = features.table_from_flat(floor.flat, floor.labels, spec)
+  ours = fidelity.fidelity_report(train, synthetic, spec)
+  theirs = fidelity.fidelity_report(train, independent, spec)
+  assert theirs["correlation_spearman"] < 0.5 < ours["correlation_spearman"]
+  assert ours["median_ks"] <= theirs["median_ks"] + 0.05, (ours["median_ks"], theirs["median_ks"])
+  test = table.iloc[cut:].reset_index(drop=True)
+  x_test, _, y_test = evaluation_report.encode(test, spec)
+  scores = {}
+  for name, rows in (("generator", synthetic), ("floor", independent)):
+    x, _, y = evaluation_report.encode(rows, spec)
+    scores[name] = utility.utility_table({name: (x, y)}, x_test, y_test,
+                                         FAST_UTILITY)[name]["lr"]["auroc"]
+  # A fit to labels drawn independently of the features points anywhere (its AUROC is
+  # chance, but one draw can land far from 0.5); the generator's carries the signal.
+  assert scores["generator"] > max(0.9, scores["floor"] + 0.1), scores
