@@ -148,7 +148,7 @@ def _lock_digest() -> str:
 
 
 def ensure_runtime() -> str:
-  """.venv-peers from the lock file (no resolution), unless it already matches the lock;
+  """.venv-peers made to match the lock file (no resolution), unless it already does;
   returns its Python. uv comes with the pipeline runtime."""
   python = os.path.join(PEERS_VENV, "bin", "python")
   stamp = os.path.join(PEERS_VENV, _STAMP)
@@ -163,9 +163,9 @@ def ensure_runtime() -> str:
   started = time.time()
   subprocess.run([uv, "venv", "-q", "--allow-existing", "-p", sys._base_executable,  # pylint: disable=protected-access
                   PEERS_VENV], check=True)
-  # --no-deps: the lock pins every package, so nothing is resolved at install time.
-  subprocess.run([uv, "pip", "install", "-q", "--no-deps", "--python", python,
-                  "-r", PEERS_LOCK], check=True)
+  # sync: exactly the lock's packages (it pins every one), nothing resolved, and any
+  # package an older lock brought removed.
+  subprocess.run([uv, "pip", "sync", "-q", "--python", python, PEERS_LOCK], check=True)
   with open(stamp, "w", encoding="utf-8") as f:
     f.write(digest + "\n")
   print(f"peers: runtime ready in {time.time() - started:.0f} s", flush=True)
