@@ -2,7 +2,7 @@
 
   .venv/bin/python benchmarks/peer_generators.py [--kind sprint] [--epsilons 0.3,1,3]
       [--generators mst,aim] [--generator_seeds 0,1] [--timeout_minutes 20] [--out FILE]
-  .venv/bin/python benchmarks/peer_generators.py --quick   # MST, epsilon 1, a few minutes
+  .venv/bin/python benchmarks/peer_generators.py --quick   # MST, epsilon 1: about 7 min here
 
 Simulates the default table (`clinical-dp simulate --kind sprint`, seed 0, as `make demo`
 does), validates it, and splits it by patient exactly as CsvExampleGen will
