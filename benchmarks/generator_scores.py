@@ -20,28 +20,22 @@ from typing import Dict, Optional
 import numpy as np
 import pandas as pd
 
-from clinical_dp.names import binary_label_spec, user_labels
+from clinical_dp.names import binary_label_spec
 from clinical_dp.spec import DatasetSpec
+from components import evaluation_report
 from components.evaluation import fidelity, utility
 from components.evaluation.utility import UtilityConfig
-from trainers import features
 
 
 def _encode(frame: pd.DataFrame, spec: DatasetSpec):
-  """Features and labels through the pipeline's own preprocessing_fn, as the report's
-  `encode` does (components/evaluation_report.py)."""
-  inputs, labels = features.encode_table(frame, binary_label_spec(spec))
-  return features.flatten_inputs(inputs), labels.reshape(-1)
-
-
-def _with_user_labels(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
-  # fidelity_report reads the label as the user's classes (label rate, trajectories).
-  return frame.assign(**{spec.label_column: user_labels(frame[spec.label_column], spec)})
+  """Features and 1 / 0 labels exactly as the report encodes them."""
+  x, _, y = evaluation_report.encode(frame, binary_label_spec(spec))
+  return x, y
 
 
 def _fidelity_summary(real: pd.DataFrame, other: pd.DataFrame, spec: DatasetSpec) -> Dict:
-  report = fidelity.fidelity_report(_with_user_labels(real, spec),
-                                    _with_user_labels(other, spec), spec)
+  report = fidelity.fidelity_report(evaluation_report.with_user_labels(real, spec),
+                                    evaluation_report.with_user_labels(other, spec), spec)
   ks = [m["ks"] for m in report["marginals"].values() if m.get("ks") is not None]
   worst = max(report["marginals"], key=lambda c: report["marginals"][c].get("ks") or -1.0,
               default=None)

@@ -1,12 +1,16 @@
-"""Peer DP generators (MST, AIM) on the pipeline's own split, scored as the pipeline is.
+"""This project's DP generator, the report's DP baselines and peer DP generators (MST,
+AIM) on the pipeline's own split, at the same budgets, scored as the pipeline is.
 
   .venv/bin/python benchmarks/peer_generators.py [--kind sprint] [--epsilons 0.3,1,3]
-      [--generators mst,aim] [--generator_seeds 0,1] [--timeout_minutes 20] [--out FILE]
+      [--generators dp_acgan,dp_copula,dp_marginals,mst,aim] [--generator_seeds 0,1]
+      [--timeout_minutes 20] [--out FILE]
   .venv/bin/python benchmarks/peer_generators.py --quick   # MST, epsilon 1: about 7 min here
 
 Simulates the default table (`clinical-dp simulate --kind sprint`, seed 0, as `make demo`
 does), validates it, and splits it by patient exactly as CsvExampleGen will
-(pipelines/splits.py), without running TFX. Each peer is fitted on the training split
+(pipelines/splits.py), without running TFX. The DP AC-GAN (trainers/gan_trainer.py, its
+defaults) and the DP copula and independent-marginals baselines
+(components/evaluation/baselines.py) run in this runtime. Each peer is fitted on the training split
 in a runtime of its own (.venv-peers, created here from requirements/peers.lock: the
 peers' pins conflict with TFX's) by benchmarks/peer_worker.py, one child process per
 generator, epsilon and seed, under `nice` and a time limit; a peer that runs past it
@@ -51,7 +55,10 @@ PEERS_VENV = os.path.join(PROJECT_ROOT, ".venv-peers")
 PEERS_LOCK = os.path.join(PROJECT_ROOT, "requirements", "peers.lock")
 WORKER = os.path.join(PROJECT_ROOT, "benchmarks", "peer_worker.py")
 _STAMP = ".peers-lock-sha256"
-GENERATOR_NAMES = {"mst": "MST", "aim": "AIM"}
+GENERATOR_NAMES = {"dp_acgan": "this project's DP AC-GAN", "dp_copula": "DP Gaussian copula",
+                   "dp_marginals": "DP independent marginals", "mst": "MST", "aim": "AIM"}
+# Run in this runtime, the rest by peer_worker.py in .venv-peers.
+OURS = {"dp_acgan": "released", "dp_copula": "baseline", "dp_marginals": "baseline"}
 # --quick keeps the whole training split: MST's time hardly depends on the rows (it is
 # inference over the bins), while on 500 patients at epsilon 1 its noise drowns the
 # counts (measured: correlation Spearman 0.02, AUROC ratios 0.53-0.59). It runs fewer
@@ -61,7 +68,9 @@ QUICK_MST_ITERS = 1000
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("kind", "sprint", ["sprint", "icu"], "simulated table (make demo: sprint)")
 flags.DEFINE_integer("seed", 0, "simulation seed (make demo: 0)")
-flags.DEFINE_list("generators", ["mst", "aim"], "peers to run: mst, aim")
+flags.DEFINE_list("generators", ["dp_acgan", "dp_copula", "dp_marginals", "mst", "aim"],
+                  "generators to run: this project's (dp_acgan; the report's DP baselines "
+                  "dp_copula, dp_marginals) and peers (mst, aim)")
 flags.DEFINE_list("epsilons", ["0.3", "1", "3"], "budgets to run each peer at")
 flags.DEFINE_float("delta", 1e-5, "delta of every run")
 flags.DEFINE_list("generator_seeds", ["0", "1"], "seeds of each peer's selection and sampling "
@@ -86,7 +95,7 @@ class BenchmarkConfig:
   """What to run; from the flags, with --quick applied."""
   kind: str = "sprint"
   seed: int = 0
-  generators: Tuple[str, ...] = ("mst", "aim")
+  generators: Tuple[str, ...] = ("dp_acgan", "dp_copula", "dp_marginals", "mst", "aim")
   epsilons: Tuple[float, ...] = (0.3, 1.0, 3.0)
   delta: float = 1e-5
   generator_seeds: Tuple[int, ...] = (0, 1)
@@ -287,6 +296,44 @@ def run_peer(python: str, generator: str, epsilon: float, seed: int, config: Ben
   return run
 
 
+def run_ours(generator: str, epsilon: float, seed: int, train: pd.DataFrame, spec: DatasetSpec,
+             config: BenchmarkConfig, directory: str) -> Tuple[PeerRun, pd.DataFrame]:
+  """This project's generator, or one of the report's DP baselines, fitted on `train` at
+  the same budget, per patient, in this runtime; and its synthetic table."""
+  from components.evaluation import baselines  # pylint: disable=g-import-not-at-top
+  from trainers import features, gan, gan_export, gan_trainer  # pylint: disable=g-import-not-at-top
+  from trainers.dp_training import PrivacyBudget  # pylint: disable=g-import-not-at-top
+  from clinical_dp.names import binary_label_spec  # pylint: disable=g-import-not-at-top
+  run = PeerRun(generator, epsilon, seed, package="this project")
+  internal = binary_label_spec(spec)
+  inputs, labels = features.encode_table(train, internal)
+  rows = features.max_rows_per_patient(
+      {spec.id_column: train[spec.id_column].to_numpy()} if spec.id_column else {},
+      spec.id_column)
+  start = time.perf_counter()
+  if generator == "dp_acgan":
+    trained = gan_trainer.train_gan(inputs, labels, internal, gan.GanConfig(),
+                                    PrivacyBudget(epsilon, config.delta), seed=seed,
+                                    max_rows_per_patient=rows, log=lambda _: None)
+    run.fit_seconds = time.perf_counter() - start
+    export = gan_export.export_generator(trained.generator, internal,
+                                         trained.config.latent_dim,
+                                         os.path.join(directory, f"generator_eps{epsilon:g}"))
+    start = time.perf_counter()
+    synthetic = gan_export.generate_table(export, internal, len(train), trained.positive_rate)
+  else:
+    fitted = baselines.fit_and_sample(generator[len("dp_"):], features.flatten_inputs(inputs),
+                                      labels.reshape(-1), features.PatientLayout.from_spec(
+                                          internal), epsilon, config.delta, rows, len(train),
+                                      seed)
+    run.fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    synthetic = features.table_from_flat(fitted.flat, fitted.labels, internal)
+  run.sample_seconds = time.perf_counter() - start
+  run.wall_seconds = run.fit_seconds + run.sample_seconds
+  return run, synthetic
+
+
 def _cell(value: Optional[float], digits: int = 3) -> str:
   return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -321,7 +368,7 @@ def _locked_package() -> str:
 
 
 def _benchmark(config: BenchmarkConfig, directory: str) -> Dict:
-  python = ensure_runtime()
+  python = ensure_runtime() if set(config.generators) - set(OURS) else None
   split = pipeline_split(config.kind, config.seed)
   spec = split.spec
   train = _subsample(split.train, spec, config.train_patients, config.seed)
@@ -335,10 +382,14 @@ def _benchmark(config: BenchmarkConfig, directory: str) -> Dict:
   for generator in config.generators:
     for epsilon in config.epsilons:
       for seed in config.generator_seeds:
-        run = run_peer(python, generator, epsilon, seed, config, inputs, directory)
+        if generator in OURS:
+          run, synthetic = run_ours(generator, epsilon, seed, train, spec, config, directory)
+        else:
+          run = run_peer(python, generator, epsilon, seed, config, inputs, directory)
         if run.status == "ok":
-          synthetic = _read_synthetic(
-              os.path.join(directory, f"{generator}_eps{epsilon:g}_seed{seed}.csv"), spec)
+          if generator not in OURS:
+            synthetic = _read_synthetic(
+                os.path.join(directory, f"{generator}_eps{epsilon:g}_seed{seed}.csv"), spec)
           # Scored against the full training split: the reference every row shares.
           run.score = score_table(split.train, split.test, synthetic, spec)
         print(f"  {GENERATOR_NAMES[generator]} epsilon {epsilon:g} seed {seed}: {run.status}, "

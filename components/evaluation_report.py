@@ -106,7 +106,7 @@ def read_synthetic(synthetic_csv: str, spec: DatasetSpec) -> pd.DataFrame:
   return checked.table
 
 
-def _with_user_labels(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+def with_user_labels(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
   """The label as the user's classes, for what the report shows by class."""
   return frame.assign(**{spec.label_column: user_labels(frame[spec.label_column], spec)})
 
@@ -175,8 +175,8 @@ def score_table(table: pd.DataFrame, x: np.ndarray, y: np.ndarray, train: pd.Dat
   use["synthetic_relative_to_real"] = utility.relative_to_real(use, "synthetic")
   use["shuffled_label_control"] = utility.shuffled_label_control(x, y, x_test, y_test, config)
   use["test_patients"] = int(len(y_test))
-  fid = fidelity.fidelity_report(_with_user_labels(train, user_spec),
-                                 _with_user_labels(table, user_spec), user_spec)
+  fid = fidelity.fidelity_report(with_user_labels(train, user_spec),
+                                 with_user_labels(table, user_spec), user_spec)
   return {"utility": use, "fidelity": fid}
 
 
