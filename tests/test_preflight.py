@@ -88,16 +88,6 @@ def test_a_test_split_with_one_class_is_refused_by_name(tmp_path):
     check_run(table, spec, _config(tmp_path), "icu.csv")
 
 
-def test_a_configured_noise_over_budget_is_refused_with_what_would_fit(tmp_path):
-  frame, spec = simulate("sprint", patients=800, sites=2, seed=1)
-  config = _config(tmp_path, mode="paper", fast=True)
-  config = dataclasses.replace(config, training=dataclasses.replace(
-      config.training, gan_budget=dataclasses.replace(config.training.gan_budget,
-                                                      target_epsilon=0.5)))
-  with pytest.raises(RunRefused, match="over the budget of 0.5; raise noise_multiplier"):
-    check_run(_validated(tmp_path, frame, spec), spec, config, "sprint.csv")
-
-
 def test_run_refuses_before_touching_the_output_directory(tmp_path):
   frame, spec = simulate("icu", patients=30, sites=2, seed=1)
   data, spec_path = write_table(tmp_path / "in", frame, spec)

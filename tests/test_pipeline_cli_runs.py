@@ -1,0 +1,124 @@
+"""The same pipeline through the TFX CLI, and runs that must stop early: data anomalies
+before Transform, a plan over budget before anything is written, a failing component
+named in one line. tests/test_pipeline_e2e.py holds the `clinical-dp run` runs; the two
+modules run side by side under pytest-xdist."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from clinical_dp.simulators import simulate
+from clinical_dp.validation import validate_table, write_prepared_input
+from components.anomaly_gate import DataAnomaliesError
+from pipelines.config import default_config
+from pipelines.metadata import read_outputs
+from tests.conftest import PROJECT_ROOT, run_cli
+from tests.test_pipeline_e2e import COMPONENTS, _bytes, _outputs_by_key, _split_examples
+
+
+@pytest.fixture(scope="module")
+def tfx_cli_run(sprint_dir, tmp_path_factory):
+  """`tfx pipeline create` and `tfx run create` on the SPRINT-like table (--fast)."""
+  tmp_path = tmp_path_factory.mktemp("tfx_cli")
+  env = dict(os.environ, LOCAL_HOME=str(tmp_path / "tfx_home"),
+             CLINICAL_DP_DATA=str(sprint_dir / "data.csv"),
+             CLINICAL_DP_SPEC=str(sprint_dir / "spec.yaml"),
+             CLINICAL_DP_OUTPUT=str(tmp_path / "run"), CLINICAL_DP_FAST="1")
+  tfx_cli = os.path.join(os.path.dirname(sys.executable), "tfx")
+  for args in (["pipeline", "create", "--engine=local",
+                "--pipeline_path=pipelines/local_runner.py"],
+               ["run", "create", "--engine=local", "--pipeline_name=clinical-dp"]):
+    result = subprocess.run([tfx_cli, *args], cwd=PROJECT_ROOT, env=env, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+  return tmp_path
+
+
+def test_tfx_cli_runs_the_same_pipeline(tfx_cli_run):
+  assert os.path.isdir(tfx_cli_run / "tfx_home" / "clinical-dp")
+  outputs = _outputs_by_key(str(tfx_cli_run / "run"))
+  assert {key.split(".")[0] for key in outputs} == COMPONENTS
+  assert all(o["execution_state"] == "COMPLETE" for o in outputs.values())
+
+
+def test_transformed_examples_follow_the_spec(tfx_cli_run):
+  uri = _outputs_by_key(str(tfx_cli_run / "run"))["Transform.transformed_examples"]["uri"]
+  example = _split_examples(uri, "train")[0]
+  features = example.features.feature
+  assert len(features["sbp_xf"].float_list.value) == 12
+  assert len(features["race_xf"].float_list.value) == 4
+  assert sum(features["race_xf"].float_list.value) == 1.0
+  assert 0.0 <= features["age_xf"].float_list.value[0] <= 1.0
+  assert features["label_xf"].int64_list.value[0] in (0, 1)
+  assert _bytes(example, "patient_id").startswith("S")
+
+
+def test_dp_classifier_serves_raw_clinical_features(tfx_cli_run):
+  """Both signatures apply the Transform graph to raw columns and agree with each other."""
+  outputs = _outputs_by_key(str(tfx_cli_run / "run"))
+  model = tf.saved_model.load(os.path.join(outputs["DpClassifierTrainer.model"]["uri"],
+                                           "Format-Serving"))
+  test_uri = outputs["CsvExampleGen.examples"]["uri"]
+  examples = _split_examples(test_uri, "test")
+  serialized = tf.constant([e.SerializeToString() for e in examples])
+  probability = model.signatures["serving_default"](examples=serialized)["probability"].numpy()
+  assert probability.shape == (len(examples), 1)
+  assert ((probability > 0) & (probability < 1)).all()
+  features = model.signatures["predict_features"]
+  inputs = {}
+  for name, spec in features.structured_input_signature[1].items():
+    values = [getattr(e.features.feature[name], kind).value[0] for e in examples
+              for kind in ("float_list", "int64_list", "bytes_list")
+              if getattr(e.features.feature[name], kind).value]
+    inputs[name] = tf.constant(values, spec.dtype)[:, None]
+  np.testing.assert_allclose(features(**inputs)["probability"].numpy(), probability, rtol=1e-5)
+
+
+def test_anomalies_stop_the_pipeline_before_transform(tmp_path):
+  """Data that bypass the CLI's checks still cannot reach Transform."""
+  from tfx import v1 as tfx
+  from pipelines.pipeline import create_pipeline
+  frame, spec = simulate("sprint", patients=300, seed=2)
+  frame.to_csv(tmp_path / "data.csv", index=False)
+  table = validate_table(str(tmp_path / "data.csv"), spec).table
+  table.loc[:9, "sbp_6m"] = 400.0
+  table.loc[:2, "sex"] = "X"
+  config = default_config(str(tmp_path / "run"))
+  write_prepared_input(table, spec, config.input_dir)
+  with pytest.raises(DataAnomaliesError) as error:
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, spec))
+  message = str(error.value)
+  assert "column 'sbp_6m'" in message and "(10 rows:" in message
+  assert "column 'sex'" in message and "(3 rows:" in message
+  components = {o["component"] for o in read_outputs(config.metadata_path)}
+  assert "ExampleValidator" in components
+  assert not {"Transform", "FederatedStep"} & components
+
+
+def test_a_plan_over_budget_is_refused_before_the_pipeline_starts(sprint_dir, tmp_path):
+  output = tmp_path / "run"
+  result = run_cli("run", "--data", sprint_dir / "data.csv", "--spec", sprint_dir / "spec.yaml",
+                   "--output", output, "--fast", "--mode", "paper", "--target-epsilon", "0.5")
+  assert result.returncode == 2  # a plan over its budget, as the README says
+  assert "over the budget of 0.5" in result.stderr and "raise noise_multiplier" in result.stderr
+  assert "Traceback" not in result.stderr + result.stdout
+  assert not output.exists()  # refused before anything was written
+
+
+def test_a_failing_component_is_named_in_one_line_with_its_log(sprint_dir, tmp_path):
+  output = tmp_path / "run"
+  result = run_cli("run", "--data", sprint_dir / "data.csv", "--spec", sprint_dir / "spec.yaml",
+                   "--output", output, "--fast", "--beam-arg=--runner=NoSuchRunner")
+  assert result.returncode == 1
+  # One line, with the component, the cause and the log; the traceback is in the log.
+  log = output / "logs" / "pipeline.log"
+  [line] = result.stderr.splitlines()
+  assert line.startswith("clinical-dp run: failed in CsvExampleGen: ")
+  assert "NoSuchRunner" in line and line.endswith(f"; full log: {log}")
+  assert "Traceback" not in result.stdout and "Traceback" in log.read_text()
+  assert (output / "FAILED").read_text().strip() == line[len("clinical-dp run: "):]
+  assert not (output / "run_summary.json").exists() and not (output / "RUNNING").exists()
