@@ -14,7 +14,7 @@ import warnings
 from typing import List, Optional
 
 from clinical_dp.spec import SpecError, load_spec
-from clinical_dp.validation import InvalidInputError, validate_table
+from clinical_dp.validation import InvalidInputError, load_valid_table, validate_table
 
 EXIT_OK, EXIT_INVALID, EXIT_FAILED = 0, 2, 1
 
@@ -51,9 +51,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # not after TensorFlow's import.
     spec = load_spec(args.spec)
     say(f"[1/3] validating {args.data} against spec '{spec.name}'")
-    report = validate_table(args.data, spec)
-    if not report.ok:
-      raise InvalidInputError(report.findings)
+    report = load_valid_table(args.data, spec)
     from pipelines.config import BeamConfig, default_config, training_config  # pylint: disable=g-import-not-at-top
     from pipelines.runner import format_summary, run_pipeline  # pylint: disable=g-import-not-at-top
     from trainers.dp_training import PrivacyBudget  # pylint: disable=g-import-not-at-top

@@ -161,6 +161,14 @@ def validate_table(path: str, spec: DatasetSpec) -> ValidationReport:
   return ValidationReport(path, len(raw), complete_rows, findings, table)
 
 
+def load_valid_table(data_path: str, spec: DatasetSpec) -> ValidationReport:
+  """Validates the CSV against the spec; raises InvalidInputError listing every finding."""
+  report = validate_table(data_path, spec)
+  if not report.ok:
+    raise InvalidInputError(report.findings)
+  return report
+
+
 def _names_class(values: pd.Series, label) -> pd.Series:
   """Cells that name the class `label`; numeric labels also match 1.0 for 1."""
   mask = values == str(label)

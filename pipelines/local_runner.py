@@ -16,7 +16,8 @@ from clinical_dp.spec import load_spec
 from tfx import v1 as tfx  # pylint: disable=g-bad-import-order
 from pipelines.config import default_config
 from pipelines.pipeline import create_pipeline
-from pipelines.runner import load_valid_table, plan_run, prepare_input
+from clinical_dp.validation import load_valid_table
+from pipelines.runner import plan_run, prepare_input
 
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _DEFAULT_DATA_DIR = os.path.join(_PROJECT_ROOT, "outputs", "data", "sprint")

@@ -19,8 +19,7 @@ import pandas as pd
 
 from clinical_dp.files import write_text_atomically
 from clinical_dp.spec import DatasetSpec
-from clinical_dp.validation import (InvalidInputError, ValidationReport, validate_table,
-                                    write_prepared_input)
+from clinical_dp.validation import ValidationReport, load_valid_table, write_prepared_input
 from pipelines import console
 from pipelines.console import say
 from pipelines.config import PipelineConfig
@@ -58,14 +57,6 @@ class PreparedInput:
   rows_used: int
   patients_used: int
   subsampled: bool
-
-
-def load_valid_table(data_path: str, spec: DatasetSpec) -> ValidationReport:
-  """Validates the CSV against the spec; raises InvalidInputError listing every finding."""
-  report = validate_table(data_path, spec)
-  if not report.ok:
-    raise InvalidInputError(report.findings)
-  return report
 
 
 @dataclasses.dataclass
@@ -312,19 +303,18 @@ def _number(value) -> str:
 def _headline_lines(report: Dict) -> List[str]:
   h = report["headline"]
   ratio = h["synthetic_relative_auroc"]
-  auroc = _number
   return [
       "  report:",
       "    utility   test AUROC trained on real / on synthetic: " + ", ".join(
-          f"{m} {auroc(h['real_auroc'][m])} / {auroc(h['synthetic_auroc'][m])}"
+          f"{m} {_number(h['real_auroc'][m])} / {_number(h['synthetic_auroc'][m])}"
           + (f" ({ratio[m]:.0%})" if ratio.get(m) is not None else "") for m in h["real_auroc"]),
-      f"              shuffled-label control AUROC {auroc(h['shuffled_label_control_auroc'])}",
-      f"    fidelity  correlation-structure Spearman {auroc(h['correlation_spearman'])}",
+      f"              shuffled-label control AUROC {_number(h['shuffled_label_control_auroc'])}",
+      f"    fidelity  correlation-structure Spearman {_number(h['correlation_spearman'])}",
       f"    privacy   epsilon {h['epsilon']:.3f} at delta {h['delta']:g} per {h['unit']}; "
-      f"strongest membership attack AUROC {auroc(h['membership_auroc'])} "
-      f"({h['strongest_attack']}), positive control {auroc(h['positive_control_auroc'])}: "
+      f"strongest membership attack AUROC {_number(h['membership_auroc'])} "
+      f"({h['strongest_attack']}), positive control {_number(h['positive_control_auroc'])}: "
       f"{h['attack_verdict']}",
-      f"              DCR ratio {auroc(h['dcr_ratio'])}, exact copies {h['exact_copies']}",
+      f"              DCR ratio {_number(h['dcr_ratio'])}, exact copies {h['exact_copies']}",
       f"    report    {report['html']}"]
 
 
