@@ -56,6 +56,8 @@ from trainers.dp_training import PrivacyBudget
 _UNREFINED = dict(generator_learning_rate=0.0, epochs=1)  # see copula_only above
 CANDIDATES = {
     "default": gan.GanConfig(),
+    "pooled_correlation": gan.GanConfig(correlation_by_class=False),
+    "class_correlation": gan.GanConfig(correlation_by_class=True),
     "copula_only": gan.GanConfig(**_UNREFINED),
     "copula_0.99": gan.GanConfig(statistics_share=0.99, **_UNREFINED),
     "paper_generator": gan.GanConfig(statistics_share=0.0),

@@ -183,6 +183,7 @@ def test_the_record_counts_every_statistic_the_generator_releases(tmp_path):
   record = trained.record
   released = dp_training.statistics_noise(trained.config, budget)
   assert len(released) == 2 and record.released_noise_multipliers == released
+  assert trained.config.correlation_by_class is False  # recorded: too few rows for two
   assert any("released DP marginals" in line for line in logs)
   plan = dp_training.plan_for(len(labels), trained.config, budget,
                               label_count_noise_multiplier=SMALL.label_count_noise_multiplier)
@@ -194,10 +195,22 @@ def test_the_record_counts_every_statistic_the_generator_releases(tmp_path):
   assert 0 < accounting.compute_epsilon(no_steps).epsilon < record.epsilon
 
 
-def test_the_copula_generator_samples_the_released_copula_before_any_step(tmp_path):
+def test_correlations_per_class_only_where_the_table_affords_them():
+  """The trainer's rule: the default trial (5200 training patients at epsilon 1: noise
+  multiplier about 6.2, 43 codes) gets a correlation per class; 1000 patients, or a
+  third of the budget, one pooled correlation."""
+  from trainers import dp_statistics
+  assert dp_statistics.class_correlations_affordable(6.2, 43, 5200)
+  assert not dp_statistics.class_correlations_affordable(6.2, 43, 1000)
+  assert not dp_statistics.class_correlations_affordable(3 * 6.2, 43, 5200)
+
+
+@pytest.mark.parametrize("by_class", [False, True])
+def test_the_copula_generator_samples_the_released_copula_before_any_step(tmp_path, by_class):
   """Zero residual at the start: the Keras generator and DpCopula.sample draw the same
-  distribution, inside the bounds, with one category per block; a positive control shows
-  the comparison detects another correlation."""
+  distribution (with one pooled correlation, and with one per class), inside the bounds,
+  with one category per block; a positive control shows the comparison detects another
+  correlation."""
   from clinical_dp.simulators import write_simulated
   from clinical_dp.validation import validate_table
   from trainers import dp_statistics, features
@@ -206,10 +219,12 @@ def test_the_copula_generator_samples_the_released_copula_before_any_step(tmp_pa
   data, _ = write_simulated(str(tmp_path), *simulate("sprint", patients=2000, seed=3))
   inputs, labels = features.encode_table(validate_table(data, SPRINT_SPEC).table, SPRINT_SPEC)
   flat = features.flatten_inputs(inputs)
-  config = gan.GanConfig()
+  config = gan.GanConfig(correlation_by_class=by_class)
   statistics = config.statistics(len(labels))
   codes = dp_statistics.CodeLayout.from_layout(layout, statistics.bins)
   copula = dp_statistics.release(flat, labels, codes, statistics, (1.0, 1.0), rng)
+  assert len(copula.correlations) == 2 and (
+      np.abs(copula.correlations[0] - copula.correlations[1]).max() > 0.05) == by_class
   config = dataclasses.replace(config, latent_dim=max(config.latent_dim, codes.num_codes))
   generator = gan.build_generator(layout, config, copula)
   tf.random.set_seed(0)

@@ -51,6 +51,11 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
   codes = dp_statistics.CodeLayout.from_layout(layout, statistics.bins)
   if config.statistics_share and config.latent_dim < codes.num_codes:
     config = dataclasses.replace(config, latent_dim=codes.num_codes)
+  if config.statistics_share and config.correlation_by_class is None:
+    noise = statistics_noise(config, budget, max_rows_per_patient)  # (marginals, correlation)
+    config = dataclasses.replace(config, correlation_by_class=len(noise) > 1 and (
+        dp_statistics.class_correlations_affordable(noise[1], codes.num_codes, num_examples)))
+    statistics = config.statistics(num_examples)
   config = with_noise_for_budget(config, plan(config), budget)
   record = accounting.check_budget(plan(config), budget.target_epsilon)
   log(f"  DP AC-GAN: {num_examples} rows, {record.steps} steps of batch {config.batch_size}, "
@@ -64,9 +69,11 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
     noise = statistics_noise(config, budget, max_rows_per_patient)
     copula = dp_statistics.release(features.flatten_inputs(inputs), labels, codes,
                                    statistics, noise, rng)
+    correlations = "a normal-score correlation per class" if statistics.by_class and not \
+        statistics.pooled_correlation else "one normal-score correlation"
     log(f"  DP AC-GAN: released DP marginals per label class ({codes.num_codes} columns, noise "
-        f"multiplier {noise[0]:.2f}) and one normal-score correlation (noise multiplier "
-        f"{noise[1]:.2f}); the generator starts as their copula")
+        f"multiplier {noise[0]:.2f}) and {correlations} (noise multiplier {noise[1]:.2f}); "
+        f"the generator starts as their copula")
   generator = gan.build_generator(layout, config, copula)
   discriminator = gan.build_discriminator(layout, config)
   d_optimizer = gan.dp_discriminator_optimizer(config)

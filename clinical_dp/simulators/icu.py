@@ -31,6 +31,9 @@ _NUMERIC_BOUNDS = {
     "temperature": (30, 43), "spo2": (50, 100), "gcs": (3, 15), "creatinine": (0.1, 15),
     "lactate": (0.2, 25), "wbc": (0.1, 100), "sodium": (110, 170), "acuity_score": (0, 200),
 }
+# Recorded as whole numbers (vital signs, scores, age in years), as the table holds them.
+_INTEGER_COLUMNS = frozenset({"age", "heart_rate", "mean_bp", "resp_rate", "spo2", "gcs",
+                              "sodium", "acuity_score"})
 # Shared log-odds per unit of each standardized risk term.
 _RISK_TERMS = ("age", "map_low", "resp_rate", "temp_dev", "hr_dev", "spo2_low", "gcs_low",
                "creatinine", "lactate", "wbc_dev", "sodium_dev", "acuity")
@@ -52,12 +55,12 @@ class IcuConfig:
 def icu_spec(config: IcuConfig = IcuConfig()) -> DatasetSpec:
   """The dataset spec of the simulated table, with public clinical bounds."""
   del config
-  static = [StaticFeature("age", "numeric", min=16, max=100),
+  static = [StaticFeature("age", "numeric", min=16, max=100, integer=True),
             StaticFeature("sex", "categorical", values=("F", "M")),
             StaticFeature("admission_type", "categorical", values=ADMISSION_TYPES)]
   for name, (lo, hi) in _NUMERIC_BOUNDS.items():
     if name != "age":
-      static.append(StaticFeature(name, "numeric", min=lo, max=hi, integer=(name == "gcs")))
+      static.append(StaticFeature(name, "numeric", min=lo, max=hi, integer=name in _INTEGER_COLUMNS))
   return DatasetSpec(name="icu_like", id_column="patient_id", label_column="hospital_death",
                      label_positive=1, label_negative=0, site_column="hospital",
                      missing="drop", static=tuple(static))
