@@ -200,9 +200,36 @@ def test_correlations_per_class_only_where_the_table_affords_them():
   multiplier about 6.2, 43 codes) gets a correlation per class; 1000 patients, or a
   third of the budget, one pooled correlation."""
   from trainers import dp_statistics
-  assert dp_statistics.class_correlations_affordable(6.2, 43, 5200)
-  assert not dp_statistics.class_correlations_affordable(6.2, 43, 1000)
-  assert not dp_statistics.class_correlations_affordable(3 * 6.2, 43, 5200)
+  statistics = gan.GanConfig().statistics(5200)
+  assert dp_statistics.class_correlations_affordable(statistics, 6.2, 43, 5200)
+  assert not dp_statistics.class_correlations_affordable(statistics, 6.2, 43, 1000)
+  assert not dp_statistics.class_correlations_affordable(statistics, 3 * 6.2, 43, 5200)
+
+
+def test_the_correlation_sensitivity_bounds_every_row_and_is_reached():
+  """The correlation's noise is scaled by correlation_sensitivity(c): the L2 norm of one
+  row's released upper triangle (diagonal included) never exceeds it for rows of norm <= 1
+  with coordinates in [-c, c], and rows that put their mass on as few coordinates as the
+  clip allows come close; without the coordinate clip one coordinate reaches 1."""
+  from trainers import dp_statistics
+  rng = np.random.default_rng(0)
+
+  def upper_norm(x):
+    return np.linalg.norm((np.outer(x, x))[np.triu_indices(len(x))])
+
+  for c in (0.35, 0.5, 1.0):
+    bound = dp_statistics.correlation_sensitivity(c)
+    rows = rng.standard_normal((2000, 43)) * rng.random((2000, 1)) ** 3 * 4
+    rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1.0)
+    rows = np.clip(rows, -c, c)
+    assert max(upper_norm(x) for x in rows) <= bound + 1e-12
+    k = int(np.floor(1 / c ** 2))  # k coordinates at c and the rest of the unit norm
+    peaked = np.zeros(43)
+    peaked[:k] = c
+    peaked[k] = np.sqrt(max(1 - k * c ** 2, 0.0))
+    assert bound - 0.03 <= upper_norm(peaked) <= bound + 1e-12
+  assert upper_norm(np.eye(43)[0]) == pytest.approx(1.0)
+  assert dp_statistics.correlation_sensitivity(0.35) < 0.75
 
 
 @pytest.mark.parametrize("by_class", [False, True])

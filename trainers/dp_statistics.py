@@ -14,9 +14,11 @@ public bounds, each categorical value by its category.
   noisy counts are removed by shifting every count of a histogram down by one amount and
   clipping at zero so that the total stays the noisy class size ("norm-sub").
 - correlation: the second moment of the rows' normal scores (each value through its
-  class's DP marginal CDF), each row's score vector scaled to norm at most
-  sqrt(m) * clip; sensitivity (sqrt(m) * clip)^2 in Frobenius norm. One matrix for all
-  patients (pooled), or one per class. Made a positive definite correlation afterwards.
+  class's DP marginal CDF), each row's score vector x scaled to norm at most 1 (from
+  sqrt(m) * clip) and then each coordinate to [-c, c]; the released upper triangle of
+  x x^T then has L2 sensitivity sqrt((1 + c^2) / 2) (correlation_sensitivity). One
+  matrix for all patients (pooled), or one per class. Made a positive definite
+  correlation afterwards.
 Sampling the copula: z ~ N(0, R_y), u = Phi(z), each code by the inverse of its marginal
 CDF, a numeric value uniform within its bin (so no value leaves the public bounds and no
 column piles up at a bound).
@@ -43,24 +45,32 @@ class StatisticsConfig:
   pooled_correlation: bool = True  # one correlation of within-class scores for all patients
   marginal_weight: float = 0.5  # share of the statistics' 1 / sigma^2 spent on marginals
   correlation_clip: float = 1.0  # score vectors scaled to norm <= clip * sqrt(m)
+  # ... and then each coordinate of the scaled vector to [-c, c]: the upper triangle of
+  # a row's x x^T then has L2 norm sqrt((|x|^4 + sum x_i^4) / 2) <= sqrt((1 + c^2) / 2),
+  # so the correlation needs that much less noise (c >= 1: no clip, sensitivity 1).
+  coordinate_clip: float = 0.35
 
 
 # Largest noise of one per-class correlation entry (class_correlation_noise) at which the
 # classes get a correlation each: on the simulated trial (5200 training patients, epsilon
-# 1) the entry noise is about 0.10 and per class correlations lift the forest's TSTR
-# ratio from 0.957 to 0.970; at 1000 patients (0.5) they drown the structure.
+# 1) the entry noise is about 0.08 and per class correlations lift the forest's TSTR
+# ratio from 0.957 to 0.970; at 1000 patients (0.4) they drown the structure.
 CLASS_CORRELATION_MAX_NOISE = 0.15
 
 
-def class_correlation_noise(noise: float, num_codes: int, num_rows: int) -> float:
-  """About the noise of one entry of a class's released correlation: the noise multiplier
-  of the normalized second moment (each row's score vector at most unit norm, so about
-  1 / m per diagonal entry) over the rows of one class of two."""
-  return noise * num_codes / max(num_rows / 2, 1.0)
+def class_correlation_noise(config: "StatisticsConfig", noise: float, num_codes: int,
+                            num_rows: int) -> float:
+  """About the noise of one entry of a class's released correlation: the noise of the
+  normalized second moment (each row's score vector at most unit norm, so about 1 / m
+  per diagonal entry) over the rows of one class of two."""
+  scale = noise * correlation_sensitivity(config.coordinate_clip)
+  return scale * num_codes / max(num_rows / 2, 1.0)
 
 
-def class_correlations_affordable(noise: float, num_codes: int, num_rows: int) -> bool:
-  return class_correlation_noise(noise, num_codes, num_rows) <= CLASS_CORRELATION_MAX_NOISE
+def class_correlations_affordable(config: "StatisticsConfig", noise: float, num_codes: int,
+                                  num_rows: int) -> bool:
+  return class_correlation_noise(config, noise, num_codes,
+                                 num_rows) <= CLASS_CORRELATION_MAX_NOISE
 
 
 def default_bins(num_rows: int) -> int:
@@ -192,6 +202,9 @@ def release(flat: np.ndarray, labels: np.ndarray, codes_layout: CodeLayout,
     scores = _normal_scores(flat[rows], codes[rows], codes_layout, probabilities[group], rng)
     norms = np.linalg.norm(scores, axis=1, keepdims=True)
     scaled[rows] = scores / np.maximum(norms / bound, 1.0) / bound  # each row's norm <= 1
+  coordinate = min(config.coordinate_clip, 1.0)
+  scaled = np.clip(scaled, -coordinate, coordinate)
+  correlation_noise = correlation_noise * correlation_sensitivity(coordinate)
   if config.pooled_correlation:
     correlation = _nearest_correlation(scaled.T @ scaled
                                        + _symmetric_noise(m, correlation_noise, rng))
@@ -201,6 +214,13 @@ def release(flat: np.ndarray, labels: np.ndarray, codes_layout: CodeLayout,
                                          + _symmetric_noise(m, correlation_noise, rng))
                     for g in range(num_groups)]
   return DpCopula(codes_layout, probabilities, correlations, np.asarray(sizes))
+
+
+def correlation_sensitivity(coordinate_clip: float) -> float:
+  """L2 sensitivity of the released upper triangle (diagonal included) of sum x x^T over
+  rows with |x| <= 1 and every |x_i| <= coordinate_clip <= 1: one row adds
+  sum_{i<j} x_i^2 x_j^2 + sum_i x_i^4 = (|x|^4 + sum_i x_i^4) / 2 <= (1 + c^2) / 2."""
+  return float(np.sqrt((1.0 + min(coordinate_clip, 1.0) ** 2) / 2.0))
 
 
 def _norm_sub(noisy: np.ndarray, total: float) -> np.ndarray:

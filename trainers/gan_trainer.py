@@ -54,7 +54,8 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
   if config.statistics_share and config.correlation_by_class is None:
     noise = statistics_noise(config, budget, max_rows_per_patient)  # (marginals, correlation)
     config = dataclasses.replace(config, correlation_by_class=len(noise) > 1 and (
-        dp_statistics.class_correlations_affordable(noise[1], codes.num_codes, num_examples)))
+        dp_statistics.class_correlations_affordable(statistics, noise[1], codes.num_codes,
+                                                    num_examples)))
     statistics = config.statistics(num_examples)
   config = with_noise_for_budget(config, plan(config), budget)
   record = accounting.check_budget(plan(config), budget.target_epsilon)
