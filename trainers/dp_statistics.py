@@ -53,8 +53,8 @@ class StatisticsConfig:
 
 # Largest noise of one per-class correlation entry (class_correlation_noise) at which the
 # classes get a correlation each: on the simulated trial (5200 training patients, epsilon
-# 1) the entry noise is about 0.08 and per class correlations lift the forest's TSTR
-# ratio from 0.957 to 0.970; at 1000 patients (0.4) they drown the structure.
+# 1) the entry noise is about 0.07 and per class correlations lift the forest's TSTR
+# ratio from 0.954 to 0.969; at 1000 patients (0.4) they drown the structure.
 CLASS_CORRELATION_MAX_NOISE = 0.15
 
 

@@ -69,9 +69,9 @@ class GanConfig:
   # class (on the simulated trial, how medication follows blood pressure differs by arm),
   # which a forest trained on the synthetic table needs. None: per class when the
   # table affords it (dp_statistics.class_correlations_affordable; the trainer records
-  # the choice). Sweep, sprint seed 11, epsilon 1: per class RF ratio 0.970 against
-  # 0.957, correlation Spearman 0.949 against 0.960; on 1000 patients per class falls
-  # to Spearman 0.3.
+  # the choice). Sweep, sprint seed 11, epsilon 1: per class RF ratio 0.969 against
+  # 0.954, correlation Spearman 0.961 against 0.968; on 1000 patients per class fell to
+  # Spearman 0.3.
   correlation_by_class: Optional[bool] = None
   # Weight of the residual's mean square in the generator's loss: the anchor that keeps
   # the refined generator near the copula when the discriminator's signal is mostly noise.
