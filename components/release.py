@@ -23,14 +23,14 @@ from tfx import v1 as tfx
 from tfx.types import artifact
 from tfx.utils import path_utils
 
-from clinical_dp.files import copy_tree
+from clinical_dp.files import RELEASE_PRIVACY_JSON, copy_tree
 from components.federated_step import FederatedResults
 from components.synthetic_data import SYNTHETIC_CSV
 from pipelines.console import say
 from trainers.dp_training import PRIVACY_RECORD_FILE, read_privacy_record
 
 PRIVACY_MD = "PRIVACY.md"
-PRIVACY_JSON = "privacy.json"
+PRIVACY_JSON = RELEASE_PRIVACY_JSON
 SYNTHETIC = "synthetic"
 GENERATOR = "generator"
 DP_CLASSIFIER = "dp_classifier"

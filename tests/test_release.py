@@ -8,9 +8,11 @@ import pytest
 
 from components import release
 from trainers import accounting
+from tests.conftest import run_cli
 from trainers.dp_training import PRIVACY_RECORD_FILE
 
-CSV = "patient_id,sbp,label\nsynthetic-000001,120.0,1\n"
+CSV = ("patient_id,sbp,sex,label\n" + "".join(
+    f"synthetic-{i:06d},{110 + 5 * i}.0,{'FM'[i % 2]},{i % 2}\n" for i in range(1, 9)))
 
 
 def _record(epsilon, unit="patient", **extra):
@@ -127,3 +129,29 @@ def test_a_destination_holding_other_files_is_refused(pipeline_outputs, tmp_path
     release.write_release(release.candidates(*pipeline_outputs), str(destination), "odd",
                           True)
   assert os.listdir(destination) == ["somebody_elses.csv"]
+
+
+def test_public_report_reads_the_release_alone(pipeline_outputs, tmp_path):
+  """`clinical-dp report --public RUN_DIR`: the synthetic table's own statistics and the
+  privacy records, from release/ only (the real table beside it is never read)."""
+  run_dir = tmp_path / "run"
+  release.write_release(release.candidates(*pipeline_outputs), str(run_dir / "release"),
+                        "odd", True)
+  _artifact(run_dir / "input", {"data.csv": "patient_id,sbp,sex,label\nP000001,987.5,X,1\n"},
+            None)
+  result = run_cli("report", "--public", run_dir, timeout=120)
+  assert result.returncode == 0, result.stderr
+  report = json.loads((run_dir / "public_report" / "report.json").read_text())
+  assert report["public"].startswith("May be published.")
+  assert report["synthetic_patients"] == 8
+  assert report["columns"]["sbp"]["max"] == 150.0
+  assert report["columns"]["sex"]["shares"] == {"F": 0.5, "M": 0.5}
+  assert "patient_id" not in report["columns"]  # one per row: nothing to say
+  assert report["privacy"] == json.loads((run_dir / "release" / "privacy.json").read_text())
+  page = (run_dir / "public_report" / "report.html").read_text()
+  assert page.index("May be published.") < page.index("<h1>")
+  for real in ("P000001", "987.5", ">X<"):
+    assert real not in page and real not in json.dumps(report)
+  # No release (a run that did not finish): exit 2, saying so.
+  result = run_cli("report", "--public", tmp_path / "unfinished", timeout=120)
+  assert result.returncode == 2 and "no complete release" in result.stderr
