@@ -159,9 +159,9 @@ def release_privacy(records: Dict[str, Dict], federated_ran: bool) -> Dict:
   return {
       "artifacts": records,
       "all_released_together": compose_released(records, POST_PROCESSING),
-      "federated": ("run: its DP models are released" if federated_ran else
-                    "not run in this pipeline (no site column, a single site, or left out): "
-                    "no federated model is released"),
+      "federated": ("ran: its DP models are released" if federated_ran else
+                    "was not run in this pipeline (no site column, a single site, or left "
+                    "out): no federated model is released"),
   }
 
 
@@ -209,7 +209,7 @@ def privacy_markdown(privacy: Dict, dataset: str) -> str:
               f"for {', '.join(group['artifacts'])}; a guarantee about a whole {level} is a "
               "different neighbouring relation, so it is stated here and not added to the "
               "per-patient total."]
-  lines += [f"- federated learning: {privacy['federated']}.", "",
+  lines += [f"- Federated learning {privacy['federated']}.", "",
             "| artifact | epsilon | delta | unit | accountant | sampling |",
             "|---|---|---|---|---|---|"]
   lines += [f"| {name} | {record['epsilon']:.3f} | {record['delta']:g} | {record['unit']} | "

@@ -86,7 +86,7 @@ def test_release_holds_exactly_the_recorded_artifacts_and_privacy_md(pipeline_ou
     assert f"### {name}\n" in text
   for what in ("- unit: patient", "- delta: 1e-05", "- accountant: rdp", "- sampling: poisson",
                "- selection on real data: none", "post-processing of the generator",
-               "per site: epsilon 3.000", "federated learning: run"):
+               "per site: epsilon 3.000", "Federated learning ran"):
     assert what in text, what
 
 
@@ -98,8 +98,8 @@ def test_a_second_release_replaces_the_first_and_a_run_without_federated_says_so
   privacy = release.write_release(found, destination, "odd", federated_ran=False)
   assert not os.path.exists(os.path.join(destination, "federated"))
   assert "other_units" not in privacy["all_released_together"]
-  assert privacy["federated"].startswith("not run")
-  assert "federated learning: not run" in open(os.path.join(destination, "PRIVACY.md")).read()
+  assert privacy["federated"].startswith("was not run")
+  assert "Federated learning was not run" in open(os.path.join(destination, "PRIVACY.md")).read()
 
 
 def test_an_artifact_without_a_privacy_record_is_refused_and_named(pipeline_outputs,
