@@ -4,6 +4,11 @@ import os
 import tempfile
 from typing import Callable
 
+# Where a run puts what may be published, and only that (ReleasePusher): under a local
+# run directory, or under the pipeline root on Kubeflow.
+RELEASE_DIR = "release"
+RELEASE_PRIVACY_JSON = "privacy.json"  # in it: every privacy record and their total
+
 
 def write_atomically(path: str, write: Callable[[str], None]) -> str:
   """Calls `write(tmp)` on a temporary file beside `path`, then renames it into place.
@@ -28,3 +33,19 @@ def write_text_atomically(path: str, text: str) -> str:
     with open(tmp, "w", encoding="utf-8") as f:
       f.write(text)
   return write_atomically(path, write)
+
+
+def copy_tree(source: str, target: str) -> int:
+  """Copies every file under source to the same relative path under target (any
+  filesystem TensorFlow can reach); returns the number of files."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  copied = 0
+  for directory, _, files in tf.io.gfile.walk(source):
+    relative = os.path.relpath(directory, source) if directory != source else ""
+    destination = os.path.join(target, relative) if relative else target
+    tf.io.gfile.makedirs(destination)
+    for name in files:
+      tf.io.gfile.copy(os.path.join(directory, name), os.path.join(destination, name),
+                       overwrite=True)
+      copied += 1
+  return copied

@@ -33,6 +33,7 @@ from components.evaluation.audit import AuditConfig
 from components.evaluation.report import Thresholds
 from components.evaluation.utility import UtilityConfig
 from components.federated_step import FederatedResults
+from components.release import compose_released
 from components.synthetic_data import SYNTHETIC_CSV
 from federated.config import RESULTS_FILE
 from pipelines.console import say
@@ -158,10 +159,8 @@ def privacy_section(generator_record: Dict, classifier_record: Dict) -> Dict:
       "artifact": "synthetic table (post-processing of the DP generator)",
       "artifacts": {"synthetic table and generator": generator_record,
                     "dp classifier": classifier_record},
-      "all_released_together": {
-          "epsilon": generator_record["epsilon"] + classifier_record["epsilon"],
-          "delta": generator_record["delta"] + classifier_record["delta"],
-          "composition": "basic (sum) over the generator and the DP classifier"},
+      "all_released_together": compose_released(
+          {"generator": generator_record, "dp classifier": classifier_record}),
   }
 
 
@@ -284,6 +283,7 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
       train, synthetic, spec.feature_columns + [spec.label_column])
 
   result = {
+      "not_for_release": report.NOT_FOR_RELEASE,
       "dataset": spec.name,
       "data_note": (f"Real data: {len(train)} training, {len(holdout)} eval and {len(test)} "
                     f"test patients (split by patient). Synthetic: {len(synthetic)} patients."),

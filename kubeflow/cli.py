@@ -49,7 +49,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
   config = KubeflowConfig(
       pipeline_image=args.image_pipeline, federated_image=args.image_federated,
       data_root=args.data_root, pipeline_root=args.pipeline_root, gpu=_gpu_config(args),
-      beam_runner=args.beam_runner, beam_args=tuple(args.beam_arg))
+      beam_runner=args.beam_runner, beam_args=tuple(args.beam_arg),
+      release_uri=args.release_uri)
   spec = _load_spec(args.spec)
   from pipelines.config import training_config  # pylint: disable=g-import-not-at-top
   training = training_config(args.mode, epochs=args.epochs, train_twin=args.non_private_twin)
@@ -74,6 +75,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
   print(f"  data root: pipeline parameter {DATA_ROOT_PARAMETER}, "
         + (f"default {config.data_root}" if config.data_root else "to be given with each run"))
   print(f"  pipeline root: {config.pipeline_root or 'the run or the cluster default'}")
+  release = config.release_destination or "ReleasePusher's output artifact under the run root"
+  print(f"  release (what may be published): {release}")
   print(f"  Beam: {config.beam_runner}" + (f" {' '.join(config.beam_extra_args())}"
                                            if config.beam_extra_args() else ""))
   return 0
@@ -119,6 +122,10 @@ def add_kubeflow_parser(subparsers) -> None:
                              "pipeline parameter data_root (else given with each run)")
   compile_.add_argument("--pipeline-root", default=None,
                         help="gs:// root of the artifacts (else the run's or the cluster's)")
+  compile_.add_argument("--release-uri", default=None,
+                        help="gs:// directory where the release step writes what may be "
+                             "published (default <pipeline-root>/release, else the step's "
+                             "own output artifact)")
   compile_.add_argument("--gpu-type", default=GpuConfig.type,
                         help=f"accelerator resource of the training steps ({GpuConfig.type})")
   compile_.add_argument("--gpu-count", type=int, default=GpuConfig.count,

@@ -10,6 +10,8 @@ from importlib import metadata
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
+from clinical_dp.files import RELEASE_DIR
+
 # The images' TensorFlow reads and writes artifacts through tf.io.gfile; the locks carry
 # tensorflow-io-gcs-filesystem, so Cloud Storage is the one remote filesystem they have.
 SUPPORTED_SCHEMES = ("gs",)
@@ -96,7 +98,9 @@ class KubeflowConfig:
   data_root is the default of the pipeline parameter `data_root` (a directory holding the
   validated table, as `clinical-dp kubeflow prepare-data` writes it); None leaves the
   parameter to be given with each run. pipeline_root None leaves the root to the run or
-  to the cluster's default.
+  to the cluster's default. release_uri is where ReleasePusher writes what may be
+  published; None puts it at <pipeline_root>/release, or, without a pipeline root, in
+  the release step's own output artifact under the run's root.
   """
   pipeline_image: str
   federated_image: str
@@ -106,8 +110,11 @@ class KubeflowConfig:
   gpu: GpuConfig = GpuConfig()
   beam_runner: str = DIRECT_RUNNER
   beam_args: Tuple[str, ...] = ()
+  release_uri: Optional[str] = None
 
   def __post_init__(self):
+    if self.release_uri is not None:
+      object.__setattr__(self, "release_uri", check_uri(self.release_uri, "--release-uri"))
     if self.data_root is not None:
       object.__setattr__(self, "data_root", check_uri(self.data_root, "--data-root"))
     if self.pipeline_root is not None:
@@ -121,6 +128,13 @@ class KubeflowConfig:
       raise KubeflowConfigError(
           f"--beam-runner must be one of {[DIRECT_RUNNER, *DISTRIBUTED_RUNNERS]}, "
           f"got {self.beam_runner!r}")
+
+  @property
+  def release_destination(self) -> str:
+    """The release step's release_uri ("": its own output artifact)."""
+    if self.release_uri:
+      return self.release_uri
+    return f"{self.pipeline_root}/{RELEASE_DIR}" if self.pipeline_root else ""
 
   def beam_extra_args(self) -> Tuple[str, ...]:
     """Beam flags for a distributed runner; its workers run the pipeline image, which

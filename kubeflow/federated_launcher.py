@@ -20,27 +20,12 @@ import tempfile
 from typing import List, Optional
 from urllib.parse import urlparse
 
+from clinical_dp.files import copy_tree
 from federated.config import RESULTS_FILE, simulate_command
 
 
 def is_remote(uri: str) -> bool:
   return bool(urlparse(uri).scheme)
-
-
-def copy_tree(source: str, target: str) -> int:
-  """Copies every file under source to the same relative path under target (any
-  filesystem TensorFlow can reach); returns the number of files."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  copied = 0
-  for directory, _, files in tf.io.gfile.walk(source):
-    relative = os.path.relpath(directory, source) if directory != source else ""
-    destination = os.path.join(target, relative) if relative else target
-    tf.io.gfile.makedirs(destination)
-    for name in files:
-      tf.io.gfile.copy(os.path.join(directory, name), os.path.join(destination, name),
-                       overwrite=True)
-      copied += 1
-  return copied
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -45,7 +45,8 @@ def kubeflow_pipeline_config(config: KubeflowConfig, training=None, federated: b
       name=DATA_ROOT_PARAMETER, ptype=str, default=config.data_root)
   pipeline_config = PipelineConfig(pipeline_name=config.pipeline_name,
                                    output_dir=config.pipeline_root or "", input_dir=data_root,
-                                   beam=BeamConfig(extra_args=config.beam_extra_args()))
+                                   beam=BeamConfig(extra_args=config.beam_extra_args()),
+                                   release_uri=config.release_destination)
   if training is not None:
     pipeline_config = dataclasses.replace(pipeline_config, training=training)
   if not federated:

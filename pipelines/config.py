@@ -6,6 +6,7 @@ import dataclasses
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
+from clinical_dp.files import RELEASE_DIR
 from components.evaluation_report import ReportConfig, fast_report_config
 from federated.config import FederatedConfig
 from trainers import classifier_run_fn, gan_run_fn
@@ -98,10 +99,19 @@ class PipelineConfig:
   report: ReportConfig = ReportConfig()
   # The federated step runs when the spec names a site column; None leaves it out.
   federated: Optional[FederatedConfig] = FederatedConfig()
+  # Where ReleasePusher writes what may be published: None, <output_dir>/release; "",
+  # its own output artifact under the pipeline root (Kubeflow without a root given).
+  release_uri: Optional[str] = None
 
   @property
   def pipeline_root(self) -> str:
     return os.path.join(self.output_dir, "tfx")
+
+  @property
+  def release_destination(self) -> str:
+    if self.release_uri is not None:
+      return self.release_uri
+    return os.path.join(self.output_dir, RELEASE_DIR)
 
   @property
   def metadata_path(self) -> str:

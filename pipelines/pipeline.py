@@ -11,6 +11,7 @@ from clinical_dp.names import ColumnKeys
 from clinical_dp.spec import DatasetSpec
 from components.anomaly_gate import AnomalyGate
 from components.evaluation_report import SEX_COLUMN, EvaluationReport
+from components.release import ReleasePusher
 from components.spec_schema_gen import SpecSchemaGen
 from components.synthetic_data import SyntheticDataGen
 from pipelines.config import PipelineConfig, SplitConfig
@@ -25,6 +26,7 @@ TWIN_TRAINER_ID = "NonPrivateTwinTrainer"
 EVALUATOR_ID = "Evaluator"
 REPORT_ID = "EvaluationReport"
 FEDERATED_STEP_ID = "FederatedStep"
+RELEASE_ID = "ReleasePusher"
 
 # (examples channel, spec YAML, federated.simulate flags) -> a component whose output
 # "federated_results" holds federated.json; local runs launch the federated runtime,
@@ -84,7 +86,7 @@ def _local_federated_step(examples, spec_yaml: str, federated_args: List[str]):
 def create_components(config: PipelineConfig, spec: DatasetSpec,
                       federated_step: Optional[FederatedStepBuilder] = None) -> List:
   """Ingest, statistics, spec schema, validation, gate, transform, DP trainers, synthetic
-  data, evaluation and report, and (with a site column) the federated step.
+  data, evaluation and report, (with a site column) the federated step, and the release.
 
   `spec` is the user's. The data components run on its internal form (feature keys,
   label 1 / 0), as the prepared input is written; the components whose outputs a person
@@ -152,7 +154,15 @@ def create_components(config: PipelineConfig, spec: DatasetSpec,
       evaluation=evaluator.outputs["evaluation"],
       federated_results=federated.outputs["federated_results"] if federated else None,
       spec_yaml=spec.to_yaml(), report_config=config.report.to_json()).with_id(REPORT_ID)
-  return components + [report]
+  release = ReleasePusher(
+      synthetic_examples=synthetic_data.outputs["synthetic_examples"],
+      generator=gan_trainer.outputs["model"], dp_classifier=classifier_trainer.outputs["model"],
+      federated_results=federated.outputs["federated_results"] if federated else None,
+      dataset=spec.name, release_uri=config.release_destination).with_id(RELEASE_ID)
+  # Last, like Pusher after the Evaluator: nothing is released from a run whose audit
+  # failed. It takes no real data, so release/ cannot hold any.
+  release.add_upstream_node(report)
+  return components + [report, release]
 
 
 def create_pipeline(config: PipelineConfig, spec: DatasetSpec) -> tfx.dsl.Pipeline:

@@ -22,26 +22,29 @@ from clinical_dp.spec import DatasetSpec
 from clinical_dp.validation import ValidationReport, load_valid_table, write_prepared_input
 from pipelines import console
 from pipelines.console import say
-from pipelines.config import PipelineConfig
+from pipelines.config import RELEASE_DIR, PipelineConfig
 from pipelines.preflight import check_run
 
 OUTPUT_MARKER = ".clinical-dp-output"
 RUNNING_MARKER = "RUNNING"
 FAILED_MARKER = "FAILED"
 SUMMARY_FILE = "run_summary.json"
-SYNTHETIC_DIR = "synthetic"
-MODELS_DIR = "models"
 REPORT_DIR = "report"
 FEDERATED_DIR = "federated"
-# Released artifacts, copied out of the TFX pipeline root: (component, output, destination).
-RELEASED = (("GanTrainer", "model", os.path.join(MODELS_DIR, "generator")),
-            ("DpClassifierTrainer", "model", os.path.join(MODELS_DIR, "dp_classifier")),
-            ("SyntheticDataGen", "synthetic_examples", SYNTHETIC_DIR))
-# Results that are not released artifacts, copied the same way: (component, output, destination).
+# Where earlier versions copied the released artifacts; cleared from a re-used directory.
+_OLD_RELEASE_DIRS = ("synthetic", "models")
+# Results that are not released artifacts, copied out of the TFX pipeline root:
+# (component, output, destination). The released ones are in release/ (ReleasePusher).
 RESULTS = (("EvaluationReport", "report_dir", REPORT_DIR),
            ("FederatedStep", "federated_results", FEDERATED_DIR))
-_RUN_CONTENTS = ("tfx", "input", console.LOG_DIR, "metadata.sqlite", SYNTHETIC_DIR, MODELS_DIR,
-                 REPORT_DIR, FEDERATED_DIR, SUMMARY_FILE, FAILED_MARKER, RUNNING_MARKER)
+_RUN_CONTENTS = ("tfx", "input", console.LOG_DIR, "metadata.sqlite", RELEASE_DIR,
+                 *_OLD_RELEASE_DIRS, REPORT_DIR, FEDERATED_DIR, SUMMARY_FILE, FAILED_MARKER,
+                 RUNNING_MARKER)
+
+
+SHARE_NOTE = ("only this folder may be shared (its PRIVACY.md states every guarantee); the "
+              "report and everything else here are computed from the real patients and "
+              "stay with the data owner")
 
 
 class OutputDirError(ValueError):
@@ -150,35 +153,8 @@ def run_local(config: PipelineConfig, spec: DatasetSpec) -> None:
   tfx.orchestration.LocalDagRunner().run(create_pipeline(config, spec))
 
 
-def _released_source(component: str, uri: str) -> str:
-  """A Trainer's model lives in Format-Serving; the synthetic data is the artifact itself."""
-  serving = os.path.join(uri, "Format-Serving")
-  return serving if os.path.isdir(serving) else uri
-
-
 def _uris_by_output(outputs: List[Dict]) -> Dict[Tuple[str, str], str]:
   return {(o["component"], o["name"]): o["uri"] for o in outputs}
-
-
-def collect_released(outputs: List[Dict], output_dir: str) -> Dict[str, Dict]:
-  """Copies every released artifact under the run directory; returns their privacy records."""
-  from trainers.dp_training import read_privacy_record  # pylint: disable=g-import-not-at-top
-  by_key = _uris_by_output(outputs)
-  records = {}
-  for component, name, destination in RELEASED:
-    if (component, name) not in by_key:
-      continue
-    source = _released_source(component, by_key[(component, name)])
-    target = os.path.join(output_dir, destination)
-    if component == "SyntheticDataGen":  # the CSV and its record; the Examples stay in tfx/
-      os.makedirs(target, exist_ok=True)
-      for file in os.listdir(source):
-        if os.path.isfile(os.path.join(source, file)):
-          shutil.copyfile(os.path.join(source, file), os.path.join(target, file))
-    else:
-      shutil.copytree(source, target)
-    records[destination] = read_privacy_record(target)
-  return records
 
 
 def collect_results(outputs: List[Dict], output_dir: str) -> Dict[str, str]:
@@ -216,33 +192,16 @@ def report_headline(report_dir: str) -> Dict:
   }
 
 
-def privacy_summary(records: Dict[str, Dict]) -> Dict:
-  """Each released artifact's guarantee, and what releasing the models together costs.
-
-  The synthetic table is post-processing of the generator, so it adds nothing; the
-  generator and the classifier are trained separately on the same patients, so their
-  (epsilon, delta) add up (basic composition).
-  """
-  independent = {k: r for k, r in records.items() if k != SYNTHETIC_DIR}
-  return {
-      "artifacts": {k: {key: r[key] for key in ("epsilon", "delta", "unit", "accountant",
-                                                 "sampling", "steps", "noise_multiplier")}
-                    for k, r in records.items()},
-      "all_released_together": {
-          "epsilon": sum(r["epsilon"] for r in independent.values()),
-          "delta": sum(r["delta"] for r in independent.values()),
-          "composition": "basic (sum) over " + ", ".join(sorted(independent)),
-      },
-  }
-
-
 def summarize(config: PipelineConfig, spec: DatasetSpec, prepared: PreparedInput,
               seconds: float) -> Dict:
-  """What the run produced, read back from ML Metadata, with released artifacts collected."""
+  """What the run produced, read back from ML Metadata and the release ReleasePusher wrote;
+  the report and the federated results copied under the run directory."""
+  from components.release import read_release  # pylint: disable=g-import-not-at-top
   from pipelines.metadata import read_outputs, split_sizes  # pylint: disable=g-import-not-at-top
   outputs = read_outputs(config.metadata_path)
   statistics = [o for o in outputs if o["type"] == "ExampleStatistics"]
-  records = collect_released(outputs, config.output_dir)
+  release = config.release_destination
+  privacy = read_release(release)
   results = collect_results(outputs, config.output_dir)
   summary = {
       "pipeline_name": config.pipeline_name,
@@ -252,8 +211,8 @@ def summarize(config: PipelineConfig, spec: DatasetSpec, prepared: PreparedInput
       "split_by": spec.id_column or "whole row",
       "split_rows": split_sizes(statistics[0]["uri"]) if statistics else {},
       "training_mode": config.training.mode,
-      "released": {k: os.path.join(config.output_dir, k) for k in records},
-      "privacy": privacy_summary(records),
+      "released": {k: os.path.join(release, k) for k in privacy["artifacts"]},
+      "privacy": privacy,
       "metadata": config.metadata_path,
       "pipeline_root": config.pipeline_root,
       "results": results,
@@ -263,6 +222,7 @@ def summarize(config: PipelineConfig, spec: DatasetSpec, prepared: PreparedInput
     summary["report"] = {"html": os.path.join(results[REPORT_DIR], "report.html"),
                          "json": os.path.join(results[REPORT_DIR], "report.json"),
                          "headline": report_headline(results[REPORT_DIR])}
+  summary["share"] = {"release": release, "note": SHARE_NOTE}  # last, as the console ends
   return summary
 
 
@@ -275,7 +235,8 @@ def format_summary(summary: Dict) -> str:
            + (", fast subsample" if source["subsampled"] else "") + ")",
            f"  splits    by {summary['split_by']}: " + ", ".join(
                f"{k} {v}" for k, v in summary["split_rows"].items()) + " rows"]
-  lines.append(f"  released ({summary['training_mode']} training mode):")
+  lines.append(f"  released ({summary['training_mode']} training mode; PRIVACY.md in "
+               f"{summary['share']['release']}):")
   privacy = summary["privacy"]
   for key, path in summary["released"].items():
     record = privacy["artifacts"][key]
@@ -284,7 +245,10 @@ def format_summary(summary: Dict) -> str:
   together = privacy["all_released_together"]
   if summary["released"]:
     lines.append(f"    all released together: epsilon {together['epsilon']:.3f}, delta "
-                 f"{together['delta']:g} ({together['composition']})")
+                 f"{together['delta']:g} per patient ({together['composition']})")
+    for level, group in together.get("other_units", {}).items():
+      lines.append(f"      per {level}, not added: epsilon {group['epsilon']:.3f}, delta "
+                   f"{group['delta']:g} ({', '.join(group['artifacts'])})")
   if "report" in summary:
     lines.extend(_headline_lines(summary["report"]))
   if FEDERATED_DIR in summary.get("results", {}):
@@ -292,6 +256,7 @@ def format_summary(summary: Dict) -> str:
   lines.append(f"  artifacts {summary['pipeline_root']} ({len(summary['artifacts'])} outputs, "
                f"listed in {SUMMARY_FILE})")
   lines.append(f"  metadata  {summary['metadata']}")
+  lines.append(f"  share     {summary['share']['release']}: {summary['share']['note']}")
   return "\n".join(lines)
 
 

@@ -8,4 +8,4 @@ OUT="${OUT:-outputs/demo}"
 # The non-private twin lets the report set the DP classifier beside it (never released).
 .venv/bin/clinical-dp run --data "$OUT/data/data.csv" --spec "$OUT/data/spec.yaml" \
   --output "$OUT/run" --non-private-twin "$@"
-echo "demo: outputs under $OUT: report $OUT/run/report/report.html, synthetic data $OUT/run/synthetic/synthetic.csv, models $OUT/run/models/, federated $OUT/run/federated/, summary $OUT/run/run_summary.json"
+echo "demo: outputs under $OUT: what may be shared $OUT/run/release/ (PRIVACY.md), report $OUT/run/report/report.html (not for release), federated $OUT/run/federated/, summary $OUT/run/run_summary.json"

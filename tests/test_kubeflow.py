@@ -115,6 +115,33 @@ def test_every_local_component_is_compiled(compiled, local_components):
   assert set(pipeline_spec["root"]["dag"]["tasks"]) == local_ids
 
 
+def test_release_step_writes_under_the_pipeline_root_or_the_given_uri(compiled):
+  """ReleasePusher is compiled, last, with its release URI: <pipeline root>/release by
+  default (tests below: --release-uri, and no root: its own output artifact)."""
+  pipeline_spec = compiled[2][0]
+  task = pipeline_spec["root"]["dag"]["tasks"]["ReleasePusher"]
+  assert task["inputs"]["parameters"]["release_uri"] == {
+      "runtimeValue": {"constant": f"{PIPELINE_ROOT}/release"}}
+  assert {"SyntheticDataGen", "GanTrainer", "DpClassifierTrainer", "FederatedStep",
+          "EvaluationReport"} <= set(task["dependentTasks"])
+  assert "NonPrivateTwinTrainer" not in task["dependentTasks"]
+  component = pipeline_spec["components"][task["componentRef"]["name"]]
+  assert set(component["outputDefinitions"]["artifacts"]) == {"release"}
+  assert set(component["inputDefinitions"]["artifacts"]) == {
+      "synthetic_examples", "generator", "dp_classifier", "federated_results"}
+
+
+def test_release_uri_defaults_under_the_pipeline_root():
+  from kubeflow.config import KubeflowConfig  # pylint: disable=g-import-not-at-top
+  def destination(**roots):
+    return KubeflowConfig(pipeline_image=PIPELINE_IMAGE, federated_image=FEDERATED_IMAGE,
+                          **roots).release_destination
+  assert destination(pipeline_root=PIPELINE_ROOT) == f"{PIPELINE_ROOT}/release"
+  assert destination(pipeline_root=PIPELINE_ROOT,
+                     release_uri="gs://public-bucket/trial/") == "gs://public-bucket/trial"
+  assert destination() == ""  # ReleasePusher's own output artifact, under the run's root
+
+
 def test_training_steps_request_gpus_and_nothing_else_does(compiled, local_components):
   executors = _executors(compiled[2][0])
   training = _training_ids(local_components) | _federated_ids(local_components)
@@ -164,9 +191,10 @@ def test_no_resolver_and_no_local_paths(compiled, local_components):
   for _, executor in _executors(pipeline_spec).values():
     assert set(executor) == {"container"}  # no resolver or importer executor
   assert "resolver" not in text.lower()
+  remote = text.replace(PIPELINE_ROOT, "gs://ROOT")  # gs://.../root/... is not a home
   for local in (PROJECT_ROOT, tempfile.gettempdir() + os.sep,
                 os.path.expanduser("~") + os.sep, str(output.parent), "file://"):
-    assert local not in text, local
+    assert local not in remote, local
   # Compiling wrote the spec and nothing else (no _wheels, no local pipeline root).
   assert os.listdir(output.parent) == [output.name]
 
@@ -184,6 +212,9 @@ def test_cpu_only_compile_with_a_distributed_beam_runner(tmp_path_factory):
   images = {e["container"]["image"] for _, e in _executors(pipeline_spec).values()}
   assert images == {PIPELINE_IMAGE}
   assert "defaultPipelineRoot" not in pipeline_spec
+  # No root and no --release-uri: the release goes into ReleasePusher's own output artifact.
+  release = pipeline_spec["root"]["dag"]["tasks"]["ReleasePusher"]["inputs"]["parameters"]
+  assert release["release_uri"] == {"runtimeValue": {"constant": ""}}
   assert "defaultValue" not in pipeline_spec["root"]["inputDefinitions"]["parameters"][
       "data_root"]
   transform = _executors(pipeline_spec)["Transform"][1]["container"]["args"]
@@ -232,6 +263,7 @@ def test_custom_artifact_types_need_a_namespaced_name():
 @pytest.mark.parametrize("flags, message", [
     (["--data-root", "/data/clinical"], "--data-root must be a URI the cluster can read"),
     (["--pipeline-root", "s3://bucket/root"], "--pipeline-root must be a URI"),
+    (["--release-uri", "/srv/public"], "--release-uri must be a URI"),
     (["--spec", "no/such/spec.yaml"], "spec file not found"),
     (["--gpu-count", "-1"], "--gpu-count must be 0 or more"),
     (["--gpu-node-selector", "gpu"], "--gpu-node-selector must be KEY=VALUE"),

@@ -3,6 +3,7 @@ batch fitting and the can-DP-work criterion, the GAN's layout for few visits, an
 report's functions on one-class, constant and feature-poor inputs."""
 
 import dataclasses
+import html
 import json
 import math
 import re
@@ -315,6 +316,10 @@ def test_report_renders_and_serialises_with_na_everywhere():
                                      "correlation": plots.correlation_matrices(fid),
                                      "attacks": plots.attack_bars(attack)})
   assert "n/a" in page and "only label 0" in page and "no series" in page
+  # Not for release, before anything else on the page (even without the JSON's key).
+  body = page.split("<body>", 1)[1]
+  assert body.startswith(
+      f'\n<p class="private"><strong>{html.escape(report.NOT_FOR_RELEASE)}</strong>')
   assert "DP Gaussian copula <small>(not released)" in page
   text = re.sub(r'src="data:[^"]*"', "", page)  # base64 images may spell anything
   assert "nan" not in text.lower()

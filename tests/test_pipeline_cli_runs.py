@@ -4,6 +4,7 @@ named in one line. tests/test_pipeline_e2e.py holds the `clinical-dp run` runs; 
 modules run side by side under pytest-xdist."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -17,7 +18,8 @@ from components.anomaly_gate import DataAnomaliesError
 from pipelines.config import default_config
 from pipelines.metadata import read_outputs
 from tests.conftest import PROJECT_ROOT, run_cli
-from tests.test_pipeline_e2e import COMPONENTS, _bytes, _outputs_by_key, _split_examples
+from tests.test_pipeline_e2e import (COMPONENTS, _bytes, _outputs_by_key, _split_examples,
+                                     release_holds_only_recorded_artifacts)
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +45,20 @@ def test_tfx_cli_runs_the_same_pipeline(tfx_cli_run):
   outputs = _outputs_by_key(str(tfx_cli_run / "run"))
   assert {key.split(".")[0] for key in outputs} == COMPONENTS
   assert all(o["execution_state"] == "COMPLETE" for o in outputs.values())
+
+
+def test_tfx_cli_run_writes_the_release(tfx_cli_run, sprint_dir):
+  """ReleasePusher runs under the TFX CLI too: release/ in the run directory, with the
+  artifacts that carry privacy records and nothing of the real patients' ids."""
+  run_dir = tfx_cli_run / "run"
+  files = release_holds_only_recorded_artifacts(str(run_dir))
+  assert any(f.startswith("federated/") for f in files)  # the table has five sites
+  # The simulator's ids (clinical_dp/simulators/sprint.py).
+  ids = set(re.findall(rb"S\d{5}", (sprint_dir / "data.csv").read_bytes()))
+  assert len(ids) > 1000
+  for name in files:
+    leaked = set(re.findall(rb"S\d{5}", (run_dir / "release" / name).read_bytes())) & ids
+    assert not leaked, f"release/{name} holds real patient ids {sorted(leaked)[:3]}"
 
 
 def test_transformed_examples_follow_the_spec(tfx_cli_run):

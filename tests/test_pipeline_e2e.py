@@ -20,9 +20,10 @@ from tests.real_shaped import odd_icu, small_two_centre_trial, write_table
 
 COMPONENTS = {"CsvExampleGen", "StatisticsGen", "SpecSchemaGen", "ExampleValidator",
               "AnomalyGate", "Transform", "GanTrainer", "SyntheticDataGen", "DpClassifierTrainer",
-              "Evaluator", "FederatedStep", "EvaluationReport"}
+              "Evaluator", "FederatedStep", "EvaluationReport", "ReleasePusher"}
 RUN_DIR_CONTENTS = [".clinical-dp-output", "federated", "input", "logs", "metadata.sqlite",
-                    "models", "report", "run_summary.json", "synthetic", "tfx"]
+                    "release", "report", "run_summary.json", "tfx"]
+TRAINED_RELEASES = ("generator", "dp_classifier")
 # Library output that must reach the run's log only, never the console.
 CONSOLE_NOISE = ("cuFFT", "ArtifactQuery", "deprecat", "ERROR:absl", "WARNING", "Traceback")
 
@@ -152,7 +153,7 @@ def test_synthetic_table_follows_the_spec_and_copies_no_real_row(run_fixture, da
                                                                   request):
   output, _ = request.getfixturevalue(run_fixture)
   data_dir = request.getfixturevalue(data_fixture)
-  synthetic = output / "synthetic" / "synthetic.csv"
+  synthetic = output / "release" / "synthetic" / "synthetic.csv"
   # The released table passes the same validation as real input, with nothing dropped.
   result = run_cli("validate", "--data", synthetic, "--spec", data_dir / "spec.yaml")
   assert result.returncode == 0 and "0 would be dropped" in result.stdout, result.stderr
@@ -180,21 +181,29 @@ def test_released_models_carry_privacy_records_within_budget(icu_run):
   output, result = icu_run
   summary = json.loads((output / "run_summary.json").read_text())
   privacy = summary["privacy"]
-  assert set(privacy["artifacts"]) == {"models/generator", "models/dp_classifier", "synthetic"}
-  for key in privacy["artifacts"]:
-    record = json.loads((output / key / "privacy_record.json").read_text())
+  federated = {f"federated/{m}" for m in os.listdir(output / "federated" / "models")}
+  assert set(privacy["artifacts"]) == {*TRAINED_RELEASES, "synthetic"} | federated
+  for key in (*TRAINED_RELEASES, "synthetic"):
+    record = json.loads((output / "release" / key / "privacy_record.json").read_text())
     assert 0 < record["epsilon"] <= record["target_epsilon"] == 1.0
     # Patients with several rows: Poisson sampling and the patient-level group bound.
     assert record["delta"] == 1e-5 and record["sampling"] == "poisson"
     assert record["max_rows_per_patient"] > 1 and record["unit"] == "patient"
     assert record["selection"].startswith("none")
-  generator = json.loads((output / "models/generator/privacy_record.json").read_text())
+  generator = json.loads((output / "release/generator/privacy_record.json").read_text())
   assert generator["label_count_noise_multiplier"] > 0 and 0 < generator["positive_rate"] < 1
   # The copula's marginals and correlation are charged with the DP steps (issue 13).
   assert len(generator["released_noise_multipliers"]) == 2
+  # Released together: the trained artifacts per patient add up (basic composition), the
+  # synthetic table is post-processing of the generator, dp_fedavg's per-site guarantee
+  # is stated beside the total.
   together = privacy["all_released_together"]
+  per_patient = [k for k, r in privacy["artifacts"].items()
+                 if k != "synthetic" and not r["unit"].startswith("site")]
+  assert sorted(together["artifacts"]) == sorted(per_patient)
   assert together["epsilon"] == pytest.approx(
-      generator["epsilon"] + privacy["artifacts"]["models/dp_classifier"]["epsilon"])
+      sum(privacy["artifacts"][k]["epsilon"] for k in per_patient))
+  assert together["other_units"]["site"]["artifacts"] == ["federated/dp_fedavg"]
   assert "epsilon so far" in result.stdout and "steps/s" in result.stdout
   # The non-private twin exists for comparison but is not among the released models.
   twin = os.path.join(_outputs_by_key(str(output))["NonPrivateTwinTrainer.model"]["uri"],
@@ -202,7 +211,85 @@ def test_released_models_carry_privacy_records_within_budget(icu_run):
   assert os.path.isfile(os.path.join(twin, "saved_model.pb"))
   assert os.path.isfile(os.path.join(twin, "NOT_PRIVATE"))
   assert not os.path.exists(os.path.join(twin, "privacy_record.json"))
-  assert sorted(os.listdir(output / "models")) == ["dp_classifier", "generator"]
+  assert not (output / "release" / "NonPrivateTwinTrainer").exists()
+
+
+def _release_files(release):
+  return sorted(os.path.relpath(os.path.join(d, f), release)
+                for d, _, names in os.walk(release) for f in names)
+
+
+def release_holds_only_recorded_artifacts(run_dir):
+  """release/ holds PRIVACY.md, privacy.json and one directory per artifact with a privacy
+  record: the synthetic table, the generator, the DP classifier, the DP federated models
+  (what federated.simulate exported into FederatedStep's output). Returns its files."""
+  release = os.path.join(run_dir, "release")
+  privacy = json.loads(open(os.path.join(release, "privacy.json")).read())
+  federated = os.path.join(_outputs_by_key(run_dir)["FederatedStep.federated_results"]["uri"],
+                           "models")
+  expected = {"synthetic", *TRAINED_RELEASES} | (
+      {f"federated/{m}" for m in os.listdir(federated)} if os.path.isdir(federated) else set())
+  assert set(privacy["artifacts"]) == expected
+  files = _release_files(release)
+  for name in files:
+    assert name in ("PRIVACY.md", "privacy.json") or any(
+        name.startswith(artifact + "/") for artifact in expected), name
+  for artifact in expected:
+    assert os.path.isfile(os.path.join(release, artifact, "privacy_record.json")), artifact
+  assert sorted(f for f in files if f.startswith("synthetic/")) == [
+      "synthetic/privacy_record.json", "synthetic/synthetic.csv"]
+  text = open(os.path.join(release, "PRIVACY.md"), encoding="utf-8").read()
+  for artifact in expected:
+    assert f"### {artifact}\n" in text, artifact
+  together = privacy["all_released_together"]
+  assert f"Per patient: epsilon {together['epsilon']:.3f}" in text
+  return files
+
+
+def test_release_holds_the_recorded_artifacts_and_no_real_patient(icu_run, odd_icu_dir):
+  """No file of release/ holds a real patient id (text files and SavedModel bytes
+  alike), and no synthetic row equals a real one."""
+  output, result = icu_run
+  files = release_holds_only_recorded_artifacts(str(output))
+  assert any(f.startswith("federated/") for f in files)  # the icu table has four sites
+  spec = load_spec(str(odd_icu_dir / "spec.yaml"))
+  real = pd.read_csv(odd_icu_dir / "data.csv", dtype={spec.id_column: str})
+  ids = set(real[spec.id_column])
+  assert all(len(i) >= 6 for i in ids)  # long enough that a hit is not a coincidence
+  id_pattern = re.compile(rb"P\d{6}")  # the simulator's ids (clinical_dp/simulators/icu.py)
+  assert {i.encode() for i in ids} >= set(id_pattern.findall(
+      (odd_icu_dir / "data.csv").read_bytes()))
+  for name in files:
+    content = (output / "release" / name).read_bytes()
+    leaked = {m.decode() for m in id_pattern.findall(content)} & ids
+    assert not leaked, f"release/{name} holds real patient ids {sorted(leaked)[:3]}"
+  synthetic = pd.read_csv(output / "release" / "synthetic" / "synthetic.csv",
+                          dtype={spec.id_column: str, spec.label_column: str})
+  columns = spec.feature_columns + [spec.label_column]
+  rows = real[columns].astype({spec.label_column: str}).round(4)
+  assert not synthetic[columns].round(4).merge(rows).shape[0], "a real row is in release/"
+  # The console and the summary end by pointing at release/.
+  assert result.stdout.rstrip().splitlines()[-1].startswith(
+      f"  share     {output / 'release'}: only this folder may be shared")
+  summary = json.loads((output / "run_summary.json").read_text())
+  assert list(summary)[-1] == "share" and summary["share"]["release"] == str(output / "release")
+
+
+def test_public_report_is_made_from_the_release_alone(icu_run):
+  """`clinical-dp report --public`: the synthetic table's own statistics and the privacy
+  records of release/; no real patient id, and the release's guarantees as written."""
+  output, _ = icu_run
+  result = run_cli("report", "--public", output, "--out", output.parent / "public",
+                   timeout=300)
+  assert result.returncode == 0, result.stderr
+  report = json.loads((output.parent / "public" / "report.json").read_text())
+  privacy = json.loads((output / "release" / "privacy.json").read_text())
+  assert report["privacy"] == privacy
+  synthetic = pd.read_csv(output / "release" / "synthetic" / "synthetic.csv")
+  assert report["synthetic_patients"] == len(synthetic)
+  page = (output.parent / "public" / "report.html").read_text(encoding="utf-8")
+  assert page.index("May be published.") < page.index("<h1>")
+  assert not re.search(r"P\d{6}", page + json.dumps(report))  # real ids look like P000123
 
 
 REPORT_FIELDS = (["privacy.epsilon", "privacy.delta", "privacy.unit",
@@ -281,6 +368,16 @@ def test_report_html_is_self_contained_with_the_headline_first(icu_run):
     assert src.startswith("data:image/png;base64,")
     assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
   text = " ".join(page.text)
+  # The first words: not for release, computed from the real patients, data owner only.
+  assert page.tags[:5] == ["html", "head", "meta", "title", "style"] and page.tags[5:8] == [
+      "body", "p", "strong"]
+  first = text.split("Synthetic data and DP models for")[0]
+  for words in ("Not for release.", "computed from the real patients",
+                "not differentially private", "for the data owner only", "release/"):
+    assert words in first, words
+  report = json.loads((output / "report" / "report.json").read_text())
+  assert list(report)[0] == "not_for_release"
+  assert report["not_for_release"].startswith("Not for release.")
   order = [text.index(heading) for heading in (
       "Is the synthetic data useful?", "How private is it?", "Utility: train on synthetic",
       "Fidelity: do synthetic", "Privacy audit", "Synthetic-record disclosure",
@@ -314,11 +411,11 @@ def test_row1_python_keywords_and_builtins_as_column_names(icu_run, odd_icu_dir)
   keys = ColumnKeys.for_spec(spec)
   outputs = _outputs_by_key(str(output))
   assert all(o["execution_state"] == "COMPLETE" for o in outputs.values())
-  documented = json.loads((output / "models" / "dp_classifier" / SIGNATURE_INPUTS_FILE)
+  documented = json.loads((output / "release" / "dp_classifier" / SIGNATURE_INPUTS_FILE)
                           .read_text())["predict_features"]
   assert documented == {c: keys.key(c) for c in spec.feature_columns}
   assert {"lambda", "class", "type"} <= set(documented) and documented["lambda"] != "lambda"
-  model = tf.saved_model.load(str(output / "models" / "dp_classifier"))
+  model = tf.saved_model.load(str(output / "release" / "dp_classifier"))
   examples = _split_examples(outputs["CsvExampleGen.examples"]["uri"], "test")
   probability = model.signatures["serving_default"](
       examples=tf.constant([e.SerializeToString() for e in examples]))["probability"]
@@ -337,7 +434,7 @@ def test_row2_string_label_classes_with_a_site_column(small_trial_run, small_tri
   assert all(o["execution_state"] == "COMPLETE" for o in outputs.values())
   federated = json.loads((output / "federated" / "federated.json").read_text())
   assert len(federated["sites"]) == 2
-  synthetic = pd.read_csv(output / "synthetic" / "synthetic.csv", dtype=str)
+  synthetic = pd.read_csv(output / "release" / "synthetic" / "synthetic.csv", dtype=str)
   assert set(synthetic["treat"]) <= {"A", "P"} and len(set(synthetic["treat"])) == 2
   report = json.loads((output / "report" / "report.json").read_text())
   slices = report["utility"]["dp_models"]["DP classifier"]["slices"]
@@ -352,8 +449,8 @@ def test_row3_a_small_trial_trains_with_batches_fitted_to_it(small_trial_run):
   summary = json.loads((output / "run_summary.json").read_text())
   train_rows = summary["split_rows"]["train"]
   assert summary["input"]["patients_used"] < 100 and train_rows < 80
-  for artifact in ("models/generator", "models/dp_classifier"):
-    record = json.loads((output / artifact / "privacy_record.json").read_text())
+  for artifact in TRAINED_RELEASES:
+    record = json.loads((output / "release" / artifact / "privacy_record.json").read_text())
     assert record["batch_size"] <= record["num_examples"] == train_rows
     assert record["epsilon"] <= 1.0
   assert "training with batch" in result.stdout
@@ -373,5 +470,6 @@ def test_row4_renamed_columns_come_back_unchanged_in_every_output(icu_run, odd_i
     assert set(signature.structured_input_signature[1]) == set(documented.values())
   report = json.loads((output / "report" / "report.json").read_text())
   assert set(renamed) <= set(report["fidelity"]["marginals"])
-  assert set(renamed) <= set(pd.read_csv(output / "synthetic" / "synthetic.csv").columns)
+  assert set(renamed) <= set(pd.read_csv(output / "release" / "synthetic" /
+                                         "synthetic.csv").columns)
   assert "Température" in (output / "report" / "report.html").read_text(encoding="utf-8")

@@ -434,6 +434,14 @@ def _privacy_section(report: Dict) -> str:
   return "\n".join(parts)
 
 
+# The report's first words: report.json's first key, report.html's first lines.
+NOT_FOR_RELEASE = (
+    "Not for release. This report is computed from the real patients and is not "
+    "differentially private: its real-data trajectories, correlations, distances to real "
+    "patients, per-site and per-slice results and attack scores describe real patients. It "
+    "is for the data owner only. What may be shared is the run's release/ folder (its "
+    "PRIVACY.md states every guarantee).")
+
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1000px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
@@ -445,6 +453,7 @@ img{max-width:100%;display:block;margin:.8em 0}.headline{display:flex;gap:1em;fl
 .card h2{border:none;margin:0 0 .3em 0;font-size:1.15em}.big{font-size:2em;font-weight:600}
 .pass,.meets,.beats{background:#eaf6ec;border-color:#7bc38a}.fail,.below,.behind{background:#fdf0e6;
 border-color:#e3a06b}.inconclusive,.unknown{background:#f4f4f4}small{color:#555}
+.private{background:#fdecea;border:2px solid #c62828;border-radius:8px;padding:.8em 1em}
 """
 
 
@@ -477,6 +486,8 @@ def render_html(report: Dict, plots: Dict[str, bytes]) -> str:
       "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
       f"<title>clinical-dp report: {html.escape(report['dataset'])}</title>",
       f"<style>{_STYLE}</style></head><body>",
+      # Always first, whatever the dict holds: the page must never pass for a public one.
+      f'<p class="private"><strong>{html.escape(NOT_FOR_RELEASE)}</strong></p>',
       f"<h1>Synthetic data and DP models for {html.escape(report['dataset'])}: "
       "utility, fidelity and privacy</h1>",
       f"<p><small>{html.escape(report['data_note'])}</small></p>",

@@ -1,0 +1,287 @@
+"""ReleasePusher: writes what may be published, and nothing else, to one place.
+
+In the manner of TFX's Pusher, it copies the pipeline's releasable artifacts out of the
+pipeline root to a destination (`release/` in a local run directory, a bucket URI on
+Kubeflow); where Pusher asks for a blessing, this asks for a privacy record. Its inputs
+are the artifacts trained under differential privacy: the synthetic table, the generator,
+the DP classifier and the federated step's DP models. It never reads the real examples.
+An artifact without `privacy_record.json` stops the release before anything is written.
+
+The destination holds one directory per artifact (its files and its record) and
+PRIVACY.md: every record, what releasing them together costs, and what each guarantee
+covers; privacy.json says the same for programs.
+"""
+
+import dataclasses
+import json
+import math
+import os
+from typing import Dict, List, Optional, Tuple
+
+import tensorflow as tf
+from tfx import v1 as tfx
+from tfx.types import artifact
+from tfx.utils import path_utils
+
+from clinical_dp.files import RELEASE_PRIVACY_JSON, copy_tree
+from components.federated_step import FederatedResults
+from components.synthetic_data import SYNTHETIC_CSV
+from pipelines.console import say
+from trainers.dp_training import PRIVACY_RECORD_FILE, read_privacy_record
+
+PRIVACY_MD = "PRIVACY.md"
+PRIVACY_JSON = RELEASE_PRIVACY_JSON
+SYNTHETIC = "synthetic"
+GENERATOR = "generator"
+DP_CLASSIFIER = "dp_classifier"
+FEDERATED = "federated"
+FEDERATED_MODELS = "models"  # federated.simulate's DP models, one directory per algorithm
+# What each artifact is, for PRIVACY.md.
+DESCRIPTIONS = {
+    SYNTHETIC: f"{SYNTHETIC_CSV}: synthetic patients in the input's columns and units",
+    GENERATOR: "the DP generator (SavedModel) that samples synthetic patients",
+    DP_CLASSIFIER: "the DP classifier (SavedModel; serves raw clinical columns)",
+    FEDERATED: "a model trained by DP federated learning across the sites (SavedModel)",
+}
+# The synthetic table is sampled from the generator alone: post-processing costs nothing.
+POST_PROCESSING = {SYNTHETIC: GENERATOR}
+PATIENT_UNITS = ("patient", "example (one row per patient)")
+UNIT_MEANINGS = {
+    "patient": "one patient: adding or removing all of a patient's rows",
+    "example (one row per patient)": "one patient (one row each): adding or removing a row",
+    "site": "one site (hospital or clinic): adding or removing its whole data",
+}
+REQUIRED_FIELDS = ("epsilon", "delta", "unit", "accountant")
+
+
+class UnrecordedArtifactError(ValueError):
+  """An artifact meant for release has no usable privacy record."""
+
+
+class ReleaseDestinationError(ValueError):
+  """The release destination holds something other than an earlier release."""
+
+
+class ReleasedArtifacts(artifact.Artifact):
+  """Where the release was written (custom property `release_uri`) and what it holds."""
+  TYPE_NAME = "clinical_dp.ReleasedArtifacts"  # namespaced: Kubeflow compiles only those
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+  """An artifact meant for release: its name under the destination, where it is, and
+  which of its files go out (None: the whole directory)."""
+  name: str
+  source: str
+  files: Optional[Tuple[str, ...]] = None
+
+
+def candidates(synthetic_uri: str, generator_dir: str, classifier_dir: str,
+               federated_uri: Optional[str]) -> List[Candidate]:
+  """The pipeline's releasable artifacts. The synthetic Examples stay behind (the CSV
+  holds the same rows); the federated references that are not private are never exported
+  by federated.simulate, so every model directory it wrote is a candidate."""
+  found = [Candidate(SYNTHETIC, synthetic_uri, (SYNTHETIC_CSV, PRIVACY_RECORD_FILE)),
+           Candidate(GENERATOR, generator_dir), Candidate(DP_CLASSIFIER, classifier_dir)]
+  models = os.path.join(federated_uri, FEDERATED_MODELS) if federated_uri else None
+  if models and tf.io.gfile.isdir(models):
+    found += [Candidate(f"{FEDERATED}/{name.rstrip('/')}", os.path.join(models, name))
+              for name in sorted(tf.io.gfile.listdir(models))]
+  return found
+
+
+def _record_problem(candidate: Candidate) -> Optional[str]:
+  path = os.path.join(candidate.source, PRIVACY_RECORD_FILE)
+  if not tf.io.gfile.exists(path):
+    return f"no {PRIVACY_RECORD_FILE} in {candidate.source}"
+  try:
+    record = read_privacy_record(candidate.source)
+  except ValueError as e:
+    return f"{path} is not JSON ({e})"
+  missing = [f for f in REQUIRED_FIELDS if record.get(f) is None]
+  if missing:
+    return f"{path} lacks {', '.join(missing)}"
+  if not math.isfinite(record["epsilon"]):
+    return f"{path} states no finite epsilon (not private)"
+  return None
+
+
+def check_records(found: List[Candidate]) -> Dict[str, Dict]:
+  """Every candidate's record, or UnrecordedArtifactError naming each one without."""
+  problems = {c.name: _record_problem(c) for c in found}
+  refused = {name: problem for name, problem in problems.items() if problem}
+  if refused:
+    raise UnrecordedArtifactError(
+        "ReleasePusher: refusing to release an artifact without a privacy record: "
+        + "; ".join(f"{name} ({problem})" for name, problem in refused.items())
+        + ". Nothing was released.")
+  return {c.name: read_privacy_record(c.source) for c in found}
+
+
+def unit_level(unit: str) -> str:
+  """'patient' for the patient-level units (one row per patient is the same unit), else
+  the unit's first word ('site')."""
+  return "patient" if unit in PATIENT_UNITS else unit.split()[0]
+
+
+def compose_released(records: Dict[str, Dict],
+                     post_processing: Optional[Dict[str, str]] = None) -> Dict:
+  """What releasing the artifacts together costs: the artifacts are trained separately on
+  the same patients, so their epsilons and deltas add up (basic composition); one that is
+  post-processing of another (the synthetic table of the generator) adds nothing.
+
+  Only guarantees about the same unit add. The patient-level total is the headline; a
+  guarantee about another unit (dp_fedavg's, per site) is a different neighbouring
+  relation, stated beside it under `other_units` and not added in.
+  """
+  post_processing = post_processing or {}
+  trained = {k: r for k, r in records.items() if k not in post_processing}
+  by_level: Dict[str, Dict[str, Dict]] = {}
+  for name, record in trained.items():
+    by_level.setdefault(unit_level(record["unit"]), {})[name] = record
+  def total(group: Dict[str, Dict]) -> Dict:
+    return {"epsilon": sum(r["epsilon"] for r in group.values()),
+            "delta": sum(r["delta"] for r in group.values()),
+            "composition": "basic (sum) over " + ", ".join(sorted(group))}
+  patient = by_level.pop("patient", {})
+  composed = {**total(patient), "unit": "patient", "artifacts": sorted(patient)}
+  if post_processing:
+    composed["post_processing"] = {k: f"post-processing of the {v}: adds nothing"
+                                   for k, v in post_processing.items() if k in records}
+  if by_level:
+    composed["other_units"] = {level: {**total(group), "artifacts": sorted(group)}
+                               for level, group in sorted(by_level.items())}
+  return composed
+
+
+def release_privacy(records: Dict[str, Dict], federated_ran: bool) -> Dict:
+  """privacy.json: each artifact's record and the composed total."""
+  return {
+      "artifacts": records,
+      "all_released_together": compose_released(records, POST_PROCESSING),
+      "federated": ("ran: its DP models are released" if federated_ran else
+                    "was not run in this pipeline (no site column, a single site, or left "
+                    "out): no federated model is released"),
+  }
+
+
+def _number(value) -> str:
+  return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _what_it_covers(name: str, record: Dict) -> str:
+  unit = record["unit"]
+  level = unit_level(unit)
+  meaning = UNIT_MEANINGS.get(unit, UNIT_MEANINGS.get(level, unit))
+  sampling = record.get("sampling") or "not stated"
+  lines = [f"- unit: {unit} ({meaning} changes the probability of any output by at most a "
+           f"factor e^{_number(record['epsilon'])}, except with probability "
+           f"{record['delta']:g})",
+           f"- delta: {record['delta']:g}",
+           f"- accountant: {record['accountant']}"
+           + (f" ({record['adjacency']} adjacency)" if record.get("adjacency") else ""),
+           f"- sampling: {sampling}",
+           f"- selection on real data: {record.get('selection', 'not stated')}"]
+  if name in POST_PROCESSING:
+    lines.append(f"- post-processing of the {POST_PROCESSING[name]}, whose guarantee it "
+                 "carries: releasing it beside the generator costs nothing more")
+  return "\n".join(lines)
+
+
+def privacy_markdown(privacy: Dict, dataset: str) -> str:
+  """PRIVACY.md: the records, the composed total and what each guarantee covers."""
+  records = privacy["artifacts"]
+  together = privacy["all_released_together"]
+  lines = [
+      f"# Release of {dataset}: what it holds and what it guarantees", "",
+      "Every artifact here was trained under differential privacy (DP) on the data owner's "
+      "patients and carries its privacy record (`privacy_record.json`). Nothing else of the "
+      "run is here: the real table, the pipeline's examples and the evaluation report "
+      "(computed from the real patients, not DP) stay with the data owner.", "",
+      "## Released together", "",
+      f"Per patient: epsilon {together['epsilon']:.3f} at delta {together['delta']:g}, "
+      f"{together['composition']} (basic composition: the artifacts are trained separately "
+      "on the same patients, so their epsilons and deltas add up).", ""]
+  for name, note in together.get("post_processing", {}).items():
+    lines += [f"- {name}: {note}."]
+  for level, group in together.get("other_units", {}).items():
+    lines += [f"- per {level}: epsilon {group['epsilon']:.3f} at delta {group['delta']:g} "
+              f"for {', '.join(group['artifacts'])}; a guarantee about a whole {level} is a "
+              "different neighbouring relation, so it is stated here and not added to the "
+              "per-patient total."]
+  lines += [f"- Federated learning {privacy['federated']}.", "",
+            "| artifact | epsilon | delta | unit | accountant | sampling |",
+            "|---|---|---|---|---|---|"]
+  lines += [f"| {name} | {record['epsilon']:.3f} | {record['delta']:g} | {record['unit']} | "
+            f"{record['accountant']} | {record.get('sampling') or 'not stated'} |"
+            for name, record in records.items()]
+  lines += ["", "## Each artifact", ""]
+  for name, record in records.items():
+    kind = FEDERATED if name.startswith(FEDERATED + "/") else name
+    lines += [f"### {name}", "", DESCRIPTIONS[kind] + f"; files in `{name}/`.", "",
+              _what_it_covers(name, record), "",
+              f"The full record: `{name}/{PRIVACY_RECORD_FILE}`.", ""]
+  return "\n".join(lines)
+
+
+def _is_release(uri: str) -> bool:
+  """An empty directory or one that only ever held what a release writes."""
+  ours = {SYNTHETIC, GENERATOR, DP_CLASSIFIER, FEDERATED, PRIVACY_MD, PRIVACY_JSON}
+  return all(name.rstrip("/") in ours for name in tf.io.gfile.listdir(uri))
+
+
+def write_release(found: List[Candidate], destination: str, dataset: str,
+                  federated_ran: bool) -> Dict:
+  """Checks every record, then replaces the release at `destination` with exactly the
+  candidates, PRIVACY.md and privacy.json; returns privacy.json's content."""
+  records = check_records(found)
+  if tf.io.gfile.isdir(destination):
+    if not _is_release(destination):
+      raise ReleaseDestinationError(
+          f"ReleasePusher: {destination} holds files that are not an earlier release; "
+          "choose an empty or new release URI")
+    tf.io.gfile.rmtree(destination)  # an earlier release: it must not linger in this one
+  for candidate in found:
+    target = os.path.join(destination, candidate.name)
+    if candidate.files is None:
+      copy_tree(candidate.source, target)
+    else:
+      tf.io.gfile.makedirs(target)
+      for name in candidate.files:
+        tf.io.gfile.copy(os.path.join(candidate.source, name), os.path.join(target, name),
+                         overwrite=True)
+  privacy = release_privacy(records, federated_ran)
+  with tf.io.gfile.GFile(os.path.join(destination, PRIVACY_JSON), "w") as f:
+    f.write(json.dumps(privacy, indent=2))
+  with tf.io.gfile.GFile(os.path.join(destination, PRIVACY_MD), "w") as f:
+    f.write(privacy_markdown(privacy, dataset))  # last: a release is whole once it is there
+  return privacy
+
+
+def read_release(destination: str) -> Dict:
+  """privacy.json of a written release."""
+  with tf.io.gfile.GFile(os.path.join(destination, PRIVACY_JSON)) as f:
+    return json.load(f)
+
+
+@tfx.dsl.components.component
+def ReleasePusher(  # pylint: disable=invalid-name
+    synthetic_examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
+    generator: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
+    dp_classifier: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
+    release: tfx.dsl.components.OutputArtifact[ReleasedArtifacts],
+    dataset: tfx.dsl.components.Parameter[str],
+    release_uri: tfx.dsl.components.Parameter[str] = "",
+    federated_results: tfx.dsl.components.InputArtifact[FederatedResults] = None,
+) -> None:
+  """Writes the release to release_uri ("": this component's own output artifact)."""
+  destination = release_uri or release.uri
+  found = candidates(synthetic_examples.uri, path_utils.serving_model_path(generator.uri),
+                     path_utils.serving_model_path(dp_classifier.uri),
+                     federated_results.uri if federated_results else None)
+  privacy = write_release(found, destination, dataset, federated_results is not None)
+  together = privacy["all_released_together"]
+  say(f"  ReleasePusher: {len(found)} artifacts with privacy records to {destination} "
+      f"(together epsilon {together['epsilon']:.3f}, delta {together['delta']:g} per patient)")
+  release.set_string_custom_property("release_uri", destination)
+  release.set_string_custom_property("released", json.dumps([c.name for c in found]))
