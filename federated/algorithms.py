@@ -253,7 +253,8 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
     step_events = lambda active: {
         s: (q, sigma * math.sqrt(len(active) / per_round)) for s in active}
     details.update(noise_multiplier=sigma, noise_stddev_share=share,
-                   noise_share_rule=f"sigma * clip / sqrt({per_round})", sampling_probability=q,
+                   noise_share_rule=f"sigma * clip / sqrt({per_round})",
+                   sampling="poisson (per site)", sampling_probability=q,
                    expected_batch=config.batch_size, clip=config.clip,
                    aggregator="tff.aggregators.SecureSumFactory", secure_sum_bound=bound)
   else:
