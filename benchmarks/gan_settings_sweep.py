@@ -58,6 +58,7 @@ CANDIDATES = {
     "default": gan.GanConfig(),
     "pooled_correlation": gan.GanConfig(correlation_by_class=False),
     "class_correlation": gan.GanConfig(correlation_by_class=True),
+    "no_visit_smoothing": gan.GanConfig(smooth_visits=False),
     "copula_only": gan.GanConfig(**_UNREFINED),
     "copula_0.99": gan.GanConfig(statistics_share=0.99, **_UNREFINED),
     "paper_generator": gan.GanConfig(statistics_share=0.0),

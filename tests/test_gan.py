@@ -232,6 +232,36 @@ def test_the_correlation_sensitivity_bounds_every_row_and_is_reached():
   assert dp_statistics.correlation_sensitivity(0.35) < 0.75
 
 
+def test_visit_smoothing_averages_a_plateau_and_keeps_a_moving_series():
+  """smooth_visits: on a plateau (every visit the same histogram) the noisy histograms move
+  towards the truth; on a series whose visits move far beyond the noise they stay put
+  (a control that the shrinkage is not a plain average); codes outside series are
+  untouched."""
+  from trainers import dp_statistics
+  rng = np.random.default_rng(0)
+  layout = dp_statistics.CodeLayout(numeric=25, categories=(3,), bins=12, num_series=2,
+                                    num_visits=12)
+  plateau = np.exp(-0.5 * ((np.arange(12) - 5.5) / 2.0) ** 2)
+  plateau /= plateau.sum()
+  moving = [np.roll(plateau, visit - 6) for visit in range(12)]  # one bin a visit
+  truth = [None] * 25 + [np.full(3, 1 / 3)]
+  for visit in range(12):
+    truth[visit * 2], truth[visit * 2 + 1] = plateau, moving[visit]
+  truth[24] = plateau
+  noise = 0.01
+  noisy = [np.clip(p + rng.normal(0, noise, len(p)), 0, None) for p in truth]
+  noisy = [p / p.sum() for p in noisy]
+  smoothed = dp_statistics.smooth_visits(noisy, layout, noise)
+
+  def error(histograms, codes):
+    return np.mean([np.abs(histograms[c] - truth[c]).sum() for c in codes])
+
+  assert error(smoothed, layout.visits_of(0)) < 0.75 * error(noisy, layout.visits_of(0))
+  assert error(smoothed, layout.visits_of(1)) < 1.05 * error(noisy, layout.visits_of(1))
+  np.testing.assert_allclose(smoothed[24], noisy[24])
+  np.testing.assert_allclose(smoothed[25], noisy[25])
+
+
 @pytest.mark.parametrize("by_class", [False, True])
 def test_the_copula_generator_samples_the_released_copula_before_any_step(tmp_path, by_class):
   """Zero residual at the start: the Keras generator and DpCopula.sample draw the same

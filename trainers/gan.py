@@ -73,6 +73,9 @@ class GanConfig:
   # 0.954, correlation Spearman 0.961 against 0.968; on 1000 patients per class fell to
   # Spearman 0.3.
   correlation_by_class: Optional[bool] = None
+  # Each visit's DP histogram shrunk towards its neighbouring visits' where the noise
+  # explains their difference (dp_statistics.smooth_visits; post-processing).
+  smooth_visits: bool = True
   # Weight of the residual's mean square in the generator's loss: the anchor that keeps
   # the refined generator near the copula when the discriminator's signal is mostly noise.
   residual_penalty: float = 10.0
@@ -82,6 +85,7 @@ class GanConfig:
     return dp_statistics.StatisticsConfig(
         bins=self.statistics_bins or dp_statistics.default_bins(num_rows),
         pooled_correlation=not self.correlation_by_class,  # None: pooled until resolved
+        smooth_visits=self.smooth_visits,
         marginal_weight=self.marginal_weight, correlation_clip=self.correlation_clip)
 
 
