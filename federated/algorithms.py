@@ -222,7 +222,10 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
   elif algorithm == "dp_fedavg":
     sigma = solve_noise(lambda s: epsilon_of({(1.0, s): config.rounds}, config.delta),
                         config.target_epsilon)
-    aggregator, clipping = process.dp_aggregator(sigma, per_round, config.update_clip)
+    # Round 0 is no client's seed: the server's noise has a stream of its own.
+    noise_key = _seed(config, algorithm, 0, 0)
+    aggregator, clipping = process.dp_aggregator(sigma, per_round, config.update_clip,
+                                                 noise_key)
     client = process.local_training_step(steps, config.site_batch_size,
                                          config.client_learning_rate, dp=False)
     built = process.build_process(initial, num_features, client, aggregator,
@@ -230,8 +233,9 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
     ledger = Ledger(config.delta, "site (client level)", data.sites)
     step_events = lambda active: {s: (1.0, sigma) for s in active}
     details.update(noise_multiplier=sigma, clipping=clipping, update_clip=config.update_clip,
-                   aggregator="tff.aggregators.DifferentiallyPrivateFactory.gaussian_"
-                   + clipping, local_steps=steps,
+                   aggregator="federated.dp_mean (tff.aggregators.DifferentiallyPrivateFactory"
+                   f".gaussian_{clipping}'s mechanism, noise seeded per round)",
+                   noise_key=noise_key.tolist(), local_steps=steps,
                    sampling="none claimed (each round a Gaussian mechanism per site)")
   elif algorithm == "dopamine":
     total = sum(train[s].num_patients for s in data.sites)

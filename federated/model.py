@@ -91,10 +91,19 @@ def noisy_clipped_sum(weights: Sequence[tf.Tensor], x: tf.Tensor, y: tf.Tensor,
   rows = sample_patients(patient, num_patients, q, seed)
   sums = per_patient_clipped_sum(weights, tf.gather(x, rows), tf.gather(y, rows),
                                  tf.gather(patient, rows), clip)
-  noise_seeds = tf.random.experimental.stateless_split(seed + 1, num=len(sums))
-  noise_stddev = tf.cast(noise_stddev, tf.float32)
-  return [s + noise_stddev * tf.random.stateless_normal(tf.shape(s), noise_seeds[i])
-          for i, s in enumerate(sums)]
+  return add_gaussian_noise(sums, noise_stddev, seed + 1)
+
+
+def add_gaussian_noise(tensors: Sequence[tf.Tensor], stddev: tf.Tensor,
+                       seed: tf.Tensor) -> Weights:
+  """Each tensor plus N(0, stddev^2) noise, drawn statelessly: a function of `seed` only.
+
+  Stateless, so a rerun with the same seeds adds the same noise, inside TFF or not.
+  """
+  noise_seeds = tf.random.experimental.stateless_split(seed, num=len(tensors))
+  stddev = tf.cast(stddev, tf.float32)
+  return [t + stddev * tf.random.stateless_normal(tf.shape(t), noise_seeds[i])
+          for i, t in enumerate(tensors)]
 
 
 def mean_gradient(weights: Sequence[tf.Tensor], x: tf.Tensor, y: tf.Tensor) -> Weights:

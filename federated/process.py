@@ -21,7 +21,10 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
+# Internal, but the one place TFF states how adaptive clipping splits the noise.
+from tensorflow_federated.python.aggregators import differential_privacy
 
+from federated import dp_mean
 from federated import model as model_lib
 
 _CONTEXT_SET = False
@@ -155,19 +158,81 @@ def secure_sum_aggregator(bound: float):
   return tff.aggregators.SecureSumFactory(float(bound))
 
 
-def dp_aggregator(noise_multiplier: float, clients_per_round: int, clip: float):
-  """Client-level DP aggregator: adaptive clipping where TFF allows it, else fixed.
+def dp_aggregator(noise_multiplier: float, clients_per_round: int, clip: float,
+                  noise_key: np.ndarray):
+  """Client-level DP mean with seeded noise: adaptive clipping where TFF allows it, else fixed.
 
+  The mechanisms of TFF's DifferentiallyPrivateFactory.gaussian_adaptive (its defaults,
+  starting from `clip`) and gaussian_fixed, with the same noise (federated/dp_mean.py).
   TFF's adaptive clipping spends part of the noise on the clipped count and raises
   ValueError when noise_multiplier >= 0.1 x clients_per_round (its default count
   noise): with a handful of hospitals and a useful epsilon that is the usual case,
   so fixed clipping is used there.
   """
   if noise_multiplier < 0.1 * clients_per_round:
-    return tff.aggregators.DifferentiallyPrivateFactory.gaussian_adaptive(
-        noise_multiplier, clients_per_round, initial_l2_norm_clip=clip), "adaptive"
-  return tff.aggregators.DifferentiallyPrivateFactory.gaussian_fixed(
-      noise_multiplier, clients_per_round, clip), "fixed"
+    # TFF's own split of the noise, so the total multiplier stays `noise_multiplier`.
+    value_noise, count_stddev = differential_privacy.adaptive_clip_noise_params(
+        noise_multiplier, float(clients_per_round))
+    mechanism = dp_mean.Mechanism(clients_per_round, clip, value_noise, adaptive=True,
+                                  clipped_count_stddev=count_stddev)
+    return SeededDPMeanFactory(mechanism, noise_key), "adaptive"
+  mechanism = dp_mean.Mechanism(clients_per_round, clip, noise_multiplier)
+  return SeededDPMeanFactory(mechanism, noise_key), "fixed"
+
+
+class SeededDPMeanFactory(tff.aggregators.UnweightedAggregationFactory):
+  """dp_mean's mechanism as a TFF aggregation: sites clip, the server sums and adds noise.
+
+  Its state is the current clip and the number of releases so far; release n's noise
+  comes from fold_in(noise_key, n), so the run's seed decides every round's noise.
+  """
+
+  def __init__(self, mechanism: dp_mean.Mechanism, noise_key: np.ndarray):
+    self.mechanism = mechanism
+    self.noise_key = np.asarray(noise_key, np.int64)
+
+  def create(self, value_type) -> tff.templates.AggregationProcess:
+    mechanism, noise_key = self.mechanism, self.noise_key
+
+    @tff.tensorflow.computation
+    def initial_state():
+      return collections.OrderedDict(clip=tf.constant(mechanism.initial_clip, tf.float32),
+                                     releases=tf.constant(0, tf.int64))
+
+    state_type = initial_state.type_signature.result
+
+    @tff.tensorflow.computation(state_type)
+    def clip_of(state):
+      return state["clip"]
+
+    @tff.tensorflow.computation(tff.TensorType(np.float32), value_type)
+    def site_record(clip, update):
+      clipped, within = dp_mean.clip_update(update, clip)
+      return collections.OrderedDict(clipped=clipped, within=within)
+
+    @tff.tensorflow.computation(state_type, site_record.type_signature.result)
+    def release(state, record_sum):
+      seed = dp_mean.release_seed(tf.constant(noise_key), state["releases"])
+      mean, next_clip = dp_mean.noisy_mean(mechanism, list(record_sum["clipped"]),
+                                           record_sum["within"], state["clip"], seed)
+      next_state = collections.OrderedDict(clip=next_clip, releases=state["releases"] + 1)
+      # The clip measured is the next round's, as TFF's DP factory reports it.
+      return mean, next_state, collections.OrderedDict(clip=next_clip)
+
+    @tff.federated_computation
+    def init_fn():
+      return tff.federated_eval(initial_state, tff.SERVER)
+
+    @tff.federated_computation(init_fn.type_signature.result,
+                               tff.FederatedType(value_type, tff.CLIENTS))
+    def next_fn(state, value):
+      clip = tff.federated_broadcast(tff.federated_map(clip_of, state))
+      records = tff.federated_map(site_record, (clip, value))
+      mean, next_state, measurements = tff.federated_map(
+          release, (state, tff.federated_sum(records)))
+      return tff.templates.MeasuredProcessOutput(next_state, mean, measurements)
+
+    return tff.templates.AggregationProcess(init_fn, next_fn)
 
 
 def mean_aggregator(weighted: bool):

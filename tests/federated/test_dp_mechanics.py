@@ -1,9 +1,10 @@
-"""The pure-TF DP steps: per-patient clipping, noise, Dopamine's noise shares."""
+"""The pure-TF DP steps: per-patient clipping, noise, Dopamine's shares, dp_fedavg's mean."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from federated import dp_mean
 from federated import model as model_lib
 
 NUM_FEATURES = 5
@@ -92,3 +93,31 @@ def test_local_dp_training_moves_with_the_noise():
   start = _flat(weights)
   quiet, loud = np.linalg.norm(run(0.0) - start), np.linalg.norm(run(50.0) - start)
   assert loud > 10 * quiet
+
+
+def _release(mechanism, release, within=0.0, key=(3, 0), shapes=((40, 20), (7,))):
+  """dp_fedavg's release n of zero updates: the noise alone, and the next clip."""
+  mean, next_clip = dp_mean.noisy_mean(
+      mechanism, [tf.zeros(s) for s in shapes], tf.constant(within),
+      tf.constant(mechanism.initial_clip),
+      dp_mean.release_seed(tf.constant(key, tf.int64), tf.constant(release, tf.int64)))
+  return _flat(mean), float(next_clip)
+
+
+def test_dp_fedavg_noise_is_seeded_per_release_at_the_mechanisms_scale():
+  fixed = dp_mean.Mechanism(clients_per_round=4, initial_clip=0.5, value_noise_multiplier=1.5)
+  noise = np.concatenate([_release(fixed, n)[0] for n in range(10)])
+  assert noise.std() == pytest.approx(1.5 * 0.5 / 4, rel=0.05)  # z x clip / K, per weight
+  assert abs(noise.mean()) < 0.01
+  assert np.array_equal(_release(fixed, 3)[0], _release(fixed, 3)[0])  # a rerun
+  assert not np.allclose(_release(fixed, 3)[0], _release(fixed, 4)[0])  # the next round
+  assert not np.allclose(_release(fixed, 3)[0], _release(fixed, 3, key=(4, 0))[0])  # --seed
+  assert _release(fixed, 3)[1] == 0.5  # fixed clipping keeps its clip
+  # Adaptive: a centred count of 0 is the target quantile, so the clip moves only by the
+  # count noise: clip x exp(-lr x noise / K), with noise ~ N(0, clipped_count_stddev^2).
+  adaptive = dp_mean.Mechanism(40, 0.5, 0.7, adaptive=True, clipped_count_stddev=2.0)
+  count_noise = np.array([-np.log(_release(adaptive, n, shapes=((1,),))[1] / 0.5) / 0.2 * 40
+                          for n in range(300)])
+  assert count_noise.std() == pytest.approx(2.0, rel=0.12)
+  value_noise = np.concatenate([_release(adaptive, n)[0] for n in range(5)])
+  assert value_noise.std() == pytest.approx(0.7 * 0.5 / 40, rel=0.05)
