@@ -13,7 +13,7 @@ same order (sqrt(d log(1/delta)) / (epsilon K)). This benchmark measures both si
 
   1. settings, on the default `icu` table (K = 8, epsilon 3, delta 1e-5): model x
      rounds and local steps x update clip x client step size; each setting run
-     `--repeats` times (TFF's DP aggregator noise is unseeded), the best chosen by
+     `--repeats` times (seeds 0, 1, ...: the noise differs by seed), the best chosen by
      median eval AUROC, then reported on the test split;
   2. sites: the `icu` simulation with K hospitals (same 20000 patients, seed 0),
      `centralized` and `dp_fedavg` at their default settings, epsilon 3.
