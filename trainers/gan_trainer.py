@@ -51,8 +51,9 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
   codes = dp_statistics.CodeLayout.from_layout(layout, statistics.bins)
   if config.statistics_share and config.latent_dim < codes.num_codes:
     config = dataclasses.replace(config, latent_dim=codes.num_codes)
-  if config.statistics_share and config.correlation_by_class is None:
-    noise = statistics_noise(config, budget, max_rows_per_patient)  # (marginals, correlation)
+  # (marginals, correlation) noise multipliers; () for a config that releases no statistics
+  noise = statistics_noise(config, budget, max_rows_per_patient)
+  if noise and config.correlation_by_class is None:
     config = dataclasses.replace(config, correlation_by_class=len(noise) > 1 and (
         dp_statistics.class_correlations_affordable(statistics, noise[1], codes.num_codes,
                                                     num_examples)))
@@ -66,8 +67,7 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
   rng = np.random.default_rng(seed)
   positive_rate = dp_positive_rate(labels, count_noise, rng)
   copula = None
-  if config.statistics_share:
-    noise = statistics_noise(config, budget, max_rows_per_patient)
+  if noise:
     copula = dp_statistics.release(features.flatten_inputs(inputs), labels, codes,
                                    statistics, noise, rng)
     correlations = "a normal-score correlation per class" if statistics.by_class and not \
