@@ -65,8 +65,8 @@ def test_training_steps_update_both_networks():
              zip(g_before, generator.trainable_variables))
 
 
-def _dp_gradients(discriminator, config, real, labels, fake, fake_labels):
-  optimizer = gan.dp_discriminator_optimizer(config)
+def _dp_gradients(discriminator, config, real, labels, fake, fake_labels, noise_rng=None):
+  optimizer = gan.dp_discriminator_optimizer(config, noise_rng=noise_rng)
   with tf.GradientTape(persistent=True) as tape:
     losses = gan.discriminator_example_losses(discriminator, real, labels, fake, fake_labels)
   pairs = optimizer._compute_gradients(  # pylint: disable=protected-access
@@ -74,11 +74,15 @@ def _dp_gradients(discriminator, config, real, labels, fake, fake_labels):
   return np.concatenate([g.numpy().ravel() for g, _ in pairs]), losses
 
 
-def test_dp_path_is_exact_without_noise_and_adds_the_expected_noise():
+@pytest.mark.parametrize("noise_from", ["tf_privacy", "generator"])
+def test_dp_path_is_exact_without_noise_and_adds_the_expected_noise(noise_from):
   """Positive control. With no noise and a clip no gradient reaches, the DP gradient is the
   ordinary mean gradient; with noise multiplier s and clip C over a batch of B, it differs
-  from that by Gaussian noise of standard deviation s * C / B per coordinate."""
+  from that by Gaussian noise of standard deviation s * C / B per coordinate. The same
+  with the noise drawn by TF Privacy's query or from a checkpointable generator
+  (GeneratorGaussianSumQuery, what resumable training uses)."""
   tf.random.set_seed(0)
+  noise_rng = tf.random.Generator.from_seed(0) if noise_from == "generator" else None
   # Wide enough (about 8k weights) that the sample deviation of the noise is within 2%.
   config = dataclasses.replace(SMALL, dropout=0.0, batch_size=16, discriminator_units=128)
   layout = gan.PatientLayout.from_spec(SPRINT_SPEC)
@@ -100,7 +104,8 @@ def test_dp_path_is_exact_without_noise_and_adds_the_expected_noise():
   noisy = dataclasses.replace(config, l2_norm_clip=clip, noise_multiplier=sigma)
   clipped_only, _ = _dp_gradients(discriminator, dataclasses.replace(noisy, noise_multiplier=0.0),
                                   real, labels, fake, fake_labels)
-  dp_noisy, _ = _dp_gradients(discriminator, noisy, real, labels, fake, fake_labels)
+  dp_noisy, _ = _dp_gradients(discriminator, noisy, real, labels, fake, fake_labels,
+                              noise_rng=noise_rng)
   expected_sd = sigma * clip / config.batch_size
   assert np.std(dp_noisy - clipped_only) == pytest.approx(expected_sd, rel=0.05)
   # Clipping really bounds the sum: the noiseless clipped mean has norm <= C.

@@ -31,7 +31,9 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import sys
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import dp_accounting
 
 import tensorflow as tf
 
@@ -215,6 +217,40 @@ def clipped_gradient_sum(model: tf.keras.Model, calls: Sequence[Sequence[tf.Tens
   return [by_variable[v.ref()] for v in model.trainable_variables], losses, norms
 
 
+class GeneratorGaussianSumQuery(gaussian_query.GaussianSumQuery):
+  """TF Privacy's Gaussian sum query with its noise drawn from a `tf.random.Generator`.
+
+  The mechanism, its DP event and its accounting are GaussianSumQuery's; only where the
+  normal draws come from differs. TF Privacy draws them with stateful random ops, whose
+  state lives in the traced graph and starts afresh in a new process: a resumed run would
+  add the very noise of its first steps again, which DP's independent noise per step
+  does not allow. The generator's state is a variable a checkpoint saves, so a resumed
+  run continues the stream exactly (trainers/gan_checkpoint.py).
+  """
+
+  def __init__(self, l2_norm_clip: float, stddev: float, noise_rng: tf.random.Generator):
+    super().__init__(l2_norm_clip, stddev)
+    self._noise_rng = noise_rng
+
+  def get_noised_result(self, sample_state, global_state):
+    def add_noise(v):
+      return v + tf.cast(self._noise_rng.normal(tf.shape(v), stddev=global_state.stddev),
+                         v.dtype)
+    result = tf.nest.map_structure(add_noise, sample_state)
+    event = dp_accounting.GaussianDpEvent(global_state.stddev / global_state.l2_norm_clip)
+    return result, global_state, event
+
+
+def gaussian_sum_query(l2_norm_clip: float, noise_multiplier: float,
+                       noise_rng: Optional[tf.random.Generator] = None
+                       ) -> gaussian_query.GaussianSumQuery:
+  """The query DPKerasAdamOptimizer builds, with its noise from noise_rng when given."""
+  stddev = l2_norm_clip * noise_multiplier
+  if noise_rng is None:
+    return gaussian_query.GaussianSumQuery(l2_norm_clip, stddev)
+  return GeneratorGaussianSumQuery(l2_norm_clip, stddev, noise_rng)
+
+
 class FastDPKerasAdamOptimizer(dp_optimizer_keras.GenericDPAdamOptimizer):
   """TF Privacy's DP Adam (Gaussian sum query, one example per microbatch) that can also
   take its per-example clipped sums from `clipped_gradient_sum`.
@@ -223,10 +259,10 @@ class FastDPKerasAdamOptimizer(dp_optimizer_keras.GenericDPAdamOptimizer):
   `minimize_examples` is the fast path for a model and a per-example loss.
   """
 
-  def __init__(self, l2_norm_clip: float, noise_multiplier: float, **adam_kwargs):
+  def __init__(self, l2_norm_clip: float, noise_multiplier: float,
+               noise_rng: Optional[tf.random.Generator] = None, **adam_kwargs):
     super().__init__(
-        dp_sum_query=gaussian_query.GaussianSumQuery(l2_norm_clip,
-                                                     l2_norm_clip * noise_multiplier),
+        dp_sum_query=gaussian_sum_query(l2_norm_clip, noise_multiplier, noise_rng),
         num_microbatches=None, **adam_kwargs)
     self._l2_norm_clip = l2_norm_clip
     self._noise_multiplier = noise_multiplier

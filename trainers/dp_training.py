@@ -36,9 +36,16 @@ class PrivacyBudget:
 
 
 def dp_adam(l2_norm_clip: float, noise_multiplier: float, learning_rate: float,
-            beta_1: float = 0.9):
+            beta_1: float = 0.9, noise_rng: Optional[tf.random.Generator] = None):
   """TF Privacy's DP Adam with one example per microbatch (per-example clipping), which is
-  what the accountant assumes (examples_per_microbatch=1)."""
+  what the accountant assumes (examples_per_microbatch=1); with noise_rng, its Gaussian
+  noise is drawn from that generator (trainers/dp_clipping.py: GeneratorGaussianSumQuery)."""
+  if noise_rng is not None:
+    from trainers import dp_clipping  # pylint: disable=g-import-not-at-top
+    # DPKerasAdamOptimizer is this generic DP Adam with a GaussianSumQuery.
+    return dp_optimizer_keras.GenericDPAdamOptimizer(
+        dp_sum_query=dp_clipping.gaussian_sum_query(l2_norm_clip, noise_multiplier, noise_rng),
+        num_microbatches=None, learning_rate=learning_rate, beta_1=beta_1)
   return dp_optimizer_keras.DPKerasAdamOptimizer(
       l2_norm_clip=l2_norm_clip, noise_multiplier=noise_multiplier, num_microbatches=None,
       learning_rate=learning_rate, beta_1=beta_1)
@@ -263,16 +270,21 @@ def dp_positive_rate(labels: np.ndarray, noise_multiplier: float, rng: np.random
   return float(np.clip(noisy_count / len(labels), 0.01, 0.99))
 
 
+def step_batch(plan: accounting.PrivacyPlan, rng: np.random.Generator) -> np.ndarray:
+  """Row indices of one step's batch, sampled as the plan's accounting assumes; a Poisson
+  batch may be empty (about exp(-B)), and then the step updates nothing."""
+  if plan.sampling == "fixed":
+    return rng.choice(plan.num_examples, size=plan.batch_size, replace=False)
+  return np.flatnonzero(rng.random(plan.num_examples) < plan.sampling_probability)
+
+
 def training_batches(plan: accounting.PrivacyPlan, rng: np.random.Generator
                      ) -> Iterator[np.ndarray]:
-  """Row indices of each step's batch, sampled as the plan's accounting assumes."""
+  """Row indices of each step's non-empty batch (step_batch for each planned step)."""
   for _ in range(plan.steps):
-    if plan.sampling == "fixed":
-      yield rng.choice(plan.num_examples, size=plan.batch_size, replace=False)
-    else:
-      batch = np.flatnonzero(rng.random(plan.num_examples) < plan.sampling_probability)
-      if len(batch):  # an empty Poisson batch (about exp(-B)) updates nothing
-        yield batch
+    batch = step_batch(plan, rng)
+    if len(batch):
+      yield batch
 
 
 class TrainingProgress:
@@ -285,21 +297,23 @@ class TrainingProgress:
 
   def __init__(self, name: str, num_examples: int, batch_size: int, epochs: float,
                total_steps: int, plan: Optional[accounting.PrivacyPlan],
-               log: Callable[[str], None] = say):
+               log: Callable[[str], None] = say, first_step: int = 0):
     steps_per_epoch = max(1, math.ceil(num_examples / batch_size))
     self._every = steps_per_epoch * max(1, math.ceil(epochs / 10))
     self._name, self._epochs, self._total = name, epochs, total_steps
     self._examples_per_step = batch_size / num_examples
     self._log = log
     self._plan, self._start = plan, time.time()
+    self._first_step = first_step  # steps taken before this process (a resumed run)
 
   def after(self, step: int, **losses) -> None:
     if step % self._every and step != self._total:
       return
     epochs_done = step * self._examples_per_step
+    rate = (step - self._first_step) / max(time.time() - self._start, 1e-9)
     line = (f"  {self._name} epoch {epochs_done:.0f}/{self._epochs}: "
             + " ".join(f"{k} {float(v):.3f}" for k, v in losses.items())
-            + f", {step / (time.time() - self._start):.1f} steps/s")
+            + f", {rate:.1f} steps/s")
     if self._plan is not None:
       spent = accounting.compute_epsilon(dataclasses.replace(self._plan, epochs=epochs_done))
       line += f", epsilon so far {spent.epsilon:.3f}"

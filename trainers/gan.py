@@ -13,7 +13,7 @@ alone, with plain Adam.
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -217,17 +217,59 @@ def _layout_outputs(layout: PatientLayout, flat: tf.Tensor) -> List[tf.Tensor]:
   return outputs
 
 
-def build_discriminator(layout: PatientLayout, config: GanConfig) -> tf.keras.Model:
-  """[series], [static] -> (real/fake logit, class logit)."""
+@dataclasses.dataclass
+class TrainingRandomness:
+  """Every random draw of a training run after its statistics: latent vectors and labels
+  of generated patients, dropout masks, DP noise. Each stream is a tf.random.Generator,
+  whose state is a variable a checkpoint saves (TF's stateful random ops keep theirs
+  inside the traced graph, where no checkpoint reaches), so that a resumed run draws
+  what the uninterrupted one would have drawn, and never a noise it already added."""
+  latent: tf.random.Generator
+  dropout: tf.random.Generator
+  noise: tf.random.Generator
+
+  @classmethod
+  def from_seed(cls, seed: int) -> "TrainingRandomness":
+    latent, dropout, noise = tf.random.Generator.from_seed(seed).split(3)
+    return cls(latent=latent, dropout=dropout, noise=noise)
+
+  def checkpoint_objects(self) -> Dict[str, tf.random.Generator]:
+    return {f"rng_{name}": getattr(self, name) for name in ("latent", "dropout", "noise")}
+
+
+class GeneratorDropout(tf.keras.layers.Layer):
+  """Dropout with its masks from a given tf.random.Generator (see TrainingRandomness)."""
+
+  def __init__(self, rate: float, rng: tf.random.Generator, **kwargs):
+    super().__init__(**kwargs)
+    self.rate = rate
+    self._uniform = rng.uniform  # a bound method: the generator is not a weight of the model
+
+  def call(self, inputs, training=None):  # pylint: disable=arguments-differ
+    if not training:
+      return inputs
+    return tf.nn.experimental.general_dropout(inputs, rate=self.rate,
+                                              uniform_sampler=self._uniform)
+
+
+def build_discriminator(layout: PatientLayout, config: GanConfig,
+                        dropout_rng: Optional[tf.random.Generator] = None) -> tf.keras.Model:
+  """[series], [static] -> (real/fake logit, class logit); dropout masks from dropout_rng
+  when given (resumable training), else Keras's own."""
+  def dropout():
+    if dropout_rng is None:
+      return tf.keras.layers.Dropout(config.dropout)
+    return GeneratorDropout(config.dropout, dropout_rng)
+
   inputs, features = [], []
   if layout.has_series:
     series = tf.keras.Input((layout.num_visits, layout.num_series), name="series")
     x = tf.keras.layers.Conv1D(config.discriminator_filters, 3, padding="same")(series)
     x = tf.keras.layers.LeakyReLU(config.leaky_slope)(x)
-    x = tf.keras.layers.Dropout(config.dropout)(x)
+    x = dropout()(x)
     x = tf.keras.layers.Conv1D(2 * config.discriminator_filters, 3, strides=2, padding="same")(x)
     x = tf.keras.layers.LeakyReLU(config.leaky_slope)(x)
-    x = tf.keras.layers.Dropout(config.dropout)(x)
+    x = dropout()(x)
     inputs.append(series)
     features.append(tf.keras.layers.Flatten()(x))
   if layout.has_static:
@@ -237,7 +279,7 @@ def build_discriminator(layout: PatientLayout, config: GanConfig) -> tf.keras.Mo
   x = features[0] if len(features) == 1 else tf.keras.layers.Concatenate()(features)
   x = tf.keras.layers.Dense(config.discriminator_units)(x)
   x = tf.keras.layers.LeakyReLU(config.leaky_slope)(x)
-  x = tf.keras.layers.Dropout(config.dropout)(x)
+  x = dropout()(x)
   real_fake = tf.keras.layers.Dense(1, name="real_fake")(x)
   label = tf.keras.layers.Dense(1, name="label")(x)
   return tf.keras.Model(inputs, [real_fake, label], name="discriminator")
@@ -246,17 +288,28 @@ def build_discriminator(layout: PatientLayout, config: GanConfig) -> tf.keras.Mo
 DP_METHODS = ("fast", "tf_privacy", "vectorized")
 
 
-def dp_discriminator_optimizer(config: GanConfig) -> tf.keras.optimizers.Optimizer:
+# The methods whose noise can come from a checkpointed generator (resumable training);
+# TF Privacy's vectorized optimizer draws its noise inside, with stateful ops.
+RESUMABLE_DP_METHODS = ("fast", "tf_privacy")
+
+
+def dp_discriminator_optimizer(config: GanConfig,
+                               noise_rng: Optional[tf.random.Generator] = None
+                               ) -> tf.keras.optimizers.Optimizer:
   """Per-example clipping (one example per microbatch) and Gaussian noise, by
   config.dp_method. Each is a TF Privacy DP Adam that `minimize(vector_loss, var_list,
-  tape=tape)` accepts; the "fast" one also takes the one-pass clipped sums."""
+  tape=tape)` accepts; the "fast" one also takes the one-pass clipped sums. With
+  noise_rng (a method of RESUMABLE_DP_METHODS) the Gaussian noise is drawn from it."""
+  if noise_rng is not None and config.dp_method not in RESUMABLE_DP_METHODS:
+    raise ValueError(f"dp_method {config.dp_method!r} draws its own noise; a noise "
+                     f"generator needs one of {RESUMABLE_DP_METHODS}")
   if config.dp_method == "fast":
     return dp_clipping.FastDPKerasAdamOptimizer(
-        config.l2_norm_clip, config.noise_multiplier,
+        config.l2_norm_clip, config.noise_multiplier, noise_rng=noise_rng,
         learning_rate=config.discriminator_learning_rate, beta_1=config.beta_1)
   if config.dp_method == "tf_privacy":
     return dp_adam(config.l2_norm_clip, config.noise_multiplier,
-                   config.discriminator_learning_rate, config.beta_1)
+                   config.discriminator_learning_rate, config.beta_1, noise_rng=noise_rng)
   if config.dp_method == "vectorized":
     from tensorflow_privacy.privacy.optimizers import (  # pylint: disable=g-import-not-at-top
         dp_optimizer_keras_vectorized)
@@ -277,10 +330,16 @@ def _per_example_bce(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 
 
 def sample_fake(generator: tf.keras.Model, batch_size: int, latent_dim: int,
-                positive_rate: float = 0.5) -> Tuple[List[tf.Tensor], tf.Tensor]:
-  """Generated patients and the labels they were conditioned on."""
-  latent = tf.random.normal((batch_size, latent_dim))
-  labels = tf.cast(tf.random.uniform((batch_size, 1)) < positive_rate, tf.int32)
+                positive_rate: float = 0.5, rng: Optional[tf.random.Generator] = None
+                ) -> Tuple[List[tf.Tensor], tf.Tensor]:
+  """Generated patients and the labels they were conditioned on; the draws from rng when
+  given (resumable training), else from TF's global seed."""
+  if rng is None:
+    latent = tf.random.normal((batch_size, latent_dim))
+    labels = tf.cast(tf.random.uniform((batch_size, 1)) < positive_rate, tf.int32)
+  else:
+    latent = rng.normal((batch_size, latent_dim))
+    labels = tf.cast(rng.uniform((batch_size, 1)) < positive_rate, tf.int32)
   fake = generator([latent, labels], training=True)
   return (fake if isinstance(fake, list) else [fake]), labels
 
@@ -313,10 +372,11 @@ def generator_loss(discriminator: tf.keras.Model, fake: List[tf.Tensor],
 
 
 def discriminator_dp_step(discriminator, generator, optimizer, real: List[tf.Tensor],
-                          real_labels: tf.Tensor, latent_dim: int) -> tf.Tensor:
+                          real_labels: tf.Tensor, latent_dim: int,
+                          latent_rng: Optional[tf.random.Generator] = None) -> tf.Tensor:
   """One DP update of the discriminator; returns the mean loss."""
   batch_size = tf.shape(real_labels)[0]
-  fake, fake_labels = sample_fake(generator, batch_size, latent_dim)
+  fake, fake_labels = sample_fake(generator, batch_size, latent_dim, rng=latent_rng)
   fake = [tf.stop_gradient(f) for f in fake]
   if isinstance(optimizer, dp_clipping.FastDPKerasAdamOptimizer):
     # Real and generated patients in one forward pass; example i's gradient (real i plus
@@ -334,10 +394,11 @@ def discriminator_dp_step(discriminator, generator, optimizer, real: List[tf.Ten
 
 
 def generator_step(generator, discriminator, optimizer, batch_size: int,
-                   latent_dim: int) -> tf.Tensor:
+                   latent_dim: int, latent_rng: Optional[tf.random.Generator] = None
+                   ) -> tf.Tensor:
   """One update of the generator through the (fixed) discriminator; sees no real data."""
   with tf.GradientTape() as tape:
-    fake, fake_labels = sample_fake(generator, batch_size, latent_dim)
+    fake, fake_labels = sample_fake(generator, batch_size, latent_dim, rng=latent_rng)
     loss = generator_loss(discriminator, fake, fake_labels)
     if generator.losses:  # the copula generator's anchor
       loss += tf.add_n(generator.losses)

@@ -4,22 +4,25 @@ The plan is checked against the privacy budget before the first step (with the n
 solved for the budget when the config leaves it open); batches and accounting follow
 trainers/dp_training.py. Besides the generator, the run releases the label rate the
 synthetic patients are drawn with, as a noisy count charged to the same budget.
+Given a checkpoint directory, training checkpoints and resumes (trainers/gan_checkpoint.py):
+every random draw after the statistics comes from checkpointed generators, so a resumed
+run gives the weights and the privacy record of an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from clinical_dp.spec import DatasetSpec
 from pipelines.console import say
-from trainers import accounting, dp_statistics, features, gan
+from trainers import accounting, dp_statistics, features, gan, gan_checkpoint
 from trainers.dp_training import (PrivacyBudget, TrainingProgress, dp_positive_rate,
-                                  fit_batch_to_data, plan_for, statistics_noise,
-                                  training_batches, with_noise_for_budget)
+                                  fit_batch_to_data, plan_for, statistics_noise, step_batch,
+                                  with_noise_for_budget)
 from trainers.features import PatientLayout
 
 
@@ -34,8 +37,11 @@ class TrainedGan:
 
 def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
               config: gan.GanConfig, budget: PrivacyBudget, seed: int = 0,
-              max_rows_per_patient: int = 1, log: Callable[[str], None] = say) -> TrainedGan:
-  """DP training; refuses a plan over budget before any step."""
+              max_rows_per_patient: int = 1, log: Callable[[str], None] = say,
+              checkpoint: Optional[gan_checkpoint.CheckpointConfig] = None) -> TrainedGan:
+  """DP training; refuses a plan over budget before any step. With `checkpoint`, saves
+  the training state periodically and when interrupted, and resumes from the last
+  checkpoint there (trainers/gan_checkpoint.py)."""
   num_examples = len(labels)
   count_noise = config.label_count_noise_multiplier
 
@@ -75,24 +81,75 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
     log(f"  DP AC-GAN: released DP marginals per label class ({codes.num_codes} columns, noise "
         f"multiplier {noise[0]:.2f}) and {correlations} (noise multiplier {noise[1]:.2f}); "
         f"the generator starts as their copula")
+  randomness = gan.TrainingRandomness.from_seed(seed)
+  resumable = config.dp_method in gan.RESUMABLE_DP_METHODS
   generator = gan.build_generator(layout, config, copula)
-  discriminator = gan.build_discriminator(layout, config)
-  d_optimizer = gan.dp_discriminator_optimizer(config)
+  discriminator = gan.build_discriminator(layout, config, dropout_rng=randomness.dropout)
+  d_optimizer = gan.dp_discriminator_optimizer(
+      config, noise_rng=randomness.noise if resumable else None)
   g_optimizer = gan.generator_optimizer(config)
   # autograph=False: the steps have no tensor-dependent Python control flow, and
   # autograph's conversion of every Keras and TF Privacy function they call took most of
   # a small run (about 40 to 90 s of tracing on 2 shared cores); the graph is the same.
   d_step = tf.function(lambda real, y: gan.discriminator_dp_step(
-      discriminator, generator, d_optimizer, real, y, config.latent_dim),
+      discriminator, generator, d_optimizer, real, y, config.latent_dim,
+      latent_rng=randomness.latent),
                        reduce_retracing=True, autograph=False)  # Poisson batches vary in size
   g_step = tf.function(lambda: gan.generator_step(
-      generator, discriminator, g_optimizer, config.batch_size, config.latent_dim),
+      generator, discriminator, g_optimizer, config.batch_size, config.latent_dim,
+      latent_rng=randomness.latent),
                        autograph=False)
+  training_plan = plan(config)
+  checkpoints = None
+  steps_done = 0
+  if checkpoint is not None and checkpoint.directory:
+    if not resumable:
+      log(f"  DP AC-GAN: no checkpoints: dp_method {config.dp_method!r} draws its noise "
+          f"inside TF Privacy, where a resumed run could not continue it (use one of "
+          f"{gan.RESUMABLE_DP_METHODS})")
+    else:
+      g_optimizer.build(generator.trainable_variables)  # its slots exist to be restored
+      checkpoints = gan_checkpoint.GanCheckpoints(
+          checkpoint,
+          gan_checkpoint.fingerprint(
+              [*inputs, labels], config=dataclasses.asdict(config),
+              budget=dataclasses.asdict(budget), seed=seed,
+              max_rows_per_patient=max_rows_per_patient),
+          gan_checkpoint.statistics_fingerprint(positive_rate, copula), record.steps,
+          {"generator": generator, "discriminator": discriminator,
+           "discriminator_optimizer": d_optimizer, "generator_optimizer": g_optimizer,
+           **randomness.checkpoint_objects()}, log)
+      steps_done = checkpoints.restore(rng)
+      if not steps_done:
+        log(f"  DP AC-GAN: checkpoints every {checkpoint.every_seconds:g} s and on "
+            f"interruption in {checkpoints.directory}")
   progress = TrainingProgress("DP AC-GAN", num_examples, config.batch_size, config.epochs,
-                              record.steps, plan(config), log)
-  for step, index in enumerate(training_batches(plan(config), rng), start=1):
-    d_loss = d_step([tf.constant(x[index]) for x in inputs], tf.constant(labels[index]))
-    for _ in range(config.generator_steps):  # free in privacy: no real data involved
-      g_loss = g_step()
-    progress.after(step, d_loss=d_loss, g_loss=g_loss)
+                              record.steps, training_plan, log, first_step=steps_done)
+  # A checkpoint must hold the state after exactly `steps_done` steps: an interruption
+  # inside a step (batch drawn, or one network updated) saves nothing, and the last
+  # checkpoint stands. Assignments are atomic for Python's signal handlers.
+  inside_step = False
+  try:
+    with gan_checkpoint.sigterm_raises():
+      for step in range(steps_done + 1, record.steps + 1):
+        inside_step = True
+        index = step_batch(training_plan, rng)
+        if len(index):  # an empty Poisson batch updates nothing
+          d_loss = d_step([tf.constant(x[index]) for x in inputs], tf.constant(labels[index]))
+          for _ in range(config.generator_steps):  # free in privacy: no real data involved
+            g_loss = g_step()
+        steps_done = step
+        inside_step = False
+        if checkpoints is not None and checkpoints.due():
+          checkpoints.save(steps_done, rng, "periodic")
+        if len(index):
+          progress.after(step, d_loss=d_loss, g_loss=g_loss)
+  except BaseException as e:  # Ctrl-C, SIGTERM, a crash: keep what is done
+    if checkpoints is not None and not inside_step:
+      checkpoints.save(steps_done, rng, f"interrupted: {type(e).__name__}")
+      log(f"  DP AC-GAN: stopped after step {steps_done} of {record.steps}; checkpoint "
+          f"saved in {checkpoints.directory}")
+    raise
+  if checkpoints is not None:
+    checkpoints.save(steps_done, rng, "finished")
   return TrainedGan(generator, discriminator, record, config, positive_rate)
