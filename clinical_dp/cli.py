@@ -42,11 +42,52 @@ def _cmd_validate(args: argparse.Namespace) -> int:
   return EXIT_OK
 
 
+# The arguments of `run` that make a run; kept in DIR/run_args.json for `run --resume`.
+RUN_ARGUMENTS = ("data", "spec", "output", "fast", "mode", "epochs", "target_epsilon",
+                 "delta", "non_private_twin", "no_federated", "beam_mode", "beam_workers",
+                 "beam_arg")
+_RUN_PATHS = ("data", "spec", "output")
+
+
+def _run_arguments(args: argparse.Namespace) -> dict:
+  """The run's arguments, paths made absolute (a resume may start elsewhere)."""
+  return {name: os.path.abspath(getattr(args, name)) if name in _RUN_PATHS
+          else getattr(args, name) for name in RUN_ARGUMENTS}
+
+
+def _check_run_arguments(args: argparse.Namespace) -> None:
+  """--data, --spec and --output, or --resume alone (ValueError: exit 2)."""
+  if not args.resume:
+    if not (args.data and args.spec and args.output):
+      raise ValueError("give --data, --spec and --output, or --resume DIR")
+    return
+  defaults = build_parser().parse_args(["run", "--resume", args.resume])
+  given = [f"--{name.replace('_', '-')}" for name in RUN_ARGUMENTS
+           if getattr(args, name) != getattr(defaults, name)]
+  if given:
+    raise ValueError(f"--resume continues a run with the arguments it started with; drop "
+                     f"{', '.join(given)}")
+
+
+def _resumed_arguments(args: argparse.Namespace, say) -> argparse.Namespace:
+  """The arguments the run in args.resume started with; refuses a directory with nothing
+  to resume (ValueError: exit 2)."""
+  from pipelines.runner import resumable_run  # pylint: disable=g-import-not-at-top
+  run = resumable_run(args.resume)
+  progress = run.progress
+  say(f"resuming the run in {run.output_dir} ({progress.steps_done} of "
+      f"{progress.total_steps} DP AC-GAN steps checkpointed at {progress.saved_at})")
+  return argparse.Namespace(**{**vars(args), **run.run_args, "output": run.output_dir})
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
   """Runs the pipeline with a quiet console: our own lines on the terminal, library
   output (from TensorFlow's import on) in the run's log (pipelines/console.py)."""
   from pipelines.console import captured_run, say  # pylint: disable=g-import-not-at-top
+  _check_run_arguments(args)
   with captured_run():
+    if args.resume:
+      args = _resumed_arguments(args, say)
     # The spec and the table first: a wrong path or a broken table is reported in a second,
     # not after TensorFlow's import.
     spec = load_spec(args.spec)
@@ -69,7 +110,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         mode=args.beam_mode, workers=args.beam_workers, extra_args=tuple(args.beam_arg)))
     if args.no_federated:
       config = dataclasses.replace(config, federated=None)
-    summary = run_pipeline(args.data, spec, config, report=report)
+    summary = run_pipeline(args.data, spec, config, report=report,
+                           run_args=_run_arguments(args), resume=bool(args.resume))
     say(format_summary(summary))
   return EXIT_OK
 
@@ -129,9 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
   validate.set_defaults(handler=_cmd_validate)
 
   run = commands.add_parser("run", help="run the TFX pipeline locally")
-  run.add_argument("--data", required=True)
-  run.add_argument("--spec", required=True)
-  run.add_argument("--output", required=True, help="run directory (metadata, artifacts, summary)")
+  run.add_argument("--data", help="the table (CSV); required unless --resume")
+  run.add_argument("--spec", help="its dataset spec (YAML); required unless --resume")
+  run.add_argument("--output", help="run directory (metadata, artifacts, summary); required "
+                                    "unless --resume")
+  run.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the interrupted run in DIR with the arguments it started "
+                        "with: finished components are reused and DP AC-GAN training "
+                        "continues from its last checkpoint")
   run.add_argument("--fast", action="store_true",
                    help="small configuration for tests and smoke runs (600 patients, 2 epochs)")
   run.add_argument("--mode", choices=["default", "paper"], default="default",

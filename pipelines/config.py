@@ -13,11 +13,17 @@ from trainers import classifier_run_fn, gan_run_fn
 from trainers.classifier import ClassifierConfig
 from trainers.dp_training import PrivacyBudget
 from trainers.gan import GanConfig, paper_config
+from trainers.gan_checkpoint import DEFAULT_EVERY_SECONDS, CheckpointConfig
 from trainers.preprocessing import SPEC_KEY
 
 BEAM_MODES = ("in_memory", "multi_processing", "multi_threading")
 TRAINING_MODES = ("default", "paper")
 FAST_EPOCHS = 2
+CHECKPOINTS_DIR = "checkpoints"  # under the run directory, or the pipeline root on Kubeflow
+
+
+def gan_checkpoint_dir(output_dir: str) -> str:
+  return os.path.join(output_dir, CHECKPOINTS_DIR, "gan")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,11 +59,17 @@ class TrainingConfig:
   classifier_budget: PrivacyBudget = PrivacyBudget(target_epsilon=1.0, delta=1e-5)
   synthetic_patients: int = 0  # 0: as many as the generator was trained on
   train_twin: bool = False  # non-private classifier for comparison; never released
+  gan_checkpoint_seconds: float = DEFAULT_EVERY_SECONDS  # how often GAN training checkpoints
 
-  def gan_custom_config(self, spec_dict: Dict[str, Any]) -> Dict:
-    """The GAN Trainer's custom_config (JSON-serializable)."""
-    return {SPEC_KEY: spec_dict, gan_run_fn.GAN_KEY: dataclasses.asdict(self.gan),
-            gan_run_fn.BUDGET_KEY: dataclasses.asdict(self.gan_budget)}
+  def gan_custom_config(self, spec_dict: Dict[str, Any],
+                        checkpoint: Optional[CheckpointConfig] = None) -> Dict:
+    """The GAN Trainer's custom_config (JSON-serializable); with `checkpoint`, training
+    checkpoints there and resumes from what it finds (trainers/gan_checkpoint.py)."""
+    custom = {SPEC_KEY: spec_dict, gan_run_fn.GAN_KEY: dataclasses.asdict(self.gan),
+              gan_run_fn.BUDGET_KEY: dataclasses.asdict(self.gan_budget)}
+    if checkpoint is not None:
+      custom[gan_run_fn.CHECKPOINT_KEY] = checkpoint.to_dict()
+    return custom
 
   def classifier_custom_config(self, spec_dict: Dict[str, Any], private: bool = True) -> Dict:
     """The DP classifier's (or, private=False, its twin's) Trainer custom_config."""
@@ -102,6 +114,9 @@ class PipelineConfig:
   # Where ReleasePusher writes what may be published: None, <output_dir>/release; "",
   # its own output artifact under the pipeline root (Kubeflow without a root given).
   release_uri: Optional[str] = None
+  # GAN checkpoints in one subdirectory per data and settings (Kubeflow, where the
+  # pipeline root outlives runs), rather than the run directory's own (local runs).
+  checkpoints_by_fingerprint: bool = False
 
   @property
   def pipeline_root(self) -> str:
@@ -116,6 +131,17 @@ class PipelineConfig:
   @property
   def metadata_path(self) -> str:
     return os.path.join(self.output_dir, "metadata.sqlite")
+
+  @property
+  def gan_checkpoint(self) -> Optional[CheckpointConfig]:
+    """Where GAN training checkpoints: outside the Trainer's per-execution outputs, so
+    that a new execution (`clinical-dp run --resume`, a retried Kubeflow step) finds
+    them; None without an output directory (Kubeflow without a pipeline root)."""
+    if not self.output_dir:
+      return None
+    return CheckpointConfig(directory=gan_checkpoint_dir(self.output_dir),
+                            every_seconds=self.training.gan_checkpoint_seconds,
+                            by_fingerprint=self.checkpoints_by_fingerprint)
 
 
 def default_config(output_dir: str, pipeline_name: str = "clinical-dp", fast: bool = False,

@@ -196,11 +196,13 @@ class _Capture:
     fd, self.log_path = tempfile.mkstemp(prefix="clinical-dp-run-", suffix=".log")
     self._redirect(fd)
 
-  def attach(self, run_dir: str) -> str:
-    """Moves the log into RUN_DIR/logs/ (what was written so far comes along)."""
+  def attach(self, run_dir: str, append: bool = False) -> str:
+    """Moves the log into RUN_DIR/logs/ (what was written so far comes along); append:
+    after an earlier log there (a resumed run), else in place of it."""
     path = log_path(run_dir)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if append else os.O_TRUNC),
+                 0o644)
     self._flush()
     pending = self.log_path
     with open(pending, "rb") as f:
@@ -243,14 +245,15 @@ class _Capture:
 _capture: Optional[_Capture] = None
 
 
-def attach_log(run_dir: str, on_interrupt: Optional[Callable[[str], None]] = None
-               ) -> Optional[str]:
-  """Once a run has claimed RUN_DIR: the log moves there (inside `captured_run`); returns
-  its path, or None when output is not captured (the TFX CLI, tests)."""
+def attach_log(run_dir: str, on_interrupt: Optional[Callable[[str], None]] = None,
+               append: bool = False) -> Optional[str]:
+  """Once a run has claimed RUN_DIR: the log moves there (inside `captured_run`), after
+  the earlier log with `append`; returns its path, or None when output is not captured
+  (the TFX CLI, tests)."""
   if _capture is None:
     return None
   _capture.on_interrupt = on_interrupt
-  return _capture.attach(run_dir)
+  return _capture.attach(run_dir, append=append)
 
 
 def current_log() -> Optional[str]:

@@ -115,7 +115,8 @@ def create_components(config: PipelineConfig, spec: DatasetSpec,
   training = config.training
   column_names = {COLUMN_NAMES_KEY: keys.to_name}
   gan_trainer = _trainer(GAN_RUN_FN, transform, schema,
-                         {**training.gan_custom_config(internal), **column_names},
+                         {**training.gan_custom_config(internal, config.gan_checkpoint),
+                          **column_names},
                          GAN_TRAINER_ID)
   synthetic_data = SyntheticDataGen(generator=gan_trainer.outputs["model"],
                                     spec_yaml=spec.to_yaml(),

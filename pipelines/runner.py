@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 import traceback
 from typing import Dict, List, Optional, Tuple
@@ -22,13 +23,14 @@ from clinical_dp.spec import DatasetSpec
 from clinical_dp.validation import ValidationReport, load_valid_table, write_prepared_input
 from pipelines import console
 from pipelines.console import say
-from pipelines.config import RELEASE_DIR, PipelineConfig
+from pipelines.config import CHECKPOINTS_DIR, RELEASE_DIR, PipelineConfig, gan_checkpoint_dir
 from pipelines.preflight import check_run
 
 OUTPUT_MARKER = ".clinical-dp-output"
 RUNNING_MARKER = "RUNNING"
 FAILED_MARKER = "FAILED"
 SUMMARY_FILE = "run_summary.json"
+RUN_ARGS_FILE = "run_args.json"  # the command's arguments, for `run --resume`
 REPORT_DIR = "report"
 FEDERATED_DIR = "federated"
 # Where earlier versions copied the released artifacts; cleared from a re-used directory.
@@ -39,7 +41,7 @@ RESULTS = (("EvaluationReport", "report_dir", REPORT_DIR),
            ("FederatedStep", "federated_results", FEDERATED_DIR))
 _RUN_CONTENTS = ("tfx", "input", console.LOG_DIR, "metadata.sqlite", RELEASE_DIR,
                  *_OLD_RELEASE_DIRS, REPORT_DIR, FEDERATED_DIR, SUMMARY_FILE, FAILED_MARKER,
-                 RUNNING_MARKER)
+                 RUNNING_MARKER, CHECKPOINTS_DIR, RUN_ARGS_FILE)
 
 
 SHARE_NOTE = ("only this folder may be shared (its PRIVACY.md states every guarantee); the "
@@ -96,12 +98,29 @@ def plan_run(report: ValidationReport, spec: DatasetSpec, config: PipelineConfig
   return selected, plan.config
 
 
-def prepare_input(selected: SelectedInput, spec: DatasetSpec, config: PipelineConfig
-                  ) -> PreparedInput:
-  """Writes the selected rows as the pipeline's input (feature keys, label 1 / 0)."""
+def prepare_input(selected: SelectedInput, spec: DatasetSpec, config: PipelineConfig,
+                  resume: bool = False) -> PreparedInput:
+  """Writes the selected rows as the pipeline's input (feature keys, label 1 / 0).
+
+  resume: the input is already there and is kept as it is (a rewritten file would look
+  new to CsvExampleGen and every component after it would run again); it must be what
+  the table gives now, else the table changed since the run started."""
   table, report = selected.table, selected.report
   patients = table[spec.id_column] if spec.id_column else table.index.to_series()
-  prepared = write_prepared_input(table, spec, config.input_dir)
+  if resume:
+    prepared = os.path.join(config.input_dir, "data.csv")
+    check_dir = tempfile.mkdtemp(dir=config.output_dir, prefix=".resume-check-")
+    try:
+      check = write_prepared_input(table, spec, check_dir)
+      with open(prepared, "rb") as ours, open(check, "rb") as now:
+        unchanged = ours.read() == now.read()
+    finally:
+      shutil.rmtree(check_dir)
+    if not unchanged:
+      raise OutputDirError(f"{report.file}: the table is not the one the run in "
+                           f"{config.output_dir} started on; start a new run")
+  else:
+    prepared = write_prepared_input(table, spec, config.input_dir)
   return PreparedInput(source=os.path.abspath(report.file), prepared_csv=prepared,
                        rows_in_file=report.rows, rows_dropped_missing=report.dropped_rows,
                        rows_used=len(table), patients_used=int(patients.nunique()),
@@ -128,6 +147,46 @@ def begin_output_dir(output_dir: str) -> None:
     f.write("a clinical-dp run is in progress or was interrupted; its results are incomplete\n")
 
 
+@dataclasses.dataclass(frozen=True)
+class ResumableRun:
+  """An unfinished run directory and the GAN checkpoint it would resume from."""
+  output_dir: str
+  run_args: Dict  # the arguments `clinical-dp run` started it with
+  progress: object  # trainers.gan_checkpoint.Progress
+
+
+def resumable_run(output_dir: str) -> ResumableRun:
+  """What `run --resume DIR` continues; OutputDirError when there is nothing to resume."""
+  from trainers.gan_checkpoint import read_progress  # pylint: disable=g-import-not-at-top
+  output_dir = os.path.abspath(output_dir)
+  if not os.path.exists(os.path.join(output_dir, OUTPUT_MARKER)):
+    raise OutputDirError(f"{output_dir}: not a clinical-dp run directory; nothing to resume")
+  if os.path.exists(os.path.join(output_dir, SUMMARY_FILE)):
+    raise OutputDirError(f"{output_dir}: the run finished ({SUMMARY_FILE}); nothing to resume")
+  args_path = os.path.join(output_dir, RUN_ARGS_FILE)
+  if not os.path.exists(args_path):
+    raise OutputDirError(f"{output_dir}: holds no {RUN_ARGS_FILE} (a run of an earlier "
+                         "version); start a new run")
+  progress = read_progress(gan_checkpoint_dir(output_dir))
+  if progress is None:
+    raise OutputDirError(f"{output_dir}: no checkpoint of the DP AC-GAN (the run stopped "
+                         "before its training saved one); start it again with the same "
+                         "`clinical-dp run` arguments")
+  with open(args_path) as f:
+    return ResumableRun(output_dir, json.load(f), progress)
+
+
+def resume_output_dir(output_dir: str) -> None:
+  """Claims an unfinished run's directory again, keeping everything it made (the
+  prepared input, tfx/, ML Metadata, the checkpoints, the log)."""
+  failed = os.path.join(output_dir, FAILED_MARKER)
+  if os.path.exists(failed):
+    os.remove(failed)
+  with open(os.path.join(output_dir, RUNNING_MARKER), "w") as f:
+    f.write("a resumed clinical-dp run is in progress or was interrupted; its results are "
+            "incomplete\n")
+
+
 def fail_output_dir(output_dir: str, message: str) -> None:
   """Marks the run as failed, so the directory never passes for a finished run."""
   if not os.path.isdir(output_dir):
@@ -143,6 +202,8 @@ def finish_output_dir(output_dir: str, summary: Dict) -> str:
   path = write_text_atomically(os.path.join(output_dir, SUMMARY_FILE),
                                json.dumps(summary, indent=2))
   os.remove(os.path.join(output_dir, RUNNING_MARKER))
+  # A finished run resumes nothing; its checkpoints (the discriminator among them) go.
+  shutil.rmtree(os.path.join(output_dir, CHECKPOINTS_DIR), ignore_errors=True)
   return path
 
 
@@ -300,11 +361,17 @@ def _federated_lines(federated_dir: str) -> List[str]:
 
 
 def run_pipeline(data_path: str, spec: DatasetSpec, config: PipelineConfig,
-                 log=say, report: Optional[ValidationReport] = None) -> Dict:
+                 log=say, report: Optional[ValidationReport] = None,
+                 run_args: Optional[Dict] = None, resume: bool = False) -> Dict:
   """The whole local job on a table (`report`: its validation, when already done); raises
   InvalidInputError or OutputDirError before claiming the
   output directory, RunFailed (one line: the component, the cause, the log) or
   RunInterrupted after it, with the directory marked FAILED.
+
+  run_args (the command's arguments) are kept in DIR/run_args.json for `run --resume`.
+  resume: continue the unfinished run in config.output_dir: its files are kept, the
+  components that finished are reused (TFX's cache) and GAN training continues from its
+  checkpoint (trainers/gan_checkpoint.py).
 
   Inside console.captured_run (the CLI), library output goes to DIR/logs/pipeline.log
   from the moment the directory is claimed, and a failure's traceback goes there too.
@@ -314,12 +381,22 @@ def run_pipeline(data_path: str, spec: DatasetSpec, config: PipelineConfig,
     log(f"[1/3] validating {data_path} against spec '{spec.name}'")
     report = load_valid_table(data_path, spec)  # before touching the output directory
   selected, config = plan_run(report, spec, config, log)
-  begin_output_dir(config.output_dir)
+  if resume:
+    # Finished components are found in ML Metadata; the first run's are recorded there
+    # whether or not it used the cache.
+    config = dataclasses.replace(config, enable_cache=True)
+    resume_output_dir(config.output_dir)
+  else:
+    begin_output_dir(config.output_dir)
+    if run_args is not None:
+      write_text_atomically(os.path.join(config.output_dir, RUN_ARGS_FILE),
+                            json.dumps(run_args, indent=2))
   log_file = console.attach_log(
-      config.output_dir, on_interrupt=lambda text: fail_output_dir(config.output_dir, text))
+      config.output_dir, on_interrupt=lambda text: fail_output_dir(config.output_dir, text),
+      append=resume)
   tracker = None
   try:
-    prepared = prepare_input(selected, spec, config)
+    prepared = prepare_input(selected, spec, config, resume=resume)
     log(f"[2/3] running the TFX pipeline on {prepared.rows_used} rows with LocalDagRunner "
         f"(Beam {config.beam.mode}); artifacts under {config.pipeline_root}"
         + (f"; log {log_file}" if log_file else ""))

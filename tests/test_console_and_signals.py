@@ -103,6 +103,13 @@ def test_a_signal_ends_the_run_and_every_process_of_it(signum, exit_code, reason
   assert len(about) == 1 and reason in about[0], console[-3000:]
   assert (output / "FAILED").read_text().startswith(reason)
   assert not (output / "RUNNING").exists() and not (output / "run_summary.json").exists()
+  if signum == signal.SIGTERM:
+    # The federated step runs before the GAN (it needs Transform's output no more than
+    # ExampleGen's): no GAN checkpoint yet, so there is nothing to resume.
+    resumed = run_cli("run", "--resume", output)
+    assert resumed.returncode == 2, resumed.stderr
+    assert "no checkpoint of the DP AC-GAN" in resumed.stderr
+    assert (output / "run_args.json").exists() and (output / "FAILED").exists()
   deadline = time.time() + 5  # orphans are reaped by init
   while time.time() < deadline and [pid for pid in pids if _alive(pid)]:
     time.sleep(0.2)

@@ -4,6 +4,7 @@ with the weights and the privacy record of a run that never stopped."""
 import dataclasses
 import json
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -36,18 +37,36 @@ def deterministic_ops():
   tf_config.disable_op_determinism()
 
 
-class Interrupted(KeyboardInterrupt):
-  """What Ctrl-C raises, at the end of a chosen epoch."""
+class Interrupted(Exception):
+  """Raised at the end of a chosen epoch: a crash between two steps."""
 
 
-def _train(table, checkpoint=None, stop_at_epoch=None, config=SMALL):
+class Terminated(BaseException):
+  """What the SIGTERM handler below raises, as `clinical-dp run`'s console does."""
+
+
+@pytest.fixture
+def sigterm_raises():
+  def raise_terminated(signum, frame):  # pylint: disable=unused-argument
+    raise Terminated()
+  previous = signal.signal(signal.SIGTERM, raise_terminated)
+  yield
+  signal.signal(signal.SIGTERM, previous)
+
+
+def _train(table, checkpoint=None, stop_at_epoch=None, config=SMALL, stop_by="exception"):
+  """stop_by "exception": Interrupted raised at the end of stop_at_epoch; "sigterm":
+  SIGTERM sent to this process then, which training holds until its next step ends."""
   inputs, labels = table
   logs = []
 
   def log(line):
     logs.append(line)
     if stop_at_epoch is not None and f"epoch {stop_at_epoch}/" in line:
-      raise Interrupted()
+      if stop_by == "sigterm":
+        os.kill(os.getpid(), signal.SIGTERM)
+      else:
+        raise Interrupted()
 
   trained = gan_trainer.train_gan(inputs, labels, SPRINT_SPEC, config, BUDGET, seed=3,
                                   log=log, checkpoint=checkpoint)
@@ -58,20 +77,24 @@ def _weights(model):
   return [w.numpy() for w in model.weights]
 
 
-@pytest.mark.parametrize("dp_method", ["fast", "tf_privacy"])
+@pytest.mark.parametrize("dp_method,stop_by", [("fast", "sigterm"),
+                                               ("tf_privacy", "exception")])
 def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(
-    table, tmp_path, deterministic_ops, dp_method):
+    table, tmp_path, deterministic_ops, sigterm_raises, dp_method, stop_by):
   config = dataclasses.replace(SMALL, dp_method=dp_method)
   reference, _ = _train(table, config=config)  # never stopped, no checkpoints
 
   checkpoint = gan_checkpoint.CheckpointConfig(str(tmp_path / "checkpoints"))
-  with pytest.raises(Interrupted):
-    _train(table, checkpoint, stop_at_epoch=STOP_AT_EPOCH, config=config)
+  with pytest.raises(Terminated if stop_by == "sigterm" else Interrupted):
+    _train(table, checkpoint, stop_at_epoch=STOP_AT_EPOCH, config=config,
+           stop_by=stop_by)
   stopped = gan_checkpoint.read_progress(checkpoint.directory)
   steps_per_epoch = reference.record.steps // EPOCHS
-  assert stopped.steps_done == STOP_AT_EPOCH * steps_per_epoch
+  # A signal waits for the step under way (the one after the epoch's last) to end.
+  assert stopped.steps_done == STOP_AT_EPOCH * steps_per_epoch + (stop_by == "sigterm")
   assert stopped.total_steps == reference.record.steps
-  assert stopped.reason == "interrupted: Interrupted"
+  assert stopped.reason == ("interrupted: SIGTERM" if stop_by == "sigterm"
+                            else "interrupted: Interrupted")
 
   resumed, logs = _train(table, checkpoint, config=config)
   assert any(f"resuming from step {stopped.steps_done} of {reference.record.steps}" in line
@@ -106,3 +129,33 @@ def test_a_checkpoint_of_other_data_or_settings_is_refused(table, tmp_path):
   with open(os.path.join(keyed.directory, subdirectories[0],
                          gan_checkpoint.PROGRESS_FILE)) as f:
     assert json.load(f)["steps_done"] == trained.record.steps
+
+
+def test_resume_needs_an_unfinished_run_with_a_gan_checkpoint(tmp_path):
+  """`clinical-dp run --resume DIR` continues only what can be continued (exit 2 else)."""
+  from clinical_dp.cli import main  # pylint: disable=g-import-not-at-top
+  from pipelines import runner  # pylint: disable=g-import-not-at-top
+  from pipelines.config import gan_checkpoint_dir  # pylint: disable=g-import-not-at-top
+  run_dir = tmp_path / "run"
+  with pytest.raises(runner.OutputDirError, match="not a clinical-dp run directory"):
+    runner.resumable_run(str(tmp_path))
+  runner.begin_output_dir(str(run_dir))
+  with pytest.raises(runner.OutputDirError, match="run_args.json"):
+    runner.resumable_run(str(run_dir))
+  (run_dir / runner.RUN_ARGS_FILE).write_text(json.dumps({"fast": True}))
+  with pytest.raises(runner.OutputDirError, match="no checkpoint of the DP AC-GAN"):
+    runner.resumable_run(str(run_dir))
+  progress = gan_checkpoint.Progress(
+      fingerprint="f", statistics_fingerprint="s", steps_done=3, total_steps=9,
+      numpy_rng_state={}, checkpoint="ckpt-3", saved_at="2026-01-01T00:00:00+00:00",
+      reason="periodic")
+  os.makedirs(gan_checkpoint_dir(str(run_dir)))
+  with open(os.path.join(gan_checkpoint_dir(str(run_dir)), gan_checkpoint.PROGRESS_FILE),
+            "w") as f:
+    json.dump(dataclasses.asdict(progress), f)
+  resumable = runner.resumable_run(str(run_dir))
+  assert resumable.progress == progress and resumable.run_args == {"fast": True}
+  (run_dir / runner.SUMMARY_FILE).write_text("{}")
+  with pytest.raises(runner.OutputDirError, match="the run finished"):
+    runner.resumable_run(str(run_dir))
+  assert main(["run", "--resume", str(run_dir), "--fast"]) == 2  # its own arguments only

@@ -131,6 +131,16 @@ def test_release_step_writes_under_the_pipeline_root_or_the_given_uri(compiled):
       "synthetic_examples", "generator", "dp_classifier", "federated_results"}
 
 
+def test_gan_training_checkpoints_under_the_pipeline_root(compiled):
+  """A preempted or failed GanTrainer, run again, resumes from its checkpoint: they live
+  outside its per-execution outputs, one directory per data and settings."""
+  pipeline_spec = compiled[2][0]
+  parameters = pipeline_spec["root"]["dag"]["tasks"]["GanTrainer"]["inputs"]["parameters"]
+  custom_config = json.loads(parameters["custom_config"]["runtimeValue"]["constant"])
+  assert custom_config["checkpoint"]["directory"] == f"{PIPELINE_ROOT}/checkpoints/gan"
+  assert custom_config["checkpoint"]["by_fingerprint"] is True
+
+
 def test_release_uri_defaults_under_the_pipeline_root():
   from kubeflow.config import KubeflowConfig  # pylint: disable=g-import-not-at-top
   def destination(**roots):

@@ -22,7 +22,7 @@ COMPONENTS = {"CsvExampleGen", "StatisticsGen", "SpecSchemaGen", "ExampleValidat
               "AnomalyGate", "Transform", "GanTrainer", "SyntheticDataGen", "DpClassifierTrainer",
               "Evaluator", "FederatedStep", "EvaluationReport", "ReleasePusher"}
 RUN_DIR_CONTENTS = [".clinical-dp-output", "federated", "input", "logs", "metadata.sqlite",
-                    "release", "report", "run_summary.json", "tfx"]
+                    "release", "report", "run_args.json", "run_summary.json", "tfx"]
 TRAINED_RELEASES = ("generator", "dp_classifier")
 # Library output that must reach the run's log only, never the console.
 CONSOLE_NOISE = ("cuFFT", "ArtifactQuery", "deprecat", "ERROR:absl", "WARNING", "Traceback")
@@ -231,6 +231,9 @@ def release_holds_only_recorded_artifacts(run_dir):
       {f"federated/{m}" for m in os.listdir(federated)} if os.path.isdir(federated) else set())
   assert set(privacy["artifacts"]) == expected
   files = _release_files(release)
+  # GAN training checkpoints (the discriminator among them) never reach the release.
+  assert not [f for f in files if os.path.basename(f) == "progress.json" or
+              os.path.basename(f).startswith("ckpt-")], files
   for name in files:
     assert name in ("PRIVACY.md", "privacy.json") or any(
         name.startswith(artifact + "/") for artifact in expected), name

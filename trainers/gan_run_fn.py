@@ -1,7 +1,9 @@
 """TFX Trainer entry point for the DP AC-GAN: `run_fn` on Transform's output.
 
-custom_config carries the dataset spec ("spec"), GanConfig overrides ("gan") and the
-privacy budget ("budget"). The generator SavedModel goes to serving_model_dir with
+custom_config carries the dataset spec ("spec"), GanConfig overrides ("gan"), the
+privacy budget ("budget") and, optionally, where training checkpoints ("checkpoint", a
+trainers/gan_checkpoint.py CheckpointConfig: outside this execution's outputs, so that
+a later execution resumes from it). The generator SavedModel goes to serving_model_dir with
 its privacy record beside it; the record also carries the DP label rate that the
 synthetic data component draws labels with. The discriminator's weights go to the
 run's model_run_dir, which is not released: the privacy audit attacks them.
@@ -11,11 +13,12 @@ import dataclasses
 import os
 
 from clinical_dp.spec import spec_from_dict
-from trainers import dp_training, features, gan, gan_export, gan_trainer
+from trainers import dp_training, features, gan, gan_checkpoint, gan_export, gan_trainer
 from trainers.preprocessing import COLUMN_NAMES_KEY, SPEC_KEY
 
 GAN_KEY = "gan"
 BUDGET_KEY = "budget"
+CHECKPOINT_KEY = "checkpoint"
 DISCRIMINATOR_WEIGHTS = "discriminator/weights"  # TF checkpoint: works on gs:// too
 
 
@@ -25,11 +28,14 @@ def run_fn(fn_args) -> None:
   spec = spec_from_dict(custom[SPEC_KEY])
   config = dataclasses.replace(gan.GanConfig(), **custom.get(GAN_KEY, {}))
   budget = dp_training.PrivacyBudget(**custom.get(BUDGET_KEY, {}))
+  checkpoint = (gan_checkpoint.CheckpointConfig(**custom[CHECKPOINT_KEY])
+                if custom.get(CHECKPOINT_KEY) else None)
   transformed = features.load_transformed(fn_args.train_files, fn_args.transform_output)
   inputs, labels = features.layout_arrays(transformed, spec)
   trained = gan_trainer.train_gan(
       inputs, labels, spec, config, budget,
-      max_rows_per_patient=features.max_rows_per_patient(transformed, spec.id_column))
+      max_rows_per_patient=features.max_rows_per_patient(transformed, spec.id_column),
+      checkpoint=checkpoint)
   gan_export.export_generator(trained.generator, spec, trained.config.latent_dim,
                               fn_args.serving_model_dir)
   features.write_signature_inputs(

@@ -12,6 +12,7 @@ run gives the weights and the privacy record of an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import signal
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -125,12 +126,12 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
             f"interruption in {checkpoints.directory}")
   progress = TrainingProgress("DP AC-GAN", num_examples, config.batch_size, config.epochs,
                               record.steps, training_plan, log, first_step=steps_done)
-  # A checkpoint must hold the state after exactly `steps_done` steps: an interruption
-  # inside a step (batch drawn, or one network updated) saves nothing, and the last
-  # checkpoint stands. Assignments are atomic for Python's signal handlers.
+  # A checkpoint must hold the state after exactly `steps_done` steps: SIGTERM and Ctrl-C
+  # take effect between steps (DeferredInterrupts), and any other exception inside a step
+  # (batch drawn, or one network updated) saves nothing: the last checkpoint stands.
   inside_step = False
   try:
-    with gan_checkpoint.sigterm_raises():
+    with gan_checkpoint.DeferredInterrupts() as interrupts:
       for step in range(steps_done + 1, record.steps + 1):
         inside_step = True
         index = step_batch(training_plan, rng)
@@ -140,16 +141,28 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
             g_loss = g_step()
         steps_done = step
         inside_step = False
+        if interrupts.pending is not None:
+          _save_interrupted(checkpoints, steps_done, record.steps, rng,
+                            signal.Signals(interrupts.pending).name, log)
+          interrupts.deliver()
         if checkpoints is not None and checkpoints.due():
           checkpoints.save(steps_done, rng, "periodic")
         if len(index):
           progress.after(step, d_loss=d_loss, g_loss=g_loss)
   except BaseException as e:  # Ctrl-C, SIGTERM, a crash: keep what is done
-    if checkpoints is not None and not inside_step:
-      checkpoints.save(steps_done, rng, f"interrupted: {type(e).__name__}")
-      log(f"  DP AC-GAN: stopped after step {steps_done} of {record.steps}; checkpoint "
-          f"saved in {checkpoints.directory}")
+    if not inside_step:
+      _save_interrupted(checkpoints, steps_done, record.steps, rng, type(e).__name__, log)
     raise
   if checkpoints is not None:
     checkpoints.save(steps_done, rng, "finished")
   return TrainedGan(generator, discriminator, record, config, positive_rate)
+
+
+def _save_interrupted(checkpoints: Optional[gan_checkpoint.GanCheckpoints], steps_done: int,
+                      total_steps: int, rng: np.random.Generator, cause: str,
+                      log: Callable[[str], None]) -> None:
+  if checkpoints is None or checkpoints.saved_steps == steps_done:
+    return
+  checkpoints.save(steps_done, rng, f"interrupted: {cause}")
+  log(f"  DP AC-GAN: stopped after step {steps_done} of {total_steps} ({cause}); checkpoint "
+      f"saved in {checkpoints.directory}")
