@@ -8,6 +8,7 @@ environment (CLINICAL_DP_DATA, CLINICAL_DP_SPEC, CLINICAL_DP_OUTPUT, CLINICAL_DP
 without them it simulates the default SPRINT-like table under outputs/.
 """
 
+import dataclasses
 import os
 
 # clinical_dp first: it selects Keras 2 before TensorFlow is imported.
@@ -43,6 +44,10 @@ def main():
   config = default_config(
       os.environ.get("CLINICAL_DP_OUTPUT", os.path.join(_PROJECT_ROOT, "outputs", "tfx_cli_run")),
       fast=os.environ.get("CLINICAL_DP_FAST", "") not in ("", "0"))
+  # The output directory outlives runs here (nothing clears it): GAN checkpoints go in
+  # a directory per data and settings, so a rerun on another table starts afresh and an
+  # interrupted one resumes (trainers/gan_checkpoint.py).
+  config = dataclasses.replace(config, checkpoints_by_fingerprint=True)
   selected, config = plan_run(load_valid_table(data_path, spec), spec, config)
   prepare_input(selected, spec, config)
   tfx.orchestration.LocalDagRunner().run(create_pipeline(config, spec))

@@ -253,13 +253,22 @@ def report_headline(report_dir: str) -> Dict:
   }
 
 
+def latest_outputs(outputs: List[Dict]) -> List[Dict]:
+  """The outputs of each component's last execution: after `run --resume`, ML Metadata
+  also holds the first attempt's executions, which the resumed run reused (cached)."""
+  last = {}
+  for output in outputs:
+    last[output["component"]] = max(last.get(output["component"], -1), output["execution_id"])
+  return [o for o in outputs if o["execution_id"] == last[o["component"]]]
+
+
 def summarize(config: PipelineConfig, spec: DatasetSpec, prepared: PreparedInput,
               seconds: float) -> Dict:
   """What the run produced, read back from ML Metadata and the release ReleasePusher wrote;
   the report and the federated results copied under the run directory."""
   from components.release import read_release  # pylint: disable=g-import-not-at-top
   from pipelines.metadata import read_outputs, split_sizes  # pylint: disable=g-import-not-at-top
-  outputs = read_outputs(config.metadata_path)
+  outputs = latest_outputs(read_outputs(config.metadata_path))
   statistics = [o for o in outputs if o["type"] == "ExampleStatistics"]
   release = config.release_destination
   privacy = read_release(release)

@@ -102,28 +102,17 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
                        autograph=False)
   training_plan = plan(config)
   checkpoints = None
-  steps_done = 0
   if checkpoint is not None and checkpoint.directory:
-    if not resumable:
-      log(f"  DP AC-GAN: no checkpoints: dp_method {config.dp_method!r} draws its noise "
-          f"inside TF Privacy, where a resumed run could not continue it (use one of "
-          f"{gan.RESUMABLE_DP_METHODS})")
-    else:
-      g_optimizer.build(generator.trainable_variables)  # its slots exist to be restored
-      checkpoints = gan_checkpoint.GanCheckpoints(
-          checkpoint,
-          gan_checkpoint.fingerprint(
-              [*inputs, labels], config=dataclasses.asdict(config),
-              budget=dataclasses.asdict(budget), seed=seed,
-              max_rows_per_patient=max_rows_per_patient),
-          gan_checkpoint.statistics_fingerprint(positive_rate, copula), record.steps,
-          {"generator": generator, "discriminator": discriminator,
-           "discriminator_optimizer": d_optimizer, "generator_optimizer": g_optimizer,
-           **randomness.checkpoint_objects()}, log)
-      steps_done = checkpoints.restore(rng)
-      if not steps_done:
-        log(f"  DP AC-GAN: checkpoints every {checkpoint.every_seconds:g} s and on "
-            f"interruption in {checkpoints.directory}")
+    checkpoints = _open_checkpoints(
+        checkpoint, config, resumable, gan_checkpoint.fingerprint(
+            [*inputs, labels], config=dataclasses.asdict(config),
+            budget=dataclasses.asdict(budget), seed=seed,
+            max_rows_per_patient=max_rows_per_patient),
+        gan_checkpoint.statistics_fingerprint(positive_rate, copula), record.steps,
+        {"generator": generator, "discriminator": discriminator,
+         "discriminator_optimizer": d_optimizer, "generator_optimizer": g_optimizer,
+         **randomness.checkpoint_objects()}, log)
+  steps_done = checkpoints.restore(rng) if checkpoints is not None else 0
   progress = TrainingProgress("DP AC-GAN", num_examples, config.batch_size, config.epochs,
                               record.steps, training_plan, log, first_step=steps_done)
   # A checkpoint must hold the state after exactly `steps_done` steps: SIGTERM and Ctrl-C
@@ -156,6 +145,25 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
   if checkpoints is not None:
     checkpoints.save(steps_done, rng, "finished")
   return TrainedGan(generator, discriminator, record, config, positive_rate)
+
+
+def _open_checkpoints(checkpoint: gan_checkpoint.CheckpointConfig, config: gan.GanConfig,
+                      resumable: bool, run_fingerprint: str, released: str, total_steps: int,
+                      objects: dict, log: Callable[[str], None]
+                      ) -> Optional[gan_checkpoint.GanCheckpoints]:
+  """The run's checkpoints, or None for a dp_method whose noise cannot be resumed."""
+  if not resumable:
+    log(f"  DP AC-GAN: no checkpoints: dp_method {config.dp_method!r} draws its noise "
+        f"inside TF Privacy, where a resumed run could not continue it (use one of "
+        f"{gan.RESUMABLE_DP_METHODS})")
+    return None
+  objects["generator_optimizer"].build(objects["generator"].trainable_variables)  # slots
+  checkpoints = gan_checkpoint.GanCheckpoints(checkpoint, run_fingerprint, released,
+                                              total_steps, objects, log)
+  if gan_checkpoint.read_progress(checkpoints.directory) is None:
+    log(f"  DP AC-GAN: checkpoints every {checkpoint.every_seconds:g} s and on interruption "
+        f"in {checkpoints.directory}")
+  return checkpoints
 
 
 def _save_interrupted(checkpoints: Optional[gan_checkpoint.GanCheckpoints], steps_done: int,
