@@ -229,3 +229,24 @@ def _start_worker(binary: str, startup_seconds: float, attempts: int = 3) -> Wor
       raise RuntimeError(f"a TFF worker on port {port} did not accept connections within "
                          f"{startup_seconds:g} s")
   raise RuntimeError(f"could not start a TFF worker ({binary}) after {attempts} tries")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """`python -m federated.workers [--port P]`: this process becomes one TFF worker.
+
+  What a worker pod runs (kubeflow/federated-workers.yaml): the binary is found in the
+  installed TFF wheel, so the image needs no path of its own, and exec keeps the process
+  id, so the pod's SIGTERM reaches the worker itself.
+  """
+  import argparse  # pylint: disable=import-outside-toplevel
+  parser = argparse.ArgumentParser(prog="federated.workers", description=main.__doc__.split(
+      "\n\n")[0])
+  parser.add_argument("--port", type=int, default=DEFAULT_WORKER_PORT)
+  args = parser.parse_args(argv)
+  binary = worker_binary_path()
+  os.execv(binary, [binary, f"--port={args.port}", "--max_concurrent_computation_calls=-1"])
+  return 1  # not reached
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

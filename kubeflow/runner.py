@@ -46,7 +46,8 @@ def kubeflow_pipeline_config(config: KubeflowConfig, training=None, federated: b
   pipeline_config = PipelineConfig(pipeline_name=config.pipeline_name,
                                    output_dir=config.pipeline_root or "", input_dir=data_root,
                                    beam=BeamConfig(extra_args=config.beam_extra_args()),
-                                   release_uri=config.release_destination)
+                                   release_uri=config.release_destination,
+                                   federated_workers=config.workers_config)
   if training is not None:
     pipeline_config = dataclasses.replace(pipeline_config, training=training)
   if not federated:

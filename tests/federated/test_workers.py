@@ -4,17 +4,21 @@ Every worker is checked by its process id (other users' workers on the machine a
 these tests' business): the ids come from the run's own console line.
 """
 
+import concurrent.futures
 import json
 import os
 import re
 import signal
+import subprocess
+import time
 
 import pytest
 
 from federated.config import FederatedConfig
 from federated.processes import stat_fields
-from federated.workers import WorkersConfig, parse_address
-from tests.federated.conftest import read_results, run_child, simulate_cli
+from federated.workers import WorkersConfig, accepts_connections, free_port, parse_address
+from tests.conftest import PROJECT_ROOT
+from tests.federated.conftest import FEDERATED_PYTHON, read_results, run_child, simulate_cli
 
 CHECKS = os.path.join(os.path.dirname(__file__), "workers_checks.py")
 STARTED = re.compile(r"started 2 TFF worker\(s\): (.*)$")
@@ -105,25 +109,36 @@ def test_worker_killed_mid_run_is_survived_and_reported(tiny_federation, tmp_pat
   assert f"worker faults in round(s) [{fault['round']}], retried" in completed.output
 
 
-@pytest.mark.parametrize("ending, signum, status", [
-    ("SIGTERM", signal.SIGTERM, 143), ("Ctrl-C", signal.SIGINT, 130),
-    ("every worker killed", None, 1)])
-def test_no_worker_outlives_a_run_stopped_mid_round(tiny_federation, tmp_path, ending, signum,
-                                                    status):
-  out = tmp_path / "run"
+ENDINGS = {"SIGTERM": (signal.SIGTERM, 143), "Ctrl-C": (signal.SIGINT, 130),
+           "every worker killed": (None, 1)}
 
+
+def _stopped_mid_round(federation, directory, signum):
+  """One run stopped at the cue: a signal to the simulate process alone (its own
+  handling must end the workers), or SIGKILL to every worker."""
   def stop(watcher):
     if signum is None:
       for pid in watcher.workers.values():
         os.kill(pid, signal.SIGKILL)
-    else:  # to the simulate process alone: its own handling must end the workers
+    else:
       os.kill(watcher.run_pid(), signum)
-  completed, _ = _simulate_on_two_workers(tiny_federation, out, stop)
-  assert completed.returncode == status, (ending, completed.output)
-  assert not out.exists(), ending  # nothing half-written
-  assert not [p for p in os.listdir(tmp_path) if p.startswith(".federated-partial-")]
-  if signum is None:
-    assert "every TFF worker is gone" in completed.output
+  directory.mkdir()
+  completed, _ = _simulate_on_two_workers(federation, directory / "run", stop)
+  return completed
+
+
+def test_no_worker_outlives_a_run_stopped_mid_round(tiny_federation, tmp_path):
+  # The three runs side by side: each mostly waits on its own start-up.
+  with concurrent.futures.ThreadPoolExecutor(len(ENDINGS)) as pool:
+    runs = {ending: pool.submit(_stopped_mid_round, tiny_federation,
+                                tmp_path / ending.replace(" ", "_"), signum)
+            for ending, (signum, _) in ENDINGS.items()}
+  for ending, (_, status) in ENDINGS.items():
+    completed = runs[ending].result()
+    assert completed.returncode == status, (ending, completed.output)
+    directory = tmp_path / ending.replace(" ", "_")
+    assert os.listdir(directory) == [], ending  # nothing half-written, no staging left
+  assert "every TFF worker is gone" in runs["every worker killed"].result().output
 
 
 def test_workers_config_flags_and_refusals(tmp_path, capsys):
@@ -145,3 +160,26 @@ def test_workers_config_flags_and_refusals(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and needle in err, err
   assert not (tmp_path / "out").exists()
+
+
+def test_worker_entry_point_becomes_the_worker_binary():
+  """What a worker pod runs: `python -m federated.workers --port P` execs TFF's binary in
+  place (same process id, so the pod's SIGTERM reaches it) and serves on P."""
+  port = free_port()
+  worker = subprocess.Popen([FEDERATED_PYTHON, "-m", "federated.workers", "--port", str(port)],
+                            cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+  try:
+    deadline = time.time() + 60
+    while not accepts_connections("127.0.0.1", port) and time.time() < deadline:
+      assert worker.poll() is None, "the worker exited"
+      time.sleep(0.2)
+    with open(f"/proc/{worker.pid}/cmdline", "rb") as f:
+      command = f.read().split(b"\0")
+    assert command[0].endswith(b"/worker_binary") and f"--port={port}".encode() in command
+    worker.terminate()
+    assert worker.wait(timeout=15) is not None
+  finally:
+    if worker.poll() is None:
+      worker.kill()
+      worker.wait()
