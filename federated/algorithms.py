@@ -43,6 +43,8 @@ class Result:
   details: Dict
   # Rounds a lost TFF worker affected, and what was done (execution.RemoteRuntime).
   worker_faults: List[Dict] = dataclasses.field(default_factory=list)
+  # The median round: unlike the mean, not dominated by the first round's compilation.
+  round_seconds_median: float = 0.0
 
 
 def auroc(y: np.ndarray, p: np.ndarray) -> Optional[float]:
@@ -117,7 +119,8 @@ class _Runner:
                   self.curve_rounds, rounds_run, self.config.rounds,
                   time.time() - self.started,
                   float(np.mean(self.round_times)) if self.round_times else 0.0, privacy,
-                  details)
+                  details, round_seconds_median=float(np.median(self.round_times))
+                  if self.round_times else 0.0)
 
 
 def _no_privacy() -> Dict:

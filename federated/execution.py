@@ -84,7 +84,8 @@ class LocalRuntime:
     return fn(*args)
 
   def record(self) -> Dict:
-    return {"workers": "one local TFF process (test context)"}
+    return {"place": "one local TFF process (TFF's test context)", "workers": [],
+            "faults": []}
 
   def close(self) -> None:
     pass
@@ -326,8 +327,9 @@ class RemoteRuntime:
       lost, cause = self._connect(), "unreachable"
 
   def record(self) -> Dict:
-    return {"workers": self.pool.addresses,
-            "started_here": bool(self.pool.started_here()),
+    return {"place": ("TFF workers started by this run" if self.pool.started_here()
+                      else "running TFF workers"),
+            "workers": self.pool.addresses,
             "live_at_end": [w.address for w in self.live],
             "round_timeout": self.round_timeout or "automatic",
             "faults": self.faults}

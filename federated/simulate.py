@@ -132,6 +132,7 @@ def _algorithm_entry(result, data) -> dict:
       "rounds": result.rounds, "rounds_planned": result.rounds_planned,
       "wall_seconds": round(result.wall_seconds, 2),
       "seconds_per_round": round(result.round_seconds, 4),
+      "median_seconds_per_round": round(result.round_seconds_median, 4),
       "auroc_per_round": result.auroc_per_round, "eval_rounds": result.eval_rounds,
       "privacy": privacy, "details": result.details, "worker_faults": result.worker_faults,
       "model": f"models/{result.algorithm}" if result.algorithm in DP_ALGORITHMS else None,

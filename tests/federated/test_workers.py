@@ -183,3 +183,28 @@ def test_worker_entry_point_becomes_the_worker_binary():
     if worker.poll() is None:
       worker.kill()
       worker.wait()
+
+
+def test_workers_die_with_a_run_killed_outright():
+  """SIGKILL leaves no `finally` to run: the kernel's parent-death signal ends the
+  workers a run started."""
+  run = subprocess.Popen([FEDERATED_PYTHON, "-c",
+                          "import time; from federated.workers import WorkerPool; "
+                          "pool = WorkerPool.start(2); "
+                          "print(*[w.pid for w in pool.workers], flush=True); time.sleep(60)"],
+                         cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True,
+                         start_new_session=True)
+  try:
+    pids = [int(p) for p in run.stdout.readline().split()]
+    assert len(pids) == 2 and all(_running(pid) for pid in pids)
+    run.kill()
+    run.wait()
+    deadline = time.time() + 10
+    while [pid for pid in pids if _running(pid)] and time.time() < deadline:
+      time.sleep(0.1)
+    assert not [pid for pid in pids if _running(pid)]
+  finally:
+    if run.poll() is None:
+      run.kill()
+      run.wait()
+    run.stdout.close()
