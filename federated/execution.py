@@ -240,11 +240,13 @@ class RemoteRuntime:
     self._channels = []
 
   def deadline(self, fn: Callable) -> float:
-    if self.round_timeout:
-      return self.round_timeout
+    """Seconds a call of `fn` may take; the first call on these contexts compiles it, so
+    a given round timeout applies from the second on."""
     slowest = self._seconds.get(id(fn))
     if slowest is None:
-      return FIRST_CALL_DEADLINE_SECONDS
+      return max(FIRST_CALL_DEADLINE_SECONDS, self.round_timeout)
+    if self.round_timeout:
+      return self.round_timeout
     return max(MIN_DEADLINE_SECONDS, DEADLINE_FACTOR * slowest)
 
   def call(self, fn: Callable, *args, algorithm: str = "", round_index: int = 0):

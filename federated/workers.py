@@ -87,8 +87,9 @@ def add_worker_flags(parser) -> None:
                      help="use a running worker_binary (repeatable), e.g. the StatefulSet "
                           "of kubeflow/federated-workers.yaml")
   group.add_argument("--round-timeout", type=float, default=0.0, metavar="SECONDS",
-                     help="deadline of one round on the workers before they are probed and "
-                          "the round retried on the live ones (default 0: automatic)")
+                     help="deadline of one round on the workers (after the first, which "
+                          "compiles) before they are probed and the round retried on the "
+                          "live ones (default 0: automatic)")
 
 
 def workers_config(args) -> WorkersConfig:

@@ -44,6 +44,12 @@ def test_two_workers_give_the_same_figures_as_one_process():
     assert entry["auroc_difference"] < 1e-6 and entry["same_privacy"], (name, entry)
     assert not entry["faults"], (name, entry)
   assert result["dp_fedavg"]["clipping"] == "adaptive"
+  # A worker that hangs (stopped: it accepts connections, answers nothing) is caught by
+  # the round's deadline and the probe; the round runs again on the other worker.
+  hung = result["hung"]
+  assert hung["max_difference"] < 1e-5, hung
+  assert [(f["round"], f["worker"], f["cause"], f["action"]) for f in hung["faults"]] == [
+      (2, hung["stopped"], "timed out", "round retried on 1 remaining worker")], hung
   assert not [pid for pid in result["pids"] if _running(pid)]
 
 
