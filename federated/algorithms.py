@@ -20,7 +20,7 @@ from sklearn.metrics import roc_auc_score
 
 from federated import model as model_lib
 from federated import process
-from federated.execution import LocalRuntime
+from federated.execution import LocalRuntime, Runtime
 from federated.accounting import Ledger, epsilon_of, solve_noise
 from federated.config import ALGORITHMS, FederatedConfig
 from federated.data import FederatedData, SiteData
@@ -186,7 +186,7 @@ def _site_rates(data: FederatedData, config: FederatedConfig) -> Dict[str, float
 
 
 def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
-               log: Log, runtime) -> Result:
+               log: Log, runtime: Runtime) -> Result:
   runner = _Runner(algorithm, data, config, log)
   schedule = _Schedule(data.sites, config)
   train = data.splits["train"]
@@ -319,7 +319,7 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
 
 
 def run(algorithm: str, data: FederatedData, config: FederatedConfig, log: Log,
-        runtime=None) -> Result:
+        runtime: Optional[Runtime] = None) -> Result:
   """One algorithm's run; `runtime` (federated/execution.py) says where its TFF rounds
   run, by default TFF's single local process."""
   if algorithm in ("centralized", "central_dp"):

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Protocol
 
 import grpc
 import tensorflow_federated as tff
@@ -70,6 +70,17 @@ class WorkerLost(RuntimeError):
 
 class RoundTimeout(RuntimeError):
   """A call ran past its deadline while every worker still answered."""
+
+
+class Runtime(Protocol):
+  """Where an algorithm's TFF calls run (LocalRuntime or RemoteRuntime)."""
+  faults: List[Dict]  # lost workers and the rounds they affected, in order
+
+  def call(self, fn: Callable, *args, algorithm: str = "", round_index: int = 0): ...
+
+  def record(self) -> Dict: ...
+
+  def close(self) -> None: ...
 
 
 class LocalRuntime:

@@ -9,7 +9,8 @@ aggregator and the server step's sign and rates.
 
 Secure aggregation (`tff.aggregators.SecureSumFactory`) runs only in TFF's test
 execution context, which simulates the secure sum, so `use_test_context` is
-called before any computation runs.
+called before any computation runs in one process; on worker processes,
+federated/execution.py lowers the secure sum the same way.
 """
 
 from __future__ import annotations
