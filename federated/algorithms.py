@@ -20,6 +20,7 @@ from sklearn.metrics import roc_auc_score
 
 from federated import model as model_lib
 from federated import process
+from federated.execution import LocalRuntime, Runtime
 from federated.accounting import Ledger, epsilon_of, solve_noise
 from federated.config import ALGORITHMS, FederatedConfig
 from federated.data import FederatedData, SiteData
@@ -40,6 +41,10 @@ class Result:
   round_seconds: float
   privacy: Dict
   details: Dict
+  # Rounds a lost TFF worker affected, and what was done (execution.RemoteRuntime).
+  worker_faults: List[Dict] = dataclasses.field(default_factory=list)
+  # The median round: unlike the mean, not dominated by the first round's compilation.
+  round_seconds_median: float = 0.0
 
 
 def auroc(y: np.ndarray, p: np.ndarray) -> Optional[float]:
@@ -114,7 +119,8 @@ class _Runner:
                   self.curve_rounds, rounds_run, self.config.rounds,
                   time.time() - self.started,
                   float(np.mean(self.round_times)) if self.round_times else 0.0, privacy,
-                  details)
+                  details, round_seconds_median=float(np.median(self.round_times))
+                  if self.round_times else 0.0)
 
 
 def _no_privacy() -> Dict:
@@ -180,8 +186,7 @@ def _site_rates(data: FederatedData, config: FederatedConfig) -> Dict[str, float
 
 
 def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
-               log: Log) -> Result:
-  process.use_test_context()
+               log: Log, runtime: Runtime) -> Result:
   runner = _Runner(algorithm, data, config, log)
   schedule = _Schedule(data.sites, config)
   train = data.splits["train"]
@@ -264,7 +269,8 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
   else:
     raise ValueError(f"not a federated algorithm: {algorithm}")
 
-  state = built.initialize()
+  faults_before = len(runtime.faults)
+  state = runtime.call(built.initialize, algorithm=algorithm, round_index=0)
   weights = process.weights_of(state)
   rounds_run = 0
   secure_clipped = 0
@@ -284,12 +290,14 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
     if active:
       if algorithm == "cyclical":
         for site in active:  # the model visits the surviving sites in turn
-          state, _ = built.next(state, [clients[site]],
-                                [_seed(config, algorithm, r, data.sites.index(site))])
+          state, _ = runtime.call(built.next, state, [clients[site]],
+                                  [_seed(config, algorithm, r, data.sites.index(site))],
+                                  algorithm=algorithm, round_index=r)
       else:
-        state, measurements = built.next(
-            state, [clients[s] for s in active],
-            [_seed(config, algorithm, r, data.sites.index(s)) for s in active])
+        state, measurements = runtime.call(
+            built.next, state, [clients[s] for s in active],
+            [_seed(config, algorithm, r, data.sites.index(s)) for s in active],
+            algorithm=algorithm, round_index=r)
         if algorithm == "dopamine":
           secure_clipped += int(measurements["secure_upper_clipped_count"]) + int(
               measurements["secure_lower_clipped_count"])
@@ -305,10 +313,15 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
     details["secure_sum_clipped_values"] = secure_clipped
   privacy = _no_privacy() if ledger is None else dict(ledger.to_dict(), **{
       k: v for k, v in details.items() if k in ("noise_multiplier", "sampling", "clip")})
-  return runner.result(weights, rounds_run, privacy, details)
+  result = runner.result(weights, rounds_run, privacy, details)
+  result.worker_faults = runtime.faults[faults_before:]
+  return result
 
 
-def run(algorithm: str, data: FederatedData, config: FederatedConfig, log: Log) -> Result:
+def run(algorithm: str, data: FederatedData, config: FederatedConfig, log: Log,
+        runtime: Optional[Runtime] = None) -> Result:
+  """One algorithm's run; `runtime` (federated/execution.py) says where its TFF rounds
+  run, by default TFF's single local process."""
   if algorithm in ("centralized", "central_dp"):
     return _pooled(algorithm, data, config, log)
-  return _federated(algorithm, data, config, log)
+  return _federated(algorithm, data, config, log, runtime or LocalRuntime())

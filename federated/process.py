@@ -9,7 +9,8 @@ aggregator and the server step's sign and rates.
 
 Secure aggregation (`tff.aggregators.SecureSumFactory`) runs only in TFF's test
 execution context, which simulates the secure sum, so `use_test_context` is
-called before any computation runs.
+called before any computation runs in one process; on worker processes,
+federated/execution.py lowers the secure sum the same way.
 """
 
 from __future__ import annotations
@@ -27,16 +28,24 @@ from tensorflow_federated.python.aggregators import differential_privacy
 from federated import dp_mean
 from federated import model as model_lib
 
-_CONTEXT_SET = False
+_TEST_CONTEXT = None
+
+
+def quiet_secure_sum_asserts() -> None:
+  """Lowering the secure sum to a plain one builds assert ops that TF reports as "never
+  used" on every compile; they are noise here."""
+  tf.get_logger().setLevel("CRITICAL")
 
 
 def use_test_context() -> None:
-  global _CONTEXT_SET
-  if not _CONTEXT_SET:
-    # The secure sum builds assert ops TF reports as "never used"; they are noise here.
-    tf.get_logger().setLevel("CRITICAL")
-    tff.backends.test.set_sync_test_cpp_execution_context()
-    _CONTEXT_SET = True
+  """Makes TFF's test context (one local worker process) the default, once created;
+  again after a remote runtime (federated/execution.py) replaced it."""
+  global _TEST_CONTEXT
+  if _TEST_CONTEXT is None:
+    quiet_secure_sum_asserts()
+    _TEST_CONTEXT = tff.backends.test.create_sync_test_cpp_execution_context()
+  if tff.framework.get_context_stack().current is not _TEST_CONTEXT:
+    tff.framework.set_default_context(_TEST_CONTEXT)
 
 
 def data_type(num_features: int):

@@ -122,7 +122,7 @@ def kill_tree(root_pid: int, grace_seconds: float = 3.0) -> List[int]:
 
 
 @contextlib.contextmanager
-def _sigterm_as_exit() -> Iterator[None]:
+def sigterm_as_exit() -> Iterator[None]:
   """While the block runs, SIGTERM raises SystemExit(143) instead of ending the process
   on the spot, so `finally` blocks (the session cleanup) run; only where SIGTERM has
   its default action and in the main thread (a caller's own handler is kept)."""
@@ -150,7 +150,7 @@ def run_in_own_session(command: Sequence[str], on_line: Optional[Callable[[str],
   exception its signal handler raises) and, where the caller has no SIGTERM handler of
   its own, on SIGTERM (then SystemExit(143) is raised once the session is gone).
   """
-  with _sigterm_as_exit():
+  with sigterm_as_exit():
     return _run_and_clean_up(command, on_line, timeout, tail_lines, **popen_kwargs)
 
 

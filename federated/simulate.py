@@ -3,11 +3,19 @@
   python -m federated.simulate (--data CSV | --examples DIR) (--spec YAML | --spec-yaml TEXT)
       --output DIR [--algorithm NAME|all] [--rounds R] [--clients-per-round C]
       [--target-epsilon E] [--delta D] [--seed S] [--dropout-rate P] [...]
+      [--workers N | --worker-address HOST:PORT ...] [--round-timeout S]
 
 Run with the federated runtime (.venv-federated). Writes DIR/federated.json,
 DIR/federated.html and DIR/models/<algorithm>/ (SavedModel + privacy_record.json,
 DP algorithms only) only when the whole run succeeds; bad input exits 2 with one
 line naming the file, column or rule, and writes nothing.
+
+By default the TFF rounds run in one local TFF process. `--workers N` starts N TFF
+workers on loopback and spreads each round's sites over them; `--worker-address`
+(repeatable) uses running ones. A worker lost mid-run is dropped and its round retried
+on the others (federated.json: `worker_faults` per algorithm, `runtime`); with none
+left the run fails (exit 1) and writes nothing. Workers started here end with the run,
+whatever ends it; SIGTERM exits 143, Ctrl-C 130.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -24,6 +33,9 @@ from typing import List, Optional
 
 from clinical_dp.names import SIGNATURE_INPUTS_FILE, ColumnKeys
 from federated.config import ALGORITHMS, DP_ALGORITHMS, RESULTS_FILE, FederatedConfig, flag
+from federated.processes import sigterm_as_exit
+from federated.workers import (NoWorkersLeft, WorkerPool, WorkersConfig, add_worker_flags,
+                               workers_config)
 
 PROG = "federated.simulate"
 
@@ -44,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     if field.name == "algorithm":
       kwargs["choices"] = list(ALGORITHMS) + ["all"]
     parser.add_argument(flag(field.name), **kwargs)
+  add_worker_flags(parser)
   return parser
 
 
@@ -57,6 +70,34 @@ def _config(args) -> FederatedConfig:
     return FederatedConfig(**values)
   except ValueError as e:
     raise UsageError(f"bad setting: {e}") from e
+
+
+def _workers(args) -> WorkersConfig:
+  try:
+    return workers_config(args)
+  except ValueError as e:
+    raise UsageError(str(e)) from e
+
+
+def _runtime(workers: WorkersConfig, log):
+  """Where the TFF rounds run, and the pool to close at the end (None: TFF's own process).
+
+  Workers are started before TensorFlow is imported: forking a process that already
+  runs gRPC's threads is what gRPC warns against."""
+  if not workers.remote:
+    from federated.execution import LocalRuntime  # pylint: disable=import-outside-toplevel
+    return LocalRuntime(), None
+  pool = (WorkerPool.start(workers.workers) if workers.workers
+          else WorkerPool.connect(workers.addresses))
+  try:
+    verb = "started" if workers.workers else "using"
+    log(f"{PROG}: {verb} {len(pool.workers)} TFF worker(s): "
+        + ", ".join(w.describe() for w in pool.workers))
+    from federated.execution import RemoteRuntime  # pylint: disable=import-outside-toplevel
+    return RemoteRuntime(pool, workers.round_timeout, log), pool
+  except BaseException:
+    pool.close()
+    raise
 
 
 def _load(args, config: FederatedConfig):
@@ -91,8 +132,9 @@ def _algorithm_entry(result, data) -> dict:
       "rounds": result.rounds, "rounds_planned": result.rounds_planned,
       "wall_seconds": round(result.wall_seconds, 2),
       "seconds_per_round": round(result.round_seconds, 4),
+      "median_seconds_per_round": round(result.round_seconds_median, 4),
       "auroc_per_round": result.auroc_per_round, "eval_rounds": result.eval_rounds,
-      "privacy": privacy, "details": result.details,
+      "privacy": privacy, "details": result.details, "worker_faults": result.worker_faults,
       "model": f"models/{result.algorithm}" if result.algorithm in DP_ALGORITHMS else None,
   }
 
@@ -136,13 +178,23 @@ def _publish(staging: str, output: str) -> None:
 
 def run(args) -> int:
   config = _config(args)
+  workers = _workers(args)
   if os.path.exists(args.output) and not os.path.isdir(args.output):
     raise UsageError(f"{args.output}: --output exists and is not a directory")
   spec, data = _load(args, config)
   log = lambda line: print(line, flush=True)  # noqa: E731
   log(f"{PROG}: {len(data.sites)} sites, {data.pooled('train').rows} training rows "
       f"({data.pooled('train').num_patients} patients), algorithms {list(config.algorithms)}")
+  runtime, pool = _runtime(workers, log)
+  try:
+    return _run(args, config, spec, data, runtime, log)
+  finally:
+    runtime.close()
+    if pool is not None:
+      pool.close()
 
+
+def _run(args, config: FederatedConfig, spec, data, runtime, log) -> int:
   from federated import algorithms, report  # pylint: disable=import-outside-toplevel
   parent = os.path.dirname(os.path.abspath(args.output))
   os.makedirs(parent, exist_ok=True)
@@ -152,7 +204,7 @@ def run(args) -> int:
     entries = {}
     for name in config.algorithms:
       log(f"[{name}] starting")
-      result = algorithms.run(name, data, config, log)
+      result = algorithms.run(name, data, config, log, runtime)
       entries[name] = _algorithm_entry(result, data)
       if name in DP_ALGORITHMS:
         _write_model(result, entries[name], data, spec, config, staging)
@@ -160,7 +212,9 @@ def run(args) -> int:
       auroc = "n/a (one class in the test split)" if e["auroc"] is None else f"{e['auroc']:.4f}"
       log(f"[{name}] done: test AUROC {auroc}, accuracy {e['accuracy']:.4f}, "
           f"epsilon {e['epsilon']:.3g} ({e['privacy_unit']}), {e['rounds']} rounds, "
-          f"{e['wall_seconds']:.1f} s")
+          f"{e['wall_seconds']:.1f} s" + (f"; worker faults in round(s) "
+          f"{sorted({f['round'] for f in e['worker_faults']})}, retried"
+                                         if e["worker_faults"] else ""))
     centralized = entries.get("centralized", {}).get("auroc")
     if centralized is not None:
       for entry in entries.values():
@@ -168,7 +222,7 @@ def run(args) -> int:
           entry["auroc_gap_to_centralized"] = round(centralized - entry["auroc"], 4)
     results = {
         "config": dataclasses.asdict(config), "sites": list(data.sites),
-        "dataset": data.summary(), "algorithms": entries,
+        "dataset": data.summary(), "algorithms": entries, "runtime": runtime.record(),
         "total_wall_seconds": round(time.time() - started, 2),
         "notes": "test metrics on the held-out patient split; auroc_per_round on the eval "
                  "split at eval_rounds; no model or round is selected on real data",
@@ -189,10 +243,23 @@ def main(argv: Optional[List[str]] = None) -> int:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   args = _parser().parse_args(argv)
   try:
-    return run(args)
+    # SIGTERM (Kubernetes, service managers) as SystemExit(143), so the `finally`
+    # blocks run: staging removed, workers ended.
+    with sigterm_as_exit():
+      return run(args)
   except UsageError as e:
     print(f"{PROG}: {e}", file=sys.stderr)
     return 2
+  except NoWorkersLeft as e:
+    print(f"{PROG}: {e}", file=sys.stderr)
+    return 1
+  except KeyboardInterrupt:
+    print(f"{PROG}: interrupted (Ctrl-C)", file=sys.stderr)
+    return 130
+  except SystemExit as e:
+    if e.code == 128 + signal.SIGTERM:
+      print(f"{PROG}: stopped by SIGTERM", file=sys.stderr)
+    raise
   finally:
     # TFF's workers would outlive this process and hold its stdout and stderr.
     from federated.processes import kill_own_workers  # pylint: disable=import-outside-toplevel

@@ -50,7 +50,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
       pipeline_image=args.image_pipeline, federated_image=args.image_federated,
       data_root=args.data_root, pipeline_root=args.pipeline_root, gpu=_gpu_config(args),
       beam_runner=args.beam_runner, beam_args=tuple(args.beam_arg),
-      release_uri=args.release_uri)
+      release_uri=args.release_uri, federated_workers=tuple(args.federated_worker),
+      federated_round_timeout=args.federated_round_timeout)
   spec = _load_spec(args.spec)
   from pipelines.config import training_config  # pylint: disable=g-import-not-at-top
   training = training_config(args.mode, epochs=args.epochs, train_twin=args.non_private_twin)
@@ -77,6 +78,10 @@ def _cmd_compile(args: argparse.Namespace) -> int:
   print(f"  pipeline root: {config.pipeline_root or 'the run or the cluster default'}")
   release = config.release_destination or "ReleasePusher's output artifact under the run root"
   print(f"  release (what may be published): {release}")
+  if not args.no_federated:
+    workers = config.federated_workers
+    print("  federated step: " + (f"rounds on the TFF workers {', '.join(workers)}"
+                                  if workers else "rounds in one TFF process in its pod"))
   print(f"  Beam: {config.beam_runner}" + (f" {' '.join(config.beam_extra_args())}"
                                            if config.beam_extra_args() else ""))
   return 0
@@ -155,6 +160,15 @@ def add_kubeflow_parser(subparsers) -> None:
   compile_.add_argument("--no-federated", action="store_true",
                         help="leave out the federated step (it runs when the spec names a "
                              "site column)")
+  compile_.add_argument("--federated-worker", action="append", default=[],
+                        metavar="HOST:PORT",
+                        help="run the federated step's rounds on this running TFF worker "
+                             "(repeatable; kubeflow/federated-workers.yaml starts them, e.g. "
+                             "tff-worker-0.tff-workers.NAMESPACE.svc.cluster.local:8000)")
+  compile_.add_argument("--federated-round-timeout", type=float, default=0.0,
+                        metavar="SECONDS",
+                        help="deadline of one federated round on the workers (default 0: "
+                             "automatic)")
   compile_.set_defaults(handler=_cmd_compile)
 
   prepare = commands.add_parser(

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
 from clinical_dp.files import RELEASE_DIR
+from federated.workers import WorkersConfig
 
 # The images' TensorFlow reads and writes artifacts through tf.io.gfile; the locks carry
 # tensorflow-io-gcs-filesystem, so Cloud Storage is the one remote filesystem they have.
@@ -111,8 +112,13 @@ class KubeflowConfig:
   beam_runner: str = DIRECT_RUNNER
   beam_args: Tuple[str, ...] = ()
   release_uri: Optional[str] = None
+  # Running TFF workers for the federated step (HOST:PORT, e.g. the StatefulSet of
+  # kubeflow/federated-workers.yaml) and its round deadline; none: one process in its pod.
+  federated_workers: Tuple[str, ...] = ()
+  federated_round_timeout: float = 0.0
 
   def __post_init__(self):
+    _ = self.workers_config  # refuses a bad address or timeout here, before compiling
     if self.release_uri is not None:
       object.__setattr__(self, "release_uri", check_uri(self.release_uri, "--release-uri"))
     if self.data_root is not None:
@@ -128,6 +134,16 @@ class KubeflowConfig:
       raise KubeflowConfigError(
           f"--beam-runner must be one of {[DIRECT_RUNNER, *DISTRIBUTED_RUNNERS]}, "
           f"got {self.beam_runner!r}")
+
+  @property
+  def workers_config(self) -> WorkersConfig:
+    """federated.simulate's worker flags for the federated step."""
+    try:
+      return WorkersConfig(addresses=tuple(self.federated_workers),
+                           round_timeout=self.federated_round_timeout)
+    except ValueError as e:
+      raise KubeflowConfigError(str(e).replace("--worker-address", "--federated-worker")
+                                .replace("--round-timeout", "--federated-round-timeout")) from e
 
   @property
   def release_destination(self) -> str:

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from clinical_dp.files import RELEASE_DIR
 from components.evaluation_report import ReportConfig, fast_report_config
 from federated.config import FederatedConfig
+from federated.workers import WorkersConfig
 from trainers import classifier_run_fn, gan_run_fn
 from trainers.classifier import ClassifierConfig
 from trainers.dp_training import PrivacyBudget
@@ -111,6 +112,9 @@ class PipelineConfig:
   report: ReportConfig = ReportConfig()
   # The federated step runs when the spec names a site column; None leaves it out.
   federated: Optional[FederatedConfig] = FederatedConfig()
+  # Where its rounds run (federated.simulate's worker flags): infrastructure, kept out of
+  # FederatedConfig, which says what is trained and is recorded with the models.
+  federated_workers: WorkersConfig = WorkersConfig()
   # Where ReleasePusher writes what may be published: None, <output_dir>/release; "",
   # its own output artifact under the pipeline root (Kubeflow without a root given).
   release_uri: Optional[str] = None

@@ -143,7 +143,8 @@ def create_components(config: PipelineConfig, spec: DatasetSpec,
   if config.federated is not None and spec.site_column:
     build = federated_step or _local_federated_step
     federated = build(example_gen.outputs["examples"], spec.to_yaml(),
-                      config.federated.to_args()).with_id(FEDERATED_STEP_ID)
+                      config.federated.to_args() + config.federated_workers.to_args()
+                      ).with_id(FEDERATED_STEP_ID)
     # It reads ExampleGen's rows itself, so only the gate's order keeps anomalies out.
     federated.add_upstream_node(anomaly_gate)
     components.append(federated)

@@ -29,6 +29,10 @@ GPU_COUNT = 2
 NODE_LABEL = ("cloud.google.com/gke-accelerator", "nvidia-tesla-t4")
 TOLERATION = "nvidia.com/gpu=present:NoSchedule"
 KUBEFLOW = os.path.join(PROJECT_ROOT, "kubeflow")
+WORKERS_MANIFEST = os.path.join(KUBEFLOW, "federated-workers.yaml")
+# The addresses kubeflow/federated-workers.yaml gives its two workers in namespace kubeflow.
+WORKER_ADDRESSES = [f"tff-worker-{i}.tff-workers.kubeflow.svc.cluster.local:8000"
+                    for i in range(2)]
 
 
 def _compile(tmp_path_factory, name, *flags):
@@ -48,7 +52,9 @@ def compiled(tmp_path_factory):
                   "--image-federated", FEDERATED_IMAGE, "--data-root", DATA_ROOT,
                   "--pipeline-root", PIPELINE_ROOT, "--gpu-type", GPU_TYPE,
                   "--gpu-count", str(GPU_COUNT), "--gpu-node-selector", "=".join(NODE_LABEL),
-                  "--gpu-toleration", TOLERATION, "--non-private-twin")
+                  "--gpu-toleration", TOLERATION, "--non-private-twin",
+                  *[f"--federated-worker={a}" for a in WORKER_ADDRESSES],
+                  "--federated-round-timeout", "120")
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +200,55 @@ def test_federated_step_runs_in_the_federated_image(compiled, local_components):
       assert container["image"] == PIPELINE_IMAGE, component_id
 
 
+def test_federated_step_is_pointed_at_the_workers(compiled):
+  """The worker flags reach federated.simulate's command line through the step's
+  federated_args, after the FederatedConfig flags (which stay what is trained)."""
+  tasks = compiled[2][0]["root"]["dag"]["tasks"]
+  (task,) = [t for name, t in tasks.items() if name.startswith("FederatedStep")]
+  args = json.loads(task["inputs"]["parameters"]["federated_args"]["runtimeValue"]["constant"])
+  workers = [a for flag, a in zip(args, args[1:]) if flag == "--worker-address"]
+  assert workers == WORKER_ADDRESSES
+  assert args[args.index("--round-timeout") + 1] == "120.0"
+  assert args.index("--algorithm") < args.index("--worker-address")
+
+
+def _manifest():
+  with open(WORKERS_MANIFEST, encoding="utf-8") as f:
+    return {d["kind"]: d for d in yaml.safe_load_all(f)}
+
+
+def test_workers_manifest_gives_each_worker_the_address_the_step_uses():
+  """kubeflow/federated-workers.yaml (no cluster needed): a headless Service and a
+  StatefulSet whose pods serve TFF on the port the addresses name, in the federated
+  image, reachable only from pipeline pods; the README shows the same addresses."""
+  manifest = _manifest()
+  assert set(manifest) == {"Service", "StatefulSet", "NetworkPolicy"}
+  service, workers, policy = (manifest[k] for k in ("Service", "StatefulSet", "NetworkPolicy"))
+  assert service["spec"]["clusterIP"] == "None"  # one DNS name per pod
+  assert workers["spec"]["serviceName"] == service["metadata"]["name"]
+  pod_labels = workers["spec"]["template"]["metadata"]["labels"]
+  assert service["spec"]["selector"].items() <= pod_labels.items()
+  assert workers["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+  assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+  (container,) = workers["spec"]["template"]["spec"]["containers"]
+  port = container["ports"][0]["containerPort"]
+  assert container["command"] == ["python", "-m", "federated.workers", "--port", str(port)]
+  assert container["image"].endswith("/clinical-dp-federated:TAG")
+  assert service["spec"]["ports"][0]["port"] == port
+  assert policy["spec"]["ingress"][0]["ports"] == [{"port": port, "protocol": "TCP"}]
+  name, service_name = workers["metadata"]["name"], service["metadata"]["name"]
+  addresses = [f"{name}-{i}.{service_name}.kubeflow.svc.cluster.local:{port}"
+               for i in range(workers["spec"]["replicas"])]
+  assert addresses == WORKER_ADDRESSES
+  with open(os.path.join(KUBEFLOW, "README.md"), encoding="utf-8") as f:
+    readme = f.read()
+  for address in addresses:
+    assert f"--federated-worker {address}" in readme.replace("NAMESPACE", "kubeflow")
+  # federated/workers.py is where the entry point and its default port live.
+  from federated.workers import DEFAULT_WORKER_PORT  # pylint: disable=g-import-not-at-top
+  assert port == DEFAULT_WORKER_PORT
+
+
 def test_no_resolver_and_no_local_paths(compiled, local_components):
   output, text, (pipeline_spec, _) = compiled
   from tfx.dsl.components.common import resolver  # pylint: disable=g-import-not-at-top
@@ -278,6 +333,8 @@ def test_custom_artifact_types_need_a_namespaced_name():
     (["--gpu-count", "-1"], "--gpu-count must be 0 or more"),
     (["--gpu-node-selector", "gpu"], "--gpu-node-selector must be KEY=VALUE"),
     (["--image-pipeline", "has space"], "--image-pipeline must be an image reference"),
+    (["--federated-worker", "tff-worker-0"], "--federated-worker must be HOST:PORT"),
+    (["--federated-round-timeout", "-1"], "--federated-round-timeout must be 0"),
 ])
 def test_cli_bad_input_exits_2_with_a_clear_message(tmp_path, flags, message):
   output = tmp_path / "pipeline.yaml"

@@ -18,15 +18,16 @@ FEDERATED_PYTHON = os.path.join(PROJECT_ROOT, ".venv-federated", "bin", "python"
 CHILD_TIMEOUT = 240
 
 
-def run_child(args, timeout=CHILD_TIMEOUT):
-  """Runs the federated runtime's Python with `args` in its own session.
+def run_child(args, timeout=CHILD_TIMEOUT, on_line=None):
+  """Runs the federated runtime's Python with `args` in its own session (`on_line`
+  sees each line of its output as it comes).
 
   Fails if the child left any process behind (a TFF worker it did not stop), or if
   anything of its session survived the clean-up. Workers of other sessions (other
   users of the machine) are not this test's business.
   """
   completed = run_in_own_session([FEDERATED_PYTHON, *map(str, args)], timeout=timeout,
-                                 cwd=PROJECT_ROOT, tail_lines=400,
+                                 on_line=on_line, cwd=PROJECT_ROOT, tail_lines=400,
                                  env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
   assert not completed.leftovers, f"the child left processes behind: {completed.leftovers}"
   assert not session_members(completed.session_id)
@@ -39,8 +40,8 @@ def _session_of(pid):
   return None if fields is None else int(fields[3])
 
 
-def simulate_cli(*args, timeout=CHILD_TIMEOUT):
-  return run_child(["-m", "federated.simulate", *args], timeout=timeout)
+def simulate_cli(*args, timeout=CHILD_TIMEOUT, on_line=None):
+  return run_child(["-m", "federated.simulate", *args], timeout=timeout, on_line=on_line)
 
 
 @pytest.fixture(scope="session")

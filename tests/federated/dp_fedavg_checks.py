@@ -19,9 +19,9 @@ NUM_FEATURES = 6
 CLIENTS = 3
 
 
-def _federation() -> FederatedData:
+def _federation(clients: int = CLIENTS) -> FederatedData:
   rng = np.random.default_rng(4)
-  sites = tuple(f"site{k}" for k in range(CLIENTS))
+  sites = tuple(f"site{k}" for k in range(clients))
   splits = {}
   for split in SPLITS:
     splits[split] = {}
