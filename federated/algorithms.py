@@ -214,15 +214,15 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
     sigma = solve_noise(lambda s: epsilon_of({(worst_q, s): visits * steps}, config.delta),
                         config.target_epsilon)
     client = process.local_training_step(steps, config.site_batch_size,
-                                         config.client_learning_rate, dp=True, clip=config.clip,
-                                         noise_multiplier=sigma)
+                                         config.client_learning_rate, dp=True,
+                                         clip=config.site_clip, noise_multiplier=sigma)
     server_lr = config.server_learning_rate if algorithm == "local_dp" else 1.0
     built = process.build_process(initial, num_features, client, process.mean_aggregator(False),
                                   server_lr, 0.0)
     ledger = Ledger(config.delta, "patient", data.sites)
     step_events = lambda active: {s: (rates[s], sigma) for s in active}
     details.update(noise_multiplier=sigma, sampling="poisson (per site)",
-                   site_sampling_rates=rates, local_steps=steps, clip=config.clip,
+                   site_sampling_rates=rates, local_steps=steps, clip=config.site_clip,
                    expected_site_batch=config.site_batch_size)
   elif algorithm == "dp_fedavg":
     sigma = solve_noise(lambda s: epsilon_of({(1.0, s): config.rounds}, config.delta),
