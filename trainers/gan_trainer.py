@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from clinical_dp.spec import DatasetSpec
 from pipelines.console import say
-from trainers import accounting, dp_statistics, features, gan
+from trainers import accounting, batch1_dp, dp_statistics, features, gan
 from trainers.dp_training import (PrivacyBudget, TrainingProgress, dp_positive_rate,
                                   fit_batch_to_data, plan_for, statistics_noise,
                                   training_batches, with_noise_for_budget)
@@ -90,9 +90,15 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
                        autograph=False)
   progress = TrainingProgress("DP AC-GAN", num_examples, config.batch_size, config.epochs,
                               record.steps, plan(config), log)
-  for step, index in enumerate(training_batches(plan(config), rng), start=1):
-    d_loss = d_step([tf.constant(x[index]) for x in inputs], tf.constant(labels[index]))
-    for _ in range(config.generator_steps):  # free in privacy: no real data involved
-      g_loss = g_step()
-    progress.after(step, d_loss=d_loss, g_loss=g_loss)
+  if batch1_dp.applies(config, plan(config)):  # paper mode: many steps per call
+    steps = batch1_dp.Batch1Training(discriminator, generator, config, inputs, labels,
+                                     noise_seed=seed).run(training_batches(plan(config), rng))
+    for step, d_loss, g_loss in steps:
+      progress.after(step, d_loss=d_loss, g_loss=g_loss)
+  else:
+    for step, index in enumerate(training_batches(plan(config), rng), start=1):
+      d_loss = d_step([tf.constant(x[index]) for x in inputs], tf.constant(labels[index]))
+      for _ in range(config.generator_steps):  # free in privacy: no real data involved
+        g_loss = g_step()
+      progress.after(step, d_loss=d_loss, g_loss=g_loss)
   return TrainedGan(generator, discriminator, record, config, positive_rate)
