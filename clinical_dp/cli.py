@@ -98,6 +98,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from trainers.dp_training import PrivacyBudget  # pylint: disable=g-import-not-at-top
     training = training_config(args.mode, fast=args.fast, epochs=args.epochs,
                                train_twin=args.non_private_twin)
+    if args.mode == "paper":  # hours of batch-1 steps: one intra-op thread is faster
+      from trainers import batch1_dp  # pylint: disable=g-import-not-at-top
+      batch1_dp.use_one_intra_op_thread()
     if args.target_epsilon is not None or args.delta is not None:
       def budget(default: PrivacyBudget) -> PrivacyBudget:
         return PrivacyBudget(

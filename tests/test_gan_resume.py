@@ -13,7 +13,7 @@ from tensorflow.python.framework import config as tf_config  # disable_op_determ
 
 from clinical_dp.simulators import simulate, write_simulated
 from clinical_dp.validation import validate_table
-from trainers import dp_training, features, gan, gan_checkpoint, gan_trainer
+from trainers import batch1_dp, dp_training, features, gan, gan_checkpoint, gan_trainer
 
 SPRINT_SPEC = simulate("sprint", patients=20)[1]
 EPOCHS, STOP_AT_EPOCH = 4, 2
@@ -77,11 +77,18 @@ def _weights(model):
   return [w.numpy() for w in model.weights]
 
 
+# Paper mode's batch-1 loop (trainers/batch1_dp.py): batch 1, fixed-size sampling,
+# noise a function of (seed, step), many steps per call.
+BATCH1 = dict(batch_size=1, statistics_share=0.0)
+
+
 @pytest.mark.parametrize("dp_method,stop_by", [("fast", "sigterm"),
-                                               ("tf_privacy", "exception")])
+                                               ("tf_privacy", "exception"),
+                                               (gan.BATCH1_METHOD, "sigterm")])
 def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(
     table, tmp_path, deterministic_ops, sigterm_raises, dp_method, stop_by):
-  config = dataclasses.replace(SMALL, dp_method=dp_method)
+  config = dataclasses.replace(SMALL, dp_method=dp_method,
+                               **(BATCH1 if dp_method == gan.BATCH1_METHOD else {}))
   reference, _ = _train(table, config=config)  # never stopped, no checkpoints
 
   checkpoint = gan_checkpoint.CheckpointConfig(str(tmp_path / "checkpoints"))
@@ -90,8 +97,12 @@ def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(
            stop_by=stop_by)
   stopped = gan_checkpoint.read_progress(checkpoint.directory)
   steps_per_epoch = reference.record.steps // EPOCHS
-  # A signal waits for the step under way (the one after the epoch's last) to end.
-  assert stopped.steps_done == STOP_AT_EPOCH * steps_per_epoch + (stop_by == "sigterm")
+  if dp_method == gan.BATCH1_METHOD:
+    # The epoch's last step ran in a call of many; the signal waits for that call to end.
+    per_call = batch1_dp.Batch1Settings().steps_per_call
+    assert stopped.steps_done == -(-STOP_AT_EPOCH * steps_per_epoch // per_call) * per_call
+  else:  # held until the epoch's last step has ended (its progress line sent it)
+    assert stopped.steps_done == STOP_AT_EPOCH * steps_per_epoch
   assert stopped.total_steps == reference.record.steps
   assert stopped.reason == ("interrupted: SIGTERM" if stop_by == "sigterm"
                             else "interrupted: Interrupted")

@@ -24,6 +24,9 @@ from trainers.dp_training import dp_adam
 from trainers.features import PatientLayout
 
 
+BATCH1_METHOD = "batch1"  # GanConfig.dp_method of paper mode (trainers/batch1_dp.py)
+
+
 @dataclasses.dataclass(frozen=True)
 class GanConfig:
   """Architecture and DP training settings of the AC-GAN."""
@@ -51,7 +54,9 @@ class GanConfig:
   # update. At batch 64 (benchmarks/dp_step_overhead.py) a non-private step takes 3 ms;
   # "fast", one batched pass (trainers/dp_clipping.py), 1.3-1.4x that; "tf_privacy",
   # DPKerasAdamOptimizer (a Jacobian), about 9x; "vectorized", TF Privacy's
-  # VectorizedDPKerasAdamOptimizer, about 8x.
+  # VectorizedDPKerasAdamOptimizer, about 8x. "batch1" (paper mode): at batch 1 with
+  # fixed-size sampling, trainers/batch1_dp.py's loop (many steps per call, NumPy noise
+  # drawn ahead); elsewhere (Poisson batches) the same update by DPKerasAdamOptimizer.
   dp_method: str = "fast"
   # The generator starts as the Gaussian copula of DP summary statistics (marginals and a
   # normal-score correlation per label class; trainers/dp_statistics.py) released from
@@ -92,13 +97,14 @@ class GanConfig:
 def paper_config(epochs: int = 500) -> GanConfig:
   """SPRINT_gan's published setting: batch 1, clip 1e-4, noise 1, lr 2e-5, beta_1 0.5.
 
-  At batch 1 TF Privacy's own optimizer is the fastest exact update (benchmarks/
-  dp_step_overhead.py --paper --batch_size 1), so paper mode uses it.
+  At batch 1 the one-pass clipping has no edge; the batch-1 loop of trainers/batch1_dp.py
+  (the same update as TF Privacy's DPKerasAdamOptimizer) is the fastest
+  (benchmarks/gan_training_time.py).
   """
   return GanConfig(batch_size=1, l2_norm_clip=1e-4, noise_multiplier=1.0,
                    generator_learning_rate=2e-5, discriminator_learning_rate=2e-5,
                    beta_1=0.5, epochs=epochs, discriminator_filters=32,
-                   discriminator_units=1024, dp_method="tf_privacy", statistics_share=0.0)
+                   discriminator_units=1024, dp_method=BATCH1_METHOD, statistics_share=0.0)
 
 
 def build_generator(layout: PatientLayout, config: GanConfig,
@@ -285,12 +291,13 @@ def build_discriminator(layout: PatientLayout, config: GanConfig,
   return tf.keras.Model(inputs, [real_fake, label], name="discriminator")
 
 
-DP_METHODS = ("fast", "tf_privacy", "vectorized")
+DP_METHODS = ("fast", "tf_privacy", "vectorized", "batch1")
 
 
-# The methods whose noise can come from a checkpointed generator (resumable training);
-# TF Privacy's vectorized optimizer draws its noise inside, with stateful ops.
-RESUMABLE_DP_METHODS = ("fast", "tf_privacy")
+# The methods whose noise can come from a checkpointed generator or a (seed, step) stream
+# (resumable training); TF Privacy's vectorized optimizer draws its noise inside, with
+# stateful ops.
+RESUMABLE_DP_METHODS = ("fast", "tf_privacy", BATCH1_METHOD)
 
 
 def dp_discriminator_optimizer(config: GanConfig,
@@ -307,7 +314,7 @@ def dp_discriminator_optimizer(config: GanConfig,
     return dp_clipping.FastDPKerasAdamOptimizer(
         config.l2_norm_clip, config.noise_multiplier, noise_rng=noise_rng,
         learning_rate=config.discriminator_learning_rate, beta_1=config.beta_1)
-  if config.dp_method == "tf_privacy":
+  if config.dp_method in ("tf_privacy", BATCH1_METHOD):  # batch1: its per-step path
     return dp_adam(config.l2_norm_clip, config.noise_multiplier,
                    config.discriminator_learning_rate, config.beta_1, noise_rng=noise_rng)
   if config.dp_method == "vectorized":

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-from typing import Callable, List, Optional
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from clinical_dp.spec import DatasetSpec
 from pipelines.console import say
-from trainers import accounting, dp_statistics, features, gan, gan_checkpoint
+from trainers import accounting, batch1_dp, dp_statistics, features, gan, gan_checkpoint
 from trainers.dp_training import (PrivacyBudget, TrainingProgress, dp_positive_rate,
                                   fit_batch_to_data, plan_for, statistics_noise, step_batch,
                                   with_noise_for_budget)
@@ -86,21 +86,19 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
   resumable = config.dp_method in gan.RESUMABLE_DP_METHODS
   generator = gan.build_generator(layout, config, copula)
   discriminator = gan.build_discriminator(layout, config, dropout_rng=randomness.dropout)
-  d_optimizer = gan.dp_discriminator_optimizer(
-      config, noise_rng=randomness.noise if resumable else None)
-  g_optimizer = gan.generator_optimizer(config)
-  # autograph=False: the steps have no tensor-dependent Python control flow, and
-  # autograph's conversion of every Keras and TF Privacy function they call took most of
-  # a small run (about 40 to 90 s of tracing on 2 shared cores); the graph is the same.
-  d_step = tf.function(lambda real, y: gan.discriminator_dp_step(
-      discriminator, generator, d_optimizer, real, y, config.latent_dim,
-      latent_rng=randomness.latent),
-                       reduce_retracing=True, autograph=False)  # Poisson batches vary in size
-  g_step = tf.function(lambda: gan.generator_step(
-      generator, discriminator, g_optimizer, config.batch_size, config.latent_dim,
-      latent_rng=randomness.latent),
-                       autograph=False)
   training_plan = plan(config)
+  if batch1_dp.applies(config, training_plan):  # paper mode: many steps per call
+    loop = batch1_dp.Batch1Training(discriminator, generator, config, inputs, labels,
+                                    noise_seed=seed, latent_rng=randomness.latent)
+    d_optimizer, g_optimizer = loop.d_optimizer.adam, loop.g_optimizer
+    steps_from = lambda done: _batch1_steps(loop, training_plan, rng, done, record.steps)
+  else:
+    d_optimizer = gan.dp_discriminator_optimizer(
+        config, noise_rng=randomness.noise if resumable else None)
+    g_optimizer = gan.generator_optimizer(config)
+    steps_from = lambda done: _per_step(
+        discriminator, generator, d_optimizer, g_optimizer, config, randomness.latent, inputs,
+        labels, training_plan, rng, done, record.steps)
   checkpoints = None
   if checkpoint is not None and checkpoint.directory:
     checkpoints = _open_checkpoints(
@@ -116,28 +114,27 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
   progress = TrainingProgress("DP AC-GAN", num_examples, config.batch_size, config.epochs,
                               record.steps, training_plan, log, first_step=steps_done)
   # A checkpoint must hold the state after exactly `steps_done` steps: SIGTERM and Ctrl-C
-  # take effect between steps (DeferredInterrupts), and any other exception inside a step
-  # (batch drawn, or one network updated) saves nothing: the last checkpoint stands.
-  inside_step = False
+  # take effect where the state is settled (DeferredInterrupts: after a step, or after the
+  # batch-1 loop's call of many steps), and any other exception before that (batch drawn,
+  # or one network updated) saves nothing: the last checkpoint stands.
+  inside_step = True
   try:
     with gan_checkpoint.DeferredInterrupts() as interrupts:
-      for step in range(steps_done + 1, record.steps + 1):
-        inside_step = True
-        index = step_batch(training_plan, rng)
-        if len(index):  # an empty Poisson batch updates nothing
-          d_loss = d_step([tf.constant(x[index]) for x in inputs], tf.constant(labels[index]))
-          for _ in range(config.generator_steps):  # free in privacy: no real data involved
-            g_loss = g_step()
-        steps_done = step
-        inside_step = False
+      for step, losses, settled in steps_from(steps_done):
+        if settled:
+          steps_done, inside_step = step, False
+        if losses is not None:
+          progress.after(step, **losses)
+        if not settled:
+          continue
         if interrupts.pending is not None:
           _save_interrupted(checkpoints, steps_done, record.steps, rng,
                             signal.Signals(interrupts.pending).name, log)
           interrupts.deliver()
         if checkpoints is not None and checkpoints.due():
           checkpoints.save(steps_done, rng, "periodic")
-        if len(index):
-          progress.after(step, d_loss=d_loss, g_loss=g_loss)
+        inside_step = True
+      inside_step = False
   except BaseException as e:  # Ctrl-C, SIGTERM, a crash: keep what is done
     if not inside_step:
       _save_interrupted(checkpoints, steps_done, record.steps, rng, type(e).__name__, log)
@@ -145,6 +142,44 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
   if checkpoints is not None:
     checkpoints.save(steps_done, rng, "finished")
   return TrainedGan(generator, discriminator, record, config, positive_rate)
+
+
+def _per_step(discriminator, generator, d_optimizer, g_optimizer, config: gan.GanConfig,
+              latent_rng: tf.random.Generator, inputs: List[np.ndarray], labels: np.ndarray,
+              plan: accounting.PrivacyPlan, rng: np.random.Generator, steps_done: int,
+              total_steps: int) -> Iterator[Tuple[int, Optional[dict], bool]]:
+  """One step per call from step steps_done + 1 on; yields (step, its losses or None for
+  an empty batch, True: the state is settled after every step)."""
+  # autograph=False: the steps have no tensor-dependent Python control flow, and
+  # autograph's conversion of every Keras and TF Privacy function they call took most of
+  # a small run (about 40 to 90 s of tracing on 2 shared cores); the graph is the same.
+  d_step = tf.function(lambda real, y: gan.discriminator_dp_step(
+      discriminator, generator, d_optimizer, real, y, config.latent_dim,
+      latent_rng=latent_rng),
+                       reduce_retracing=True, autograph=False)  # Poisson batches vary in size
+  g_step = tf.function(lambda: gan.generator_step(
+      generator, discriminator, g_optimizer, config.batch_size, config.latent_dim,
+      latent_rng=latent_rng),
+                       autograph=False)
+  for step in range(steps_done + 1, total_steps + 1):
+    index = step_batch(plan, rng)
+    losses = None
+    if len(index):  # an empty Poisson batch updates nothing
+      d_loss = d_step([tf.constant(x[index]) for x in inputs], tf.constant(labels[index]))
+      for _ in range(config.generator_steps):  # free in privacy: no real data involved
+        g_loss = g_step()
+      losses = {"d_loss": d_loss, "g_loss": g_loss}
+    yield step, losses, True
+
+
+def _batch1_steps(loop: batch1_dp.Batch1Training, plan: accounting.PrivacyPlan,
+                  rng: np.random.Generator, steps_done: int, total_steps: int
+                  ) -> Iterator[Tuple[int, Optional[dict], bool]]:
+  """The batch-1 loop from step steps_done + 1 on; the state is settled (and the batch
+  generator has drawn exactly the steps taken) after the last step of each call."""
+  batches = (step_batch(plan, rng) for _ in range(steps_done + 1, total_steps + 1))
+  for step, d_loss, g_loss, settled in loop.run(batches, first_step=steps_done + 1):
+    yield step, {"d_loss": d_loss, "g_loss": g_loss}, settled
 
 
 def _open_checkpoints(checkpoint: gan_checkpoint.CheckpointConfig, config: gan.GanConfig,
@@ -157,7 +192,8 @@ def _open_checkpoints(checkpoint: gan_checkpoint.CheckpointConfig, config: gan.G
         f"inside TF Privacy, where a resumed run could not continue it (use one of "
         f"{gan.RESUMABLE_DP_METHODS})")
     return None
-  objects["generator_optimizer"].build(objects["generator"].trainable_variables)  # slots
+  if hasattr(objects["generator_optimizer"], "build"):  # legacy Adam: slots restored later
+    objects["generator_optimizer"].build(objects["generator"].trainable_variables)
   checkpoints = gan_checkpoint.GanCheckpoints(checkpoint, run_fingerprint, released,
                                               total_steps, objects, log)
   if gan_checkpoint.read_progress(checkpoints.directory) is None:
