@@ -79,7 +79,7 @@ def _repeated(data, config: FederatedConfig, repeats: int) -> dict:
 
 def settings_sweep(out: str, repeats: int) -> dict:
   data = _icu(out, 8)
-  base = FederatedConfig(target_epsilon=EPSILON, delta=DELTA, site_batch_size=256)
+  base = FederatedConfig(target_epsilon=EPSILON, delta=DELTA, site_batch_size=256, seed=0)
   rows = []
   for model, (rounds, steps), clip, lr in itertools.product(
       ("mlp", "logistic"), SCHEDULES, UPDATE_CLIPS, CLIENT_LEARNING_RATES):
@@ -97,7 +97,7 @@ def settings_sweep(out: str, repeats: int) -> dict:
 
 
 def sites_sweep(out: str, sites, repeats: int) -> list:
-  config = FederatedConfig(target_epsilon=EPSILON, delta=DELTA)
+  config = FederatedConfig(target_epsilon=EPSILON, delta=DELTA, seed=0)
   rows = []
   for k in sites:
     data = _icu(out, k)

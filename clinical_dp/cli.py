@@ -44,8 +44,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 # The arguments of `run` that make a run; kept in DIR/run_args.json for `run --resume`.
 RUN_ARGUMENTS = ("data", "spec", "output", "fast", "mode", "epochs", "target_epsilon",
-                 "delta", "non_private_twin", "no_federated", "beam_mode", "beam_workers",
-                 "beam_arg")
+                 "delta", "seed", "non_private_twin", "no_federated", "beam_mode",
+                 "beam_workers", "beam_arg")
+# Runs started before seeds were secret kept no "seed": theirs was 0.
+_SEED_BEFORE_SECRET_SEEDS = 0
 _RUN_PATHS = ("data", "spec", "output")
 
 
@@ -77,7 +79,8 @@ def _resumed_arguments(args: argparse.Namespace, say) -> argparse.Namespace:
   progress = run.progress
   say(f"resuming the run in {run.output_dir} ({progress.steps_done} of "
       f"{progress.total_steps} DP AC-GAN steps checkpointed at {progress.saved_at})")
-  return argparse.Namespace(**{**vars(args), **run.run_args, "output": run.output_dir})
+  return argparse.Namespace(**{**vars(args), "seed": _SEED_BEFORE_SECRET_SEEDS,
+                                **run.run_args, "output": run.output_dir})
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -96,8 +99,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pipelines.config import BeamConfig, default_config, training_config  # pylint: disable=g-import-not-at-top
     from pipelines.runner import format_summary, run_pipeline  # pylint: disable=g-import-not-at-top
     from trainers.dp_training import PrivacyBudget  # pylint: disable=g-import-not-at-top
-    training = training_config(args.mode, fast=args.fast, epochs=args.epochs,
-                               train_twin=args.non_private_twin)
+    training = dataclasses.replace(
+        training_config(args.mode, fast=args.fast, epochs=args.epochs,
+                        train_twin=args.non_private_twin), seed=args.seed)
     if args.mode == "paper":  # hours of batch-1 steps: one intra-op thread is faster
       from trainers import batch1_dp  # pylint: disable=g-import-not-at-top
       batch1_dp.use_one_intra_op_thread()
@@ -113,6 +117,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         mode=args.beam_mode, workers=args.beam_workers, extra_args=tuple(args.beam_arg)))
     if args.no_federated:
       config = dataclasses.replace(config, federated=None)
+    elif args.seed is not None:
+      config = dataclasses.replace(config, federated=dataclasses.replace(config.federated,
+                                                                         seed=args.seed))
     summary = run_pipeline(args.data, spec, config, report=report,
                            run_args=_run_arguments(args), resume=bool(args.resume))
     say(format_summary(summary))
@@ -198,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--no-federated", action="store_true",
                    help="leave out the federated step (it runs when the spec names a site "
                         "column)")
+  run.add_argument("--seed", type=int, default=None,
+                   help="seed of the DP trainers' and federated step's draws, noise included, "
+                        "to reproduce a run (tests, benchmarks): whoever knows it can redraw "
+                        "the noise. Default: a secret seed per run, kept only with the GAN's "
+                        "checkpoints inside the run directory and never released")
   run.add_argument("--beam-mode", default="in_memory",
                    choices=["in_memory", "multi_processing", "multi_threading"])
   run.add_argument("--beam-workers", type=int, default=1)

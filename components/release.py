@@ -181,6 +181,7 @@ def _what_it_covers(name: str, record: Dict) -> str:
            f"- accountant: {record['accountant']}"
            + (f" ({record['adjacency']} adjacency)" if record.get("adjacency") else ""),
            f"- sampling: {sampling}",
+           f"- randomness (batches, noise): {record.get('randomness', 'not stated')}",
            f"- selection on real data: {record.get('selection', 'not stated')}"]
   if name in POST_PROCESSING:
     lines.append(f"- post-processing of the {POST_PROCESSING[name]}, whose guarantee it "

@@ -321,7 +321,9 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
 def run(algorithm: str, data: FederatedData, config: FederatedConfig, log: Log,
         runtime: Optional[Runtime] = None) -> Result:
   """One algorithm's run; `runtime` (federated/execution.py) says where its TFF rounds
-  run, by default TFF's single local process."""
+  run, by default TFF's single local process. A config without a seed runs on a secret
+  one."""
+  config = config.seeded()
   if algorithm in ("centralized", "central_dp"):
     return _pooled(algorithm, data, config, log)
   return _federated(algorithm, data, config, log, runtime or LocalRuntime())

@@ -8,7 +8,9 @@ in the federated runtime.
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Tuple
+from typing import List, Optional, Tuple
+
+from clinical_dp import secret_seed
 
 ALGORITHMS: Tuple[str, ...] = ("centralized", "fedavg", "central_dp", "local_dp", "dp_fedavg",
                                "dopamine", "cyclical")
@@ -32,7 +34,11 @@ class FederatedConfig:
   clients_per_round: int = 0        # 0: every site each round
   target_epsilon: float = 3.0
   delta: float = 1e-5
-  seed: int = 0
+  # Every draw of a run (site schedule, initial weights, sampling, DP noise). None (the
+  # default): a secret seed drawn per run and kept nowhere (clinical_dp/secret_seed.py);
+  # records say null. A number reproduces a run, for tests and benchmarks, and lets
+  # whoever knows it redraw the noise.
+  seed: Optional[int] = None
   dropout_rate: float = 0.0         # chance that a selected site fails in a round
   model: str = "mlp"
   hidden_units: int = 16
@@ -83,6 +89,10 @@ class FederatedConfig:
     if not 0 <= self.momentum < 1:
       raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
 
+  def seeded(self) -> "FederatedConfig":
+    """This config with the seed a run draws from: the given one, else a secret one."""
+    return dataclasses.replace(self, seed=secret_seed.resolve(self.seed))
+
   @property
   def algorithms(self) -> Tuple[str, ...]:
     return ALGORITHMS if self.algorithm == "all" else (self.algorithm,)
@@ -99,6 +109,8 @@ class FederatedConfig:
     """The CLI flags of federated.simulate for this config (not data, spec or output)."""
     args: List[str] = []
     for field in dataclasses.fields(self):
+      if getattr(self, field.name) is None:  # the flag's default
+        continue
       args += [flag(field.name), repr(getattr(self, field.name))
                if isinstance(getattr(self, field.name), float) else str(getattr(self, field.name))]
     return args

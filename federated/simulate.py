@@ -31,6 +31,7 @@ import tempfile
 import time
 from typing import List, Optional
 
+from clinical_dp import secret_seed
 from clinical_dp.names import SIGNATURE_INPUTS_FILE, ColumnKeys
 from federated.config import ALGORITHMS, DP_ALGORITHMS, RESULTS_FILE, FederatedConfig, flag
 from federated.processes import sigterm_as_exit
@@ -53,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
   for field in dataclasses.fields(FederatedConfig):
     default = getattr(defaults, field.name)
     kwargs = dict(type=type(default), default=default, help=f"default {default}")
+    if field.name == "seed":
+      kwargs.update(type=int, help="seed of every draw, DP noise included: for reproducing "
+                    "a run (tests, benchmarks); default: a secret one drawn per run")
     if field.name == "algorithm":
       kwargs["choices"] = list(ALGORITHMS) + ["all"]
     parser.add_argument(flag(field.name), **kwargs)
@@ -158,6 +162,7 @@ def _write_model(result, entry, data, spec, config, directory: str) -> None:
                 "serving_default / predict_features: the features "
                 "scaled to [0, 1] by the spec's bounds, categories one-hot over the spec's "
                 "values (federated/data.py encode)",
+                randomness=secret_seed.describe(config.seed),
                 config=dataclasses.asdict(config))
   with open(os.path.join(path, "privacy_record.json"), "w", encoding="utf-8") as f:
     f.write(report.dumps(record))
@@ -202,9 +207,12 @@ def _run(args, config: FederatedConfig, spec, data, runtime, log) -> int:
   try:
     started = time.time()
     entries = {}
+    # One seed for every algorithm, so that all see the same site schedule; the records
+    # keep `config`, whose seed is null when this one is secret.
+    seeded = config.seeded()
     for name in config.algorithms:
       log(f"[{name}] starting")
-      result = algorithms.run(name, data, config, log, runtime)
+      result = algorithms.run(name, data, seeded, log, runtime)
       entries[name] = _algorithm_entry(result, data)
       if name in DP_ALGORITHMS:
         _write_model(result, entries[name], data, spec, config, staging)

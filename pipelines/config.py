@@ -12,7 +12,7 @@ from federated.config import FederatedConfig
 from federated.workers import WorkersConfig
 from trainers import classifier_run_fn, gan_run_fn
 from trainers.classifier import ClassifierConfig
-from trainers.dp_training import PrivacyBudget
+from trainers.dp_training import SEED_KEY, PrivacyBudget
 from trainers.gan import GanConfig, paper_config
 from trainers.gan_checkpoint import DEFAULT_EVERY_SECONDS, CheckpointConfig
 from trainers.preprocessing import SPEC_KEY
@@ -61,6 +61,13 @@ class TrainingConfig:
   synthetic_patients: int = 0  # 0: as many as the generator was trained on
   train_twin: bool = False  # non-private classifier for comparison; never released
   gan_checkpoint_seconds: float = DEFAULT_EVERY_SECONDS  # how often GAN training checkpoints
+  # The DP trainers' seed. None (every real run): each trainer draws a secret one
+  # (clinical_dp/secret_seed.py). A number reproduces a run, for tests and benchmarks, and
+  # lets whoever knows it redraw the noise.
+  seed: Optional[int] = None
+
+  def _seeded(self, custom: Dict) -> Dict:
+    return custom if self.seed is None else {**custom, SEED_KEY: self.seed}
 
   def gan_custom_config(self, spec_dict: Dict[str, Any],
                         checkpoint: Optional[CheckpointConfig] = None) -> Dict:
@@ -70,14 +77,15 @@ class TrainingConfig:
               gan_run_fn.BUDGET_KEY: dataclasses.asdict(self.gan_budget)}
     if checkpoint is not None:
       custom[gan_run_fn.CHECKPOINT_KEY] = checkpoint.to_dict()
-    return custom
+    return self._seeded(custom)
 
   def classifier_custom_config(self, spec_dict: Dict[str, Any], private: bool = True) -> Dict:
     """The DP classifier's (or, private=False, its twin's) Trainer custom_config."""
-    return {SPEC_KEY: spec_dict,
-            classifier_run_fn.CLASSIFIER_KEY: dataclasses.asdict(self.classifier),
-            classifier_run_fn.BUDGET_KEY: dataclasses.asdict(self.classifier_budget),
-            classifier_run_fn.PRIVATE_KEY: private}
+    return self._seeded({
+        SPEC_KEY: spec_dict,
+        classifier_run_fn.CLASSIFIER_KEY: dataclasses.asdict(self.classifier),
+        classifier_run_fn.BUDGET_KEY: dataclasses.asdict(self.classifier_budget),
+        classifier_run_fn.PRIVATE_KEY: private})
 
 
 def training_config(mode: str = "default", fast: bool = False, epochs: Optional[int] = None,

@@ -38,10 +38,11 @@ def test_attacks_stay_near_chance_on_a_dp_model(icu_patients):
   config = classifier.ClassifierConfig(epochs=5, noise_multiplier=2.0)
   model, _ = classifier.train_classifier(members.x, members.y, config,
                                          PrivacyBudget(target_epsilon=100, delta=1e-4),
-                                         log=lambda _: None)
+                                         seed=0, log=lambda _: None)
   shadows = audit.shadow_confidences(
       lambda x, y: audit.keras_probabilities(classifier.train_classifier(
-          x, y, config, PrivacyBudget(target_epsilon=100, delta=1e-4), log=lambda _: None)[0]),
+          x, y, config, PrivacyBudget(target_epsilon=100, delta=1e-4), seed=0,
+          log=lambda _: None)[0]),
       reference.x, reference.y, len(members.y), [members, non_members], CONFIG)
   target = audit.keras_probabilities(model)
   result = audit.model_attacks(lambda r: target(r.x), members, non_members, shadows)

@@ -229,7 +229,7 @@ def test_the_dp_generator_beats_independent_marginals_on_a_small_table(tmp_path)
   inputs, labels = features.encode_table(train, spec)
   config = dataclasses.replace(gan.GanConfig(), epochs=3)  # the DP steps run; a few suffice
   trained = gan_trainer.train_gan(inputs, labels, spec, config, PrivacyBudget(1.0, 1e-5),
-                                  log=lambda _: None)
+                                  seed=0, log=lambda _: None)
   assert trained.record.epsilon <= 1.0
   export = gan_export.export_generator(trained.generator, spec, trained.config.latent_dim,
                                        str(tmp_path / "generator"))

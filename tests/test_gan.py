@@ -124,7 +124,7 @@ def _tiny_training(tmp_path, epochs=2, budget=None, noise_multiplier=3.0, **over
   logs = []
   trained = gan_trainer.train_gan(
       inputs, labels, SPRINT_SPEC, config, budget or dp_training.PrivacyBudget(10.0, 1e-5),
-      log=logs.append)
+      seed=0, log=logs.append)
   return trained, logs, labels
 
 

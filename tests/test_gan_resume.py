@@ -54,7 +54,8 @@ def sigterm_raises():
   signal.signal(signal.SIGTERM, previous)
 
 
-def _train(table, checkpoint=None, stop_at_epoch=None, config=SMALL, stop_by="exception"):
+def _train(table, checkpoint=None, stop_at_epoch=None, config=SMALL, stop_by="exception",
+           seed=3):
   """stop_by "exception": Interrupted raised at the end of stop_at_epoch; "sigterm":
   SIGTERM sent to this process then, which training holds until its next step ends."""
   inputs, labels = table
@@ -68,7 +69,7 @@ def _train(table, checkpoint=None, stop_at_epoch=None, config=SMALL, stop_by="ex
       else:
         raise Interrupted()
 
-  trained = gan_trainer.train_gan(inputs, labels, SPRINT_SPEC, config, BUDGET, seed=3,
+  trained = gan_trainer.train_gan(inputs, labels, SPRINT_SPEC, config, BUDGET, seed=seed,
                                   log=log, checkpoint=checkpoint)
   return trained, logs
 
@@ -119,6 +120,39 @@ def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(
   assert resumed.record.to_dict() == reference.record.to_dict()
   assert resumed.positive_rate == reference.positive_rate
   assert gan_checkpoint.read_progress(checkpoint.directory).reason == "finished"
+
+
+def test_a_secret_seed_is_kept_with_the_checkpoints_for_the_resume(
+    table, tmp_path, deterministic_ops):
+  """Without a seed, a run draws a secret one and keeps it beside its checkpoints before
+  its first draw; the resumed run continues with it: it equals a straight run given that
+  seed."""
+  config = dataclasses.replace(SMALL, epochs=2)
+  checkpoint = gan_checkpoint.CheckpointConfig(str(tmp_path / "checkpoints"))
+  with pytest.raises(Interrupted):
+    _train(table, checkpoint, stop_at_epoch=1, config=config, seed=None)
+  with open(os.path.join(checkpoint.directory, gan_checkpoint.SEED_FILE)) as f:
+    kept = json.load(f)["seed"]
+  resumed, logs = _train(table, checkpoint, config=config, seed=None)
+  assert any("resuming from step" in line for line in logs)
+  straight, _ = _train(table, config=config, seed=kept)
+  for ours, theirs in zip(_weights(resumed.generator), _weights(straight.generator)):
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+  assert resumed.positive_rate == straight.positive_rate
+
+
+def test_each_run_without_a_seed_draws_its_own_and_keeps_it_only_for_itself(tmp_path):
+  first = gan_checkpoint.CheckpointConfig(str(tmp_path / "first"))
+  second = gan_checkpoint.CheckpointConfig(str(tmp_path / "second"))
+  drawn = gan_checkpoint.run_seed(first, "fingerprint", None)
+  assert gan_checkpoint.run_seed(first, "fingerprint", None) == drawn  # the resume's
+  assert gan_checkpoint.run_seed(second, "fingerprint", None) != drawn
+  assert gan_checkpoint.run_seed(None, "fingerprint", None) != drawn  # kept nowhere
+  assert gan_checkpoint.run_seed(first, "fingerprint", 5) == 5  # explicit: as given
+  with pytest.raises(gan_checkpoint.CheckpointMismatchError, match="other training data"):
+    gan_checkpoint.run_seed(first, "another run", None)
+  keyed = dataclasses.replace(first, by_fingerprint=True)  # Kubeflow: one per fingerprint
+  assert gan_checkpoint.run_seed(keyed, "another run", None) != drawn
 
 
 def test_a_checkpoint_of_other_data_or_settings_is_refused(table, tmp_path):

@@ -148,7 +148,8 @@ def test_trainers_fit_the_batch_and_record_what_ran():
             rng.random((12, layout.static_width)).astype(np.float32)]
   labels = frame[odd_tables.LABEL_COLUMN].to_numpy(np.int32).reshape(-1, 1)
   lines = []
-  trained = gan_trainer.train_gan(inputs, labels, spec, TINY_GAN, BUDGET, log=lines.append)
+  trained = gan_trainer.train_gan(inputs, labels, spec, TINY_GAN, BUDGET, seed=0,
+                                  log=lines.append)
   assert trained.config.batch_size == 12 and trained.record.batch_size == 12
   assert trained.record.epsilon <= 1.0 and any("above the 12 training rows" in l for l in lines)
   # The classifier, with several rows per patient: Poisson sampling at rate 1 (the batch
@@ -156,7 +157,7 @@ def test_trainers_fit_the_batch_and_record_what_ran():
   x = np.concatenate([i.reshape(12, -1) for i in inputs], axis=1)
   _, record = classifier.train_classifier(
       x, labels.reshape(-1), dataclasses.replace(classifier.ClassifierConfig(), epochs=1),
-      BUDGET, max_rows_per_patient=3, log=lines.append)
+      BUDGET, seed=0, max_rows_per_patient=3, log=lines.append)
   assert record.sampling == "poisson" and record.batch_size == 12
   assert record.sampling_probability == 1.0
   assert record.unit == "patient" and record.epsilon <= 1.0

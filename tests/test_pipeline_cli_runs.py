@@ -19,6 +19,7 @@ from pipelines.config import default_config
 from pipelines.metadata import read_outputs
 from tests.conftest import PROJECT_ROOT, run_cli
 from tests.test_pipeline_e2e import (COMPONENTS, _bytes, _outputs_by_key, _split_examples,
+                                     randomness_of_every_record,
                                      release_holds_only_recorded_artifacts)
 
 
@@ -59,6 +60,21 @@ def test_tfx_cli_run_writes_the_release(tfx_cli_run, sprint_dir):
   for name in files:
     leaked = set(re.findall(rb"S\d{5}", (run_dir / "release" / name).read_bytes())) & ids
     assert not leaked, f"release/{name} holds real patient ids {sorted(leaked)[:3]}"
+
+
+def test_without_a_seed_the_noise_comes_from_secret_seeds_released_nowhere(tfx_cli_run):
+  """A run given no seed (as every real one): each trainer draws a secret seed, every
+  record says so, the federated records' seed is null, and the seed the GAN kept for a
+  resume stays beside its checkpoints, outside release/."""
+  run_dir = tfx_cli_run / "run"
+  randomness, federated_seeds = randomness_of_every_record(run_dir / "release")
+  assert federated_seeds and set(federated_seeds) == {None}
+  assert len(randomness) > len(federated_seeds) and all(
+      r == "drawn from a secret seed made for this run and never released" for r in randomness)
+  text = (run_dir / "release" / "PRIVACY.md").read_text(encoding="utf-8")
+  assert text.count("randomness (batches, noise): drawn from a secret seed") == len(randomness)
+  kept = [p.relative_to(run_dir) for p in run_dir.rglob("seed.json")]
+  assert kept and all(p.parts[0] == "checkpoints" for p in kept), kept
 
 
 def test_transformed_examples_follow_the_spec(tfx_cli_run):

@@ -75,7 +75,8 @@ def odd_icu_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def icu_run(odd_icu_dir, tmp_path_factory):
-  return _module_run(tmp_path_factory, "icu_run", odd_icu_dir, "--non-private-twin")
+  return _module_run(tmp_path_factory, "icu_run", odd_icu_dir, "--non-private-twin",
+                     "--seed", "0")
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,8 @@ def small_trial_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def small_trial_run(small_trial_dir, tmp_path_factory):
-  return _module_run(tmp_path_factory, "small_trial_run", small_trial_dir, "--non-private-twin")
+  return _module_run(tmp_path_factory, "small_trial_run", small_trial_dir, "--non-private-twin",
+                     "--seed", "0")
 
 
 @pytest.mark.parametrize("run_fixture", ["icu_run", "small_trial_run"])
@@ -212,6 +214,24 @@ def test_released_models_carry_privacy_records_within_budget(icu_run):
   assert os.path.isfile(os.path.join(twin, "NOT_PRIVATE"))
   assert not os.path.exists(os.path.join(twin, "privacy_record.json"))
   assert not (output / "release" / "NonPrivateTwinTrainer").exists()
+
+
+def randomness_of_every_record(release):
+  """Each released privacy record's `randomness` line, and the federated ones' seeds."""
+  records = [json.loads(path.read_text()) for path in release.rglob("privacy_record.json")]
+  return [r["randomness"] for r in records], [r["config"]["seed"] for r in records
+                                               if "config" in r]
+
+
+def test_an_explicit_seed_is_named_in_every_record(small_trial_run):
+  """The module's runs take --seed 0 so that their figures reproduce; the records say so,
+  lest a reader take the noise for unpredictable (tests/test_pipeline_cli_runs.py: a run
+  without one)."""
+  output, _ = small_trial_run
+  randomness, federated_seeds = randomness_of_every_record(output / "release")
+  assert randomness and all(r.startswith("drawn from seed 0, given to reproduce the run")
+                            for r in randomness)
+  assert federated_seeds and set(federated_seeds) == {0}
 
 
 def _release_files(release):

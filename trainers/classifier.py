@@ -14,10 +14,12 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from clinical_dp import secret_seed
 from pipelines.console import say
 from trainers import accounting
 from trainers.dp_training import (PrivacyBudget, TrainingProgress, dp_adam, fit_batch_to_data,
-                                  plan_for, training_batches, with_noise_for_budget)
+                                  plan_for, seed_global_generators, training_batches,
+                                  with_noise_for_budget)
 
 KINDS = ("logistic", "mlp")
 
@@ -53,12 +55,15 @@ def _optimizer(config: ClassifierConfig):
 
 
 def train_classifier(x: np.ndarray, y: np.ndarray, config: ClassifierConfig,
-                     budget: PrivacyBudget, seed: int = 0, max_rows_per_patient: int = 1,
+                     budget: PrivacyBudget, seed: Optional[int] = None,
+                     max_rows_per_patient: int = 1,
                      log: Callable[[str], None] = say
                      ) -> Tuple[tf.keras.Model, Optional[accounting.PrivacyRecord]]:
   """Trains the classifier; the private one refuses a plan over budget before any step.
 
-  Returns the model and its privacy record (None for the non-private twin).
+  Returns the model and its privacy record (None for the non-private twin). Batches and
+  noise come from `seed`, or from a secret seed drawn for this call when it is None
+  (clinical_dp/secret_seed.py).
   """
   num_examples = len(y)
   # The batch first (the twin too): the noise, the plan and the record follow the batch
@@ -70,7 +75,8 @@ def train_classifier(x: np.ndarray, y: np.ndarray, config: ClassifierConfig,
   # The twin samples batches the same way; it has no guarantee to account for.
   plan = plan_for(num_examples, config, budget, max_rows_per_patient)
   record = accounting.check_budget(plan, budget.target_epsilon) if config.private else None
-  tf.keras.utils.set_random_seed(seed)  # Python, NumPy and TF alike
+  seed = secret_seed.resolve(seed)
+  seed_global_generators(seed)
   rng = np.random.default_rng(seed)
   model = build_classifier(x.shape[1], config)
   optimizer = _optimizer(config)

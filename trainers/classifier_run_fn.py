@@ -1,8 +1,9 @@
 """TFX Trainer entry point for the DP classifier: `run_fn` on Transform's output.
 
 custom_config carries the dataset spec ("spec"), ClassifierConfig overrides
-("classifier"), the privacy budget ("budget") and whether the model is private
-("private", default true). The model (serving_model_dir) answers on raw clinical
+("classifier"), the privacy budget ("budget"), whether the model is private
+("private", default true) and, optionally, an explicit seed ("seed"; without it, a
+secret one). The model (serving_model_dir) answers on raw clinical
 features: its signatures apply the Transform graph, so serving cannot drift from
 training. The non-private twin is the same run_fn with "private" false, run by a
 Trainer of its own so that TFX's Evaluator can compare the two; it is never released
@@ -15,6 +16,7 @@ import os
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from clinical_dp import secret_seed
 from clinical_dp.spec import DatasetSpec, spec_from_dict
 from trainers import classifier, dp_training, features
 from trainers.preprocessing import COLUMN_NAMES_KEY, SPEC_KEY
@@ -86,6 +88,7 @@ def run_fn(fn_args) -> None:
   x, y = features.flatten_inputs(inputs), labels.reshape(-1)
   max_rows = features.max_rows_per_patient(transformed, spec.id_column)
   model, record = classifier.train_classifier(x, y, config, budget,
+                                              seed=custom.get(dp_training.SEED_KEY),
                                               max_rows_per_patient=max_rows)
   export_classifier(model, transform_output, spec, fn_args.serving_model_dir)
   features.write_signature_inputs(
@@ -99,6 +102,7 @@ def run_fn(fn_args) -> None:
   dp_training.write_privacy_record(
       fn_args.serving_model_dir, record, model=f"dp_{config.kind}_classifier",
       target_epsilon=budget.target_epsilon,
+      randomness=secret_seed.describe(custom.get(dp_training.SEED_KEY)),
       noise_multiplier_source=("configured" if config.noise_multiplier is not None
                                else "solved for the target epsilon"),
       classifier_config=dict(dataclasses.asdict(config), batch_size=record.batch_size))

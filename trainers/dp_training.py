@@ -51,6 +51,19 @@ def dp_adam(l2_norm_clip: float, noise_multiplier: float, learning_rate: float,
       learning_rate=learning_rate, beta_1=beta_1)
 
 
+# A Trainer's custom_config key for an explicit seed (tests, benchmarks); without it the
+# trainer draws a secret one (clinical_dp/secret_seed.py).
+SEED_KEY = "seed"
+
+
+def seed_global_generators(seed: int) -> None:
+  """Python's, NumPy's and TF's global generators, which Keras initializers and TF
+  Privacy's noise ops draw from. Keras's set_random_seed takes 32 bits (NumPy's legacy
+  seed does); TF's global seed, behind the noise, then gets all of a secret seed."""
+  tf.keras.utils.set_random_seed(seed % 2**32)
+  tf.random.set_seed(seed)
+
+
 def fit_batch_to_data(config, num_examples: int, log: Optional[Callable[[str], None]] = say):
   """The trainer config with its batch at most the number of training rows.
 

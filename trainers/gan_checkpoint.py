@@ -11,15 +11,19 @@ Steps taken after the last checkpoint by a process that then died were never sav
 released, so they are redone, not counted twice.
 
 What is saved is tied to the exact data and settings by a fingerprint (the training
-arrays, the trainer config, the budget, the seed): resuming with anything else is
-refused. The DP statistics released before the first step are derived again on resume
-from the same data and seed; a fingerprint of the released values checks that they came
-out identical (else they would be a second, uncounted release).
+arrays, the trainer config, the budget, the seed or "secret"): resuming with anything
+else is refused. The DP statistics released before the first step are derived again on
+resume from the same data and seed; a fingerprint of the released values checks that
+they came out identical (else they would be a second, uncounted release). A run without
+an explicit seed draws a secret one and keeps it in `seed.json` before its first draw,
+so that a resume, even after a crash before the first checkpoint, draws the same
+statistics (clinical_dp/secret_seed.py).
 
 Files (tf.io.gfile, so gs:// works): TF checkpoints `ckpt-<steps>` kept by a
-tf.train.CheckpointManager (the last two), and `progress.json`, written atomically after
-each checkpoint, which names the checkpoint to restore. A checkpoint holds the
-discriminator, which saw the real patients: never release it.
+tf.train.CheckpointManager (the last two), `progress.json`, written atomically after
+each checkpoint, which names the checkpoint to restore, and `seed.json`. A checkpoint
+holds the discriminator, which saw the real patients, and seed.json the secret behind
+the noise: never release either.
 """
 
 from __future__ import annotations
@@ -37,13 +41,22 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
+from clinical_dp import secret_seed
+
 PROGRESS_FILE = "progress.json"
+SEED_FILE = "seed.json"
 DEFAULT_EVERY_SECONDS = 180.0  # at most three minutes of training lost to a crash
 KEEP_CHECKPOINTS = 2  # the one progress.json names stays while the next is written
 
 
 class CheckpointMismatchError(ValueError):
   """A checkpoint that belongs to other data or settings than the run resuming it."""
+
+
+def _other_run(directory: str) -> CheckpointMismatchError:
+  return CheckpointMismatchError(
+      f"the checkpoint in {directory} is of other training data or settings than this "
+      "run's; resume with the run's own arguments and data, or start a new run")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +72,11 @@ class CheckpointConfig:
 
   def to_dict(self) -> Dict:
     return dataclasses.asdict(self)
+
+  def run_directory(self, run_fingerprint: str) -> str:
+    """Where the run with this fingerprint checkpoints."""
+    return (os.path.join(self.directory, run_fingerprint[:16]) if self.by_fingerprint
+            else self.directory)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +137,29 @@ def _write_json_atomically(path: str, content: Dict) -> None:
   tf.io.gfile.rename(partial, path, overwrite=True)
 
 
+def run_seed(config: Optional[CheckpointConfig], run_fingerprint: str,
+             seed: Optional[int]) -> int:
+  """`seed` when given. Else the run's secret seed: the one an interrupted run kept in its
+  checkpoint directory, or a new one, kept there before anything is drawn from it (with
+  no checkpoint directory, a new one kept nowhere)."""
+  if seed is not None:
+    return int(seed)
+  if config is None:
+    return secret_seed.draw()
+  directory = config.run_directory(run_fingerprint)
+  path = os.path.join(directory, SEED_FILE)
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as f:
+      kept = json.load(f)
+    if kept["fingerprint"] != run_fingerprint:
+      raise _other_run(directory)
+    return int(kept["seed"])
+  tf.io.gfile.makedirs(directory)
+  drawn = secret_seed.draw()
+  _write_json_atomically(path, {"fingerprint": run_fingerprint, "seed": drawn})
+  return drawn
+
+
 class GanCheckpoints:
   """Restores a run's last checkpoint and saves new ones (periodically, on interrupt, at
   the end). `objects` are the tf.train.Checkpoint's: models, optimizers, generators."""
@@ -126,8 +167,7 @@ class GanCheckpoints:
   def __init__(self, config: CheckpointConfig, run_fingerprint: str, released: str,
                total_steps: int, objects: Dict[str, object],
                log: Callable[[str], None]):
-    self.directory = (os.path.join(config.directory, run_fingerprint[:16])
-                      if config.by_fingerprint else config.directory)
+    self.directory = config.run_directory(run_fingerprint)
     self._config, self._fingerprint, self._released = config, run_fingerprint, released
     self._total, self._log = total_steps, log
     self._checkpoint = tf.train.Checkpoint(**objects)
@@ -144,9 +184,7 @@ class GanCheckpoints:
     if progress is None:
       return 0
     if progress.fingerprint != self._fingerprint:
-      raise CheckpointMismatchError(
-          f"the checkpoint in {self.directory} is of other training data or settings than "
-          "this run's; resume with the run's own arguments and data, or start a new run")
+      raise _other_run(self.directory)
     if progress.statistics_fingerprint != self._released:
       raise CheckpointMismatchError(
           f"the DP statistics derived again for the checkpoint in {self.directory} differ "

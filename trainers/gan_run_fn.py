@@ -3,7 +3,8 @@
 custom_config carries the dataset spec ("spec"), GanConfig overrides ("gan"), the
 privacy budget ("budget") and, optionally, where training checkpoints ("checkpoint", a
 trainers/gan_checkpoint.py CheckpointConfig: outside this execution's outputs, so that
-a later execution resumes from it). The generator SavedModel goes to serving_model_dir with
+a later execution resumes from it) and an explicit seed ("seed"; without it, a secret
+one, kept with the checkpoints). The generator SavedModel goes to serving_model_dir with
 its privacy record beside it; the record also carries the DP label rate that the
 synthetic data component draws labels with. The discriminator's weights go to the
 run's model_run_dir, which is not released: the privacy audit attacks them.
@@ -12,6 +13,7 @@ run's model_run_dir, which is not released: the privacy audit attacks them.
 import dataclasses
 import os
 
+from clinical_dp import secret_seed
 from clinical_dp.spec import spec_from_dict
 from trainers import dp_training, features, gan, gan_checkpoint, gan_export, gan_trainer
 from trainers.preprocessing import COLUMN_NAMES_KEY, SPEC_KEY
@@ -34,6 +36,7 @@ def run_fn(fn_args) -> None:
   inputs, labels = features.layout_arrays(transformed, spec)
   trained = gan_trainer.train_gan(
       inputs, labels, spec, config, budget,
+      seed=custom.get(dp_training.SEED_KEY),
       max_rows_per_patient=features.max_rows_per_patient(transformed, spec.id_column),
       checkpoint=checkpoint)
   gan_export.export_generator(trained.generator, spec, trained.config.latent_dim,
@@ -45,6 +48,7 @@ def run_fn(fn_args) -> None:
   dp_training.write_privacy_record(
       fn_args.serving_model_dir, trained.record, model="dp_acgan_generator",
       target_epsilon=budget.target_epsilon, positive_rate=trained.positive_rate,
+      randomness=secret_seed.describe(custom.get(dp_training.SEED_KEY)),
       noise_multiplier_source=("configured" if config.noise_multiplier is not None
                                else "solved for the target epsilon"),
       gan_config=dataclasses.asdict(trained.config))

@@ -18,12 +18,13 @@ from typing import Callable, Iterator, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from clinical_dp import secret_seed
 from clinical_dp.spec import DatasetSpec
 from pipelines.console import say
 from trainers import accounting, batch1_dp, dp_statistics, features, gan, gan_checkpoint
 from trainers.dp_training import (PrivacyBudget, TrainingProgress, dp_positive_rate,
-                                  fit_batch_to_data, plan_for, statistics_noise, step_batch,
-                                  with_noise_for_budget)
+                                  fit_batch_to_data, plan_for, seed_global_generators,
+                                  statistics_noise, step_batch, with_noise_for_budget)
 from trainers.features import PatientLayout
 
 
@@ -37,12 +38,14 @@ class TrainedGan:
 
 
 def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
-              config: gan.GanConfig, budget: PrivacyBudget, seed: int = 0,
+              config: gan.GanConfig, budget: PrivacyBudget, seed: Optional[int] = None,
               max_rows_per_patient: int = 1, log: Callable[[str], None] = say,
               checkpoint: Optional[gan_checkpoint.CheckpointConfig] = None) -> TrainedGan:
   """DP training; refuses a plan over budget before any step. With `checkpoint`, saves
   the training state periodically and when interrupted, and resumes from the last
-  checkpoint there (trainers/gan_checkpoint.py)."""
+  checkpoint there (trainers/gan_checkpoint.py). Every draw (DP statistics, batches,
+  noise) comes from `seed`, or, when it is None, from a secret seed drawn for the run and
+  kept in the checkpoint directory for a resume (clinical_dp/secret_seed.py)."""
   num_examples = len(labels)
   count_noise = config.label_count_noise_multiplier
 
@@ -70,7 +73,13 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
   log(f"  DP AC-GAN: {num_examples} rows, {record.steps} steps of batch {config.batch_size}, "
       f"noise multiplier {config.noise_multiplier:.3f}, clip {config.l2_norm_clip:g}; "
       f"planned epsilon {record.epsilon:.3f} at delta {budget.delta:g} ({record.unit})")
-  tf.keras.utils.set_random_seed(seed)  # Python, NumPy and TF alike
+  resumable = config.dp_method in gan.RESUMABLE_DP_METHODS
+  checkpoint = checkpoint if checkpoint is not None and checkpoint.directory else None
+  run_fingerprint = gan_checkpoint.fingerprint(
+      [*inputs, labels], config=dataclasses.asdict(config), budget=dataclasses.asdict(budget),
+      seed=secret_seed.recorded(seed), max_rows_per_patient=max_rows_per_patient)
+  seed = gan_checkpoint.run_seed(checkpoint if resumable else None, run_fingerprint, seed)
+  seed_global_generators(seed)
   rng = np.random.default_rng(seed)
   positive_rate = dp_positive_rate(labels, count_noise, rng)
   copula = None
@@ -83,7 +92,6 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
         f"multiplier {noise[0]:.2f}) and {correlations} (noise multiplier {noise[1]:.2f}); "
         f"the generator starts as their copula")
   randomness = gan.TrainingRandomness.from_seed(seed)
-  resumable = config.dp_method in gan.RESUMABLE_DP_METHODS
   generator = gan.build_generator(layout, config, copula)
   discriminator = gan.build_discriminator(layout, config, dropout_rng=randomness.dropout)
   training_plan = plan(config)
@@ -100,12 +108,9 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
         discriminator, generator, d_optimizer, g_optimizer, config, randomness.latent, inputs,
         labels, training_plan, rng, done, record.steps)
   checkpoints = None
-  if checkpoint is not None and checkpoint.directory:
+  if checkpoint is not None:
     checkpoints = _open_checkpoints(
-        checkpoint, config, resumable, gan_checkpoint.fingerprint(
-            [*inputs, labels], config=dataclasses.asdict(config),
-            budget=dataclasses.asdict(budget), seed=seed,
-            max_rows_per_patient=max_rows_per_patient),
+        checkpoint, config, resumable, run_fingerprint,
         gan_checkpoint.statistics_fingerprint(positive_rate, copula), record.steps,
         {"generator": generator, "discriminator": discriminator,
          "discriminator_optimizer": d_optimizer, "generator_optimizer": g_optimizer,

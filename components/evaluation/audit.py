@@ -114,7 +114,8 @@ def audit_dp_classifier(model_dir: str, record: Dict, members: Records, non_memb
   budget = PrivacyBudget(target_epsilon=float("inf"), delta=record["delta"])
 
   def train(x, y):
-    model, _ = classifier.train_classifier(x, y, shadow_config, budget, log=lambda _: None)
+    model, _ = classifier.train_classifier(x, y, shadow_config, budget, seed=config.seed,
+                                           log=lambda _: None)
     return keras_probabilities(model)
 
   shadows = shadow_confidences(train, reference_x, reference_y, len(reference_y) // 2,

@@ -15,7 +15,8 @@ TARGET_EPSILON = 5.0
 def all_run(tiny_federation, tmp_path_factory):
   """Every algorithm on 3 uneven sites, with one site in four failing per round."""
   out = tmp_path_factory.mktemp("all") / "run"
-  config = FederatedConfig.fast(dropout_rate=0.25, target_epsilon=TARGET_EPSILON)
+  # Seeded: with another schedule, 25% dropout could spare every site (p = 0.75^18).
+  config = FederatedConfig.fast(dropout_rate=0.25, target_epsilon=TARGET_EPSILON, seed=0)
   completed = simulate_cli("--data", tiny_federation / "data.csv",
                            "--spec", tiny_federation / "spec.yaml", "--output", out,
                            *config.to_args())
