@@ -15,6 +15,7 @@ from typing import List, Optional
 
 from clinical_dp.spec import SpecError, load_spec
 from clinical_dp.validation import InvalidInputError, load_valid_table, validate_table
+from federated.config import federated_release
 
 EXIT_OK, EXIT_INVALID, EXIT_FAILED = 0, 2, 1
 
@@ -44,8 +45,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 # The arguments of `run` that make a run; kept in DIR/run_args.json for `run --resume`.
 RUN_ARGUMENTS = ("data", "spec", "output", "fast", "mode", "epochs", "target_epsilon",
-                 "delta", "seed", "non_private_twin", "no_federated", "beam_mode",
-                 "beam_workers", "beam_arg")
+                 "delta", "seed", "non_private_twin", "no_federated", "release_federated",
+                 "beam_mode", "beam_workers", "beam_arg")
 # Runs started before seeds were secret kept no "seed": theirs was 0.
 _SEED_BEFORE_SECRET_SEEDS = 0
 _RUN_PATHS = ("data", "spec", "output")
@@ -59,6 +60,7 @@ def _run_arguments(args: argparse.Namespace) -> dict:
 
 def _check_run_arguments(args: argparse.Namespace) -> None:
   """--data, --spec and --output, or --resume alone (ValueError: exit 2)."""
+  federated_release(args.release_federated)
   if not args.resume:
     if not (args.data and args.spec and args.output):
       raise ValueError("give --data, --spec and --output, or --resume DIR")
@@ -115,6 +117,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = default_config(args.output, fast=args.fast, training=training)
     config = dataclasses.replace(config, beam=BeamConfig(
         mode=args.beam_mode, workers=args.beam_workers, extra_args=tuple(args.beam_arg)))
+    config = dataclasses.replace(config,
+                                 release_federated=federated_release(args.release_federated))
     if args.no_federated:
       config = dataclasses.replace(config, federated=None)
     elif args.seed is not None:
@@ -205,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--no-federated", action="store_true",
                    help="leave out the federated step (it runs when the spec names a site "
                         "column)")
+  run.add_argument("--release-federated", default="dopamine", metavar="ALGORITHMS",
+                   help="the DP federated models to release, separated by commas, 'all' or "
+                        "'none' (default dopamine). Every algorithm is trained and compared "
+                        "in the report; each released model adds its epsilon per patient")
   run.add_argument("--seed", type=int, default=None,
                    help="seed of the DP trainers' and federated step's draws, noise included, "
                         "to reproduce a run (tests, benchmarks): whoever knows it can redraw "

@@ -16,7 +16,7 @@ import dataclasses
 import json
 import math
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from tfx import v1 as tfx
@@ -90,6 +90,15 @@ def candidates(synthetic_uri: str, generator_dir: str, classifier_dir: str,
   return found
 
 
+def select_federated(found: List[Candidate], models: Sequence[str]
+                     ) -> Tuple[List[Candidate], List[str]]:
+  """The candidates to release, keeping of the DP federated models only `models` (by
+  algorithm), and the names of those left behind."""
+  prefix = FEDERATED + "/"
+  kept = [c for c in found if not c.name.startswith(prefix) or c.name[len(prefix):] in models]
+  return kept, [c.name for c in found if c not in kept]
+
+
 def _record_problem(candidate: Candidate) -> Optional[str]:
   path = os.path.join(candidate.source, PRIVACY_RECORD_FILE)
   if not tf.io.gfile.exists(path):
@@ -154,14 +163,25 @@ def compose_released(records: Dict[str, Dict],
   return composed
 
 
-def release_privacy(records: Dict[str, Dict], federated_ran: bool) -> Dict:
+def _federated_sentence(federated_ran: bool, withheld: Sequence[str]) -> str:
+  if not federated_ran:
+    return ("was not run in this pipeline (no site column, a single site, or left out): no "
+            "federated model is released")
+  if not withheld:
+    return "ran: its DP models are released"
+  return ("ran: the DP models released are those listed below; " + ", ".join(withheld)
+          + " were trained for the report's comparison and are not released (each would "
+          "add its epsilon to the total; `--release-federated` chooses)")
+
+
+def release_privacy(records: Dict[str, Dict], federated_ran: bool,
+                    withheld: Sequence[str] = ()) -> Dict:
   """privacy.json: each artifact's record and the composed total."""
   return {
       "artifacts": records,
       "all_released_together": compose_released(records, POST_PROCESSING),
-      "federated": ("ran: its DP models are released" if federated_ran else
-                    "was not run in this pipeline (no site column, a single site, or left "
-                    "out): no federated model is released"),
+      "federated": _federated_sentence(federated_ran, withheld),
+      "not_released": list(withheld),
   }
 
 
@@ -232,7 +252,7 @@ def _is_release(uri: str) -> bool:
 
 
 def write_release(found: List[Candidate], destination: str, dataset: str,
-                  federated_ran: bool) -> Dict:
+                  federated_ran: bool, withheld: Sequence[str] = ()) -> Dict:
   """Checks every record, then replaces the release at `destination` with exactly the
   candidates, PRIVACY.md and privacy.json; returns privacy.json's content."""
   records = check_records(found)
@@ -251,7 +271,7 @@ def write_release(found: List[Candidate], destination: str, dataset: str,
       for name in candidate.files:
         tf.io.gfile.copy(os.path.join(candidate.source, name), os.path.join(target, name),
                          overwrite=True)
-  privacy = release_privacy(records, federated_ran)
+  privacy = release_privacy(records, federated_ran, withheld)
   with tf.io.gfile.GFile(os.path.join(destination, PRIVACY_JSON), "w") as f:
     f.write(json.dumps(privacy, indent=2))
   with tf.io.gfile.GFile(os.path.join(destination, PRIVACY_MD), "w") as f:
@@ -272,17 +292,23 @@ def ReleasePusher(  # pylint: disable=invalid-name
     dp_classifier: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
     release: tfx.dsl.components.OutputArtifact[ReleasedArtifacts],
     dataset: tfx.dsl.components.Parameter[str],
+    federated_models: tfx.dsl.components.Parameter[str],
     release_uri: tfx.dsl.components.Parameter[str] = "",
     federated_results: tfx.dsl.components.InputArtifact[FederatedResults] = None,
 ) -> None:
-  """Writes the release to release_uri ("": this component's own output artifact)."""
+  """Writes the release to release_uri ("": this component's own output artifact), with
+  the DP federated models named in federated_models (algorithms, comma-separated)."""
   destination = release_uri or release.uri
-  found = candidates(synthetic_examples.uri, path_utils.serving_model_path(generator.uri),
-                     path_utils.serving_model_path(dp_classifier.uri),
-                     federated_results.uri if federated_results else None)
-  privacy = write_release(found, destination, dataset, federated_results is not None)
+  found, withheld = select_federated(
+      candidates(synthetic_examples.uri, path_utils.serving_model_path(generator.uri),
+                 path_utils.serving_model_path(dp_classifier.uri),
+                 federated_results.uri if federated_results else None),
+      [m for m in federated_models.split(",") if m])
+  privacy = write_release(found, destination, dataset, federated_results is not None,
+                          withheld)
   together = privacy["all_released_together"]
   say(f"  ReleasePusher: {len(found)} artifacts with privacy records to {destination} "
-      f"(together epsilon {together['epsilon']:.3f}, delta {together['delta']:g} per patient)")
+      f"(together epsilon {together['epsilon']:.3f}, delta {together['delta']:g} per patient)"
+      + (f"; not released: {', '.join(withheld)}" if withheld else ""))
   release.set_string_custom_property("release_uri", destination)
   release.set_string_custom_property("released", json.dumps([c.name for c in found]))

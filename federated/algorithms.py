@@ -137,7 +137,8 @@ def _pooled(algorithm: str, data: FederatedData, config: FederatedConfig, log: L
   weights = [tf.constant(w) for w in model_lib.initial_weights(
       len(data.feature_names), config.model, config.hidden_units, config.seed)]
   momentum = [tf.zeros_like(w) for w in weights]
-  q = min(1.0, config.batch_size / train.num_patients)
+  expected = float(model_lib.expected_batch(config.batch_size, train.num_patients))
+  q = expected / max(1, train.num_patients)
   x, y = tf.constant(train.x), tf.constant(train.y)
   patient, num_patients = tf.constant(train.patient), tf.constant(train.num_patients)
   sigma = 0.0
@@ -152,7 +153,7 @@ def _pooled(algorithm: str, data: FederatedData, config: FederatedConfig, log: L
     if dp:
       sums = model_lib.noisy_clipped_sum(weights, x, y, patient, num_patients, q, config.clip,
                                          tf.constant(sigma * config.clip), seed)
-      direction = [-s / float(config.batch_size) for s in sums]
+      direction = [-s / expected for s in sums]
     else:
       rows = model_lib.sample_patients(patient, num_patients, q, seed)
       direction = [-g for g in model_lib.mean_gradient(weights, tf.gather(x, rows),
@@ -173,16 +174,22 @@ def _pooled(algorithm: str, data: FederatedData, config: FederatedConfig, log: L
     runner.after_round(r, [w.numpy() for w in weights], time.time() - t)
   privacy = _no_privacy() if not dp else dict(
       ledger.to_dict(), noise_multiplier=sigma, sampling="poisson", sampling_probability=q,
-      clip=config.clip, expected_batch=config.batch_size)
+      clip=config.clip, expected_batch=expected)
   return runner.result([w.numpy() for w in weights], rounds_run, privacy,
                        {"steps": rounds_run, "where": "pooled data (not achievable in practice)"})
 
 
 # --- federated algorithms (TFF) -------------------------------------------------------
 
-def _site_rates(data: FederatedData, config: FederatedConfig) -> Dict[str, float]:
-  return {s: min(1.0, config.site_batch_size / max(1, data.splits["train"][s].num_patients))
+def _site_batches(data: FederatedData, config: FederatedConfig) -> Dict[str, float]:
+  return {s: float(model_lib.expected_batch(config.site_batch_size,
+                                            data.splits["train"][s].num_patients))
           for s in data.sites}
+
+
+def _site_rates(data: FederatedData, config: FederatedConfig) -> Dict[str, float]:
+  return {s: batch / max(1, data.splits["train"][s].num_patients)
+          for s, batch in _site_batches(data, config).items()}
 
 
 def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
@@ -223,7 +230,7 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
     step_events = lambda active: {s: (rates[s], sigma) for s in active}
     details.update(noise_multiplier=sigma, sampling="poisson (per site)",
                    site_sampling_rates=rates, local_steps=steps, clip=config.site_clip,
-                   expected_site_batch=config.site_batch_size)
+                   expected_site_batches=_site_batches(data, config))
   elif algorithm == "dp_fedavg":
     sigma = solve_noise(lambda s: epsilon_of({(1.0, s): config.rounds}, config.delta),
                         config.target_epsilon)
@@ -244,7 +251,8 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
                    sampling="none claimed (each round a Gaussian mechanism per site)")
   elif algorithm == "dopamine":
     total = sum(train[s].num_patients for s in data.sites)
-    q = min(1.0, config.batch_size / total)
+    expected = float(model_lib.expected_batch(config.batch_size, total))
+    q = expected / max(1, total)
     expected_active = per_round * (1.0 - config.dropout_rate)
     # Planned for the expected survivors; the ledger records the noise actually added.
     sigma = solve_noise(lambda s: epsilon_of(
@@ -252,19 +260,19 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
         config.target_epsilon)
     share = sigma * config.clip / math.sqrt(per_round)
     # The secure sum's range must hold a site's noisy sum: its sampled patients' clipped
-    # gradients (at most B x clip in total, with room for sampling) plus 8 noise sds.
-    bound = 2.0 * config.batch_size * config.clip + 8.0 * share
+    # gradients (expected batch x clip in total, doubled for sampling) plus 8 noise sds.
+    bound = 2.0 * expected * config.clip + 8.0 * share
     client = process.dopamine_step(q, config.clip, share)
     built = process.build_process(initial, num_features, client,
                                   process.secure_sum_aggregator(bound), config.learning_rate,
-                                  config.momentum, direction_scale=-1.0 / config.batch_size)
+                                  config.momentum, direction_scale=-1.0 / expected)
     ledger = Ledger(config.delta, "patient", data.sites)
     step_events = lambda active: {
         s: (q, sigma * math.sqrt(len(active) / per_round)) for s in active}
     details.update(noise_multiplier=sigma, noise_stddev_share=share,
                    noise_share_rule=f"sigma * clip / sqrt({per_round})",
                    sampling="poisson (per site)", sampling_probability=q,
-                   expected_batch=config.batch_size, clip=config.clip,
+                   expected_batch=expected, clip=config.clip,
                    aggregator="tff.aggregators.SecureSumFactory", secure_sum_bound=bound)
   else:
     raise ValueError(f"not a federated algorithm: {algorithm}")

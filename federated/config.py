@@ -16,6 +16,29 @@ ALGORITHMS: Tuple[str, ...] = ("centralized", "fedavg", "central_dp", "local_dp"
                                "dopamine", "cyclical")
 DP_ALGORITHMS: Tuple[str, ...] = ("central_dp", "local_dp", "dp_fedavg", "dopamine", "cyclical")
 MODELS: Tuple[str, ...] = ("mlp", "logistic")
+# The DP federated model released by default: patient-level DP with secure aggregation,
+# the closest to centralized training in the comparison. Each released model adds its
+# epsilon to the per-patient total; the others are trained for the report's comparison.
+DEFAULT_FEDERATED_RELEASE: Tuple[str, ...] = ("dopamine",)
+
+
+def federated_release(text: str) -> Tuple[str, ...]:
+  """`--release-federated`: DP federated algorithms separated by commas, 'all' or 'none'
+  (ValueError naming the unknown ones)."""
+  text = text.strip()
+  if text == "all":
+    return DP_ALGORITHMS
+  if text == "none":
+    return ()
+  names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+  unknown = [n for n in names if n not in DP_ALGORITHMS]
+  if unknown or not names:
+    raise ValueError(f"--release-federated takes DP federated algorithms separated by commas "
+                     f"({', '.join(DP_ALGORITHMS)}), 'all' or 'none'; got {text!r}"
+                     + (f" (not one of them: {', '.join(unknown)})" if unknown else ""))
+  return names
+
+
 # The comparison's results; federated.simulate writes it last, so it marks a finished run.
 RESULTS_FILE = "federated.json"
 
@@ -50,8 +73,9 @@ class FederatedConfig:
   # steps 2 lost 0.01-0.02 (local_dp gained 0.01), so the site steps keep 1.
   clip: float = 2.0
   site_clip: float = 1.0
-  batch_size: int = 1024            # expected pooled batch of centralized / central_dp / dopamine
-  site_batch_size: int = 64         # expected batch of a site's local steps
+  # Expected batches (capped at the patients there: model.expected_batch)
+  batch_size: int = 1024            # pooled batch of centralized / central_dp / dopamine
+  site_batch_size: int = 64         # batch of a site's local steps
   local_steps: int = 5              # local steps per round (fedavg, local_dp, dp_fedavg, cyclical)
   learning_rate: float = 0.5        # step size of pooled and secure-sum DP-SGD (with momentum)
   momentum: float = 0.9

@@ -116,17 +116,27 @@ def mean_gradient(weights: Sequence[tf.Tensor], x: tf.Tensor, y: tf.Tensor) -> W
   return tape.gradient(loss, weights)
 
 
+def expected_batch(batch_size: int, num_patients) -> tf.Tensor:
+  """Patients a Poisson-sampled step draws on average, q * n = min(batch_size, n): the
+  denominator of a DP-SGD step. Dividing by batch_size alone would shrink every step on
+  fewer than batch_size patients (a small site, a small trial) by n / batch_size.
+
+  n is public here as it is in q, which the accountant already uses."""
+  return tf.minimum(float(batch_size), tf.maximum(tf.cast(num_patients, tf.float32), 1.0))
+
+
 def local_train(weights: Sequence[tf.Tensor], x: tf.Tensor, y: tf.Tensor, patient: tf.Tensor,
                 num_patients: tf.Tensor, seed: tf.Tensor, steps: int, batch_size: int,
                 learning_rate: float, dp: bool, clip: float = 1.0,
                 noise_multiplier: float = 0.0) -> Weights:
   """`steps` SGD steps on one site's data from `weights`; returns the new weights.
 
-  Each step samples patients with rate q = batch_size / num_patients. With `dp`, the
-  step is DP-SGD: clipped per-patient sum plus N(0, (noise_multiplier * clip)^2),
-  divided by the expected batch size (a public constant, not the drawn count).
+  Each step samples patients with rate q = batch_size / num_patients (at most 1). With
+  `dp`, the step is DP-SGD: clipped per-patient sum plus N(0, (noise_multiplier * clip)^2),
+  divided by the expected batch (`expected_batch`, public, not the drawn count).
   """
-  q = tf.minimum(1.0, batch_size / tf.maximum(tf.cast(num_patients, tf.float32), 1.0))
+  expected = expected_batch(batch_size, num_patients)
+  q = expected / tf.maximum(tf.cast(num_patients, tf.float32), 1.0)
   weights = [tf.identity(w) for w in weights]
   step_seeds = tf.random.experimental.stateless_split(seed, num=steps)
   for step in range(steps):  # a few steps: unrolled, so each keeps its own shapes
@@ -134,7 +144,7 @@ def local_train(weights: Sequence[tf.Tensor], x: tf.Tensor, y: tf.Tensor, patien
       sums = noisy_clipped_sum(weights, x, y, patient, num_patients, q, clip,
                                tf.constant(noise_multiplier * clip, tf.float32),
                                step_seeds[step])
-      gradient = [s / float(batch_size) for s in sums]
+      gradient = [s / expected for s in sums]
     else:
       rows = sample_patients(patient, num_patients, q, step_seeds[step])
       gradient = mean_gradient(weights, tf.gather(x, rows), tf.gather(y, rows))

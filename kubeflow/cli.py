@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from federated.config import federated_release
 from kubeflow.config import (DIRECT_RUNNER, DISTRIBUTED_RUNNERS, GpuConfig, KubeflowConfig,
                              KubeflowConfigError, Toleration, default_images)
 
@@ -50,7 +51,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
       pipeline_image=args.image_pipeline, federated_image=args.image_federated,
       data_root=args.data_root, pipeline_root=args.pipeline_root, gpu=_gpu_config(args),
       beam_runner=args.beam_runner, beam_args=tuple(args.beam_arg),
-      release_uri=args.release_uri, federated_workers=tuple(args.federated_worker),
+      release_uri=args.release_uri, release_federated=federated_release(args.release_federated),
+      federated_workers=tuple(args.federated_worker),
       federated_round_timeout=args.federated_round_timeout)
   spec = _load_spec(args.spec)
   from pipelines.config import training_config  # pylint: disable=g-import-not-at-top
@@ -131,6 +133,9 @@ def add_kubeflow_parser(subparsers) -> None:
                         help="gs:// directory where the release step writes what may be "
                              "published (default <pipeline-root>/release, else the step's "
                              "own output artifact)")
+  compile_.add_argument("--release-federated", default="dopamine", metavar="ALGORITHMS",
+                        help="the DP federated models the release step publishes, separated "
+                             "by commas, 'all' or 'none' (default dopamine)")
   compile_.add_argument("--gpu-type", default=GpuConfig.type,
                         help=f"accelerator resource of the training steps ({GpuConfig.type})")
   compile_.add_argument("--gpu-count", type=int, default=GpuConfig.count,

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
 from clinical_dp.files import RELEASE_DIR
+from federated.config import DEFAULT_FEDERATED_RELEASE
 from federated.workers import WorkersConfig
 
 # The images' TensorFlow reads and writes artifacts through tf.io.gfile; the locks carry
@@ -112,6 +113,7 @@ class KubeflowConfig:
   beam_runner: str = DIRECT_RUNNER
   beam_args: Tuple[str, ...] = ()
   release_uri: Optional[str] = None
+  release_federated: Tuple[str, ...] = DEFAULT_FEDERATED_RELEASE  # federated_release's names
   # Running TFF workers for the federated step (HOST:PORT, e.g. the StatefulSet of
   # kubeflow/federated-workers.yaml) and its round deadline; none: one process in its pod.
   federated_workers: Tuple[str, ...] = ()

@@ -47,6 +47,7 @@ def kubeflow_pipeline_config(config: KubeflowConfig, training=None, federated: b
                                    output_dir=config.pipeline_root or "", input_dir=data_root,
                                    beam=BeamConfig(extra_args=config.beam_extra_args()),
                                    release_uri=config.release_destination,
+                                   release_federated=config.release_federated,
                                    checkpoints_by_fingerprint=True,
                                    federated_workers=config.workers_config)
   if training is not None:

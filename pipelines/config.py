@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from clinical_dp.files import RELEASE_DIR
 from components.evaluation_report import ReportConfig, fast_report_config
-from federated.config import FederatedConfig
+from federated.config import DEFAULT_FEDERATED_RELEASE, FederatedConfig
 from federated.workers import WorkersConfig
 from trainers import classifier_run_fn, gan_run_fn
 from trainers.classifier import ClassifierConfig
@@ -126,6 +126,8 @@ class PipelineConfig:
   # Where ReleasePusher writes what may be published: None, <output_dir>/release; "",
   # its own output artifact under the pipeline root (Kubeflow without a root given).
   release_uri: Optional[str] = None
+  # The DP federated models ReleasePusher publishes (federated_release's names).
+  release_federated: Tuple[str, ...] = DEFAULT_FEDERATED_RELEASE
   # GAN checkpoints in one subdirectory per data and settings (Kubeflow, where the
   # pipeline root outlives runs), rather than the run directory's own (local runs).
   checkpoints_by_fingerprint: bool = False

@@ -319,6 +319,9 @@ def format_summary(summary: Dict) -> str:
     for level, group in together.get("other_units", {}).items():
       lines.append(f"      per {level}, not added: epsilon {group['epsilon']:.3f}, delta "
                    f"{group['delta']:g} ({', '.join(group['artifacts'])})")
+  if privacy.get("not_released"):
+    lines.append(f"    trained for the comparison, not released: "
+                 f"{', '.join(privacy['not_released'])} (--release-federated chooses)")
   if "report" in summary:
     lines.extend(_headline_lines(summary["report"]))
   if FEDERATED_DIR in summary.get("results", {}):

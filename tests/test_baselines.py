@@ -163,6 +163,59 @@ def test_baseline_verdict_needs_every_measure_and_names_the_ones_behind():
       == "unknown"
 
 
+def _with_draws(scored, draws):
+  scored["utility"]["synthetic"] = {m: {"auroc_bootstrap": list(draws)} for m in utility.MODELS}
+  return scored
+
+
+def test_an_auroc_ratio_inside_its_paired_bootstrap_interval_is_level():
+  rng = np.random.default_rng(0)
+  theirs = 0.8 + 0.03 * rng.standard_normal(200)
+  released = _with_draws(_scored(0.95, 0.9, 0.05), theirs + 0.01 * rng.standard_normal(200))
+  baseline = {"copula": {"name": "DP Gaussian copula",
+                         **_with_draws(_scored(0.94, 0.8, 0.06), theirs)}}
+  verdict = report.baseline_verdict(released["utility"], released["fidelity"], baseline)
+  # The points say 0.95 > 0.94, but the paired draws cannot tell the two apart.
+  copula = verdict["comparisons"]["copula"]
+  assert copula["level"] == [f"{m}_relative_auroc" for m in utility.MODELS]
+  assert copula["ahead"] == ["correlation_spearman", "median_ks"]
+  assert verdict["status"] == "beats baselines" and copula["outcome"] == "beats"
+  assert "beats the DP Gaussian copula on 2 of 6 measures; level on 4 (LR AUROC" in \
+      verdict["text"]
+  # The same points with draws that separate: a win (and a loss the other way round).
+  apart = _with_draws(_scored(0.95, 0.9, 0.05), theirs + 0.02)
+  assert report.baseline_verdict(apart["utility"], apart["fidelity"], baseline)[
+      "comparisons"]["copula"]["ahead"][:4] == copula["level"]
+  below = _with_draws(_scored(0.93, 0.9, 0.05), theirs - 0.02)
+  verdict = report.baseline_verdict(below["utility"], below["fidelity"], baseline)
+  assert verdict["status"] == "behind a baseline"
+  assert verdict["comparisons"]["copula"]["behind"] == copula["level"]
+  # Level on every measure compared is neither a win nor a loss.
+  only_auroc = _with_draws(_scored(0.95, None, None), theirs + 0.01 * rng.standard_normal(200))
+  verdict = report.baseline_verdict(only_auroc["utility"], only_auroc["fidelity"], baseline)
+  assert verdict["status"] == "level with a baseline"
+  card = report._baseline_card(verdict)  # pylint: disable=protected-access
+  assert 'class="card level"' in card and '<div class="big">level</div>' in card
+
+
+def test_models_scored_on_one_test_split_get_paired_bootstrap_draws():
+  rng = np.random.default_rng(1)
+  x = rng.random((400, 3))
+  y = (x[:, 0] + 0.3 * rng.standard_normal(400) > 0.5).astype(int)
+  x_test, y_test = x[300:], y[300:]
+  config = utility.UtilityConfig(bootstrap_samples=100, forest_trees=10)
+  informative = utility.train_and_test("lr", x[:300], y[:300], x_test, y_test, config)
+  noise_only = utility.train_and_test("lr", x[:300, 1:], y[:300], x_test[:, 1:], y_test,
+                                      config)
+  draws = informative["auroc_bootstrap"]
+  assert len(draws) == len(noise_only["auroc_bootstrap"]) > 90
+  assert utility.paired_difference_interval(draws, draws) == [0.0, 0.0]
+  # Positive control: a model that sees the signal is told apart from one that does not.
+  low, _ = utility.paired_difference_interval(draws, noise_only["auroc_bootstrap"])
+  assert low > 0.1
+  assert utility.paired_difference_interval(draws, draws[1:]) is None  # not paired
+
+
 # The report's code path on odd tables.
 
 @pytest.mark.parametrize("name", ["static_only", "series_only", "categorical_only",

@@ -127,3 +127,13 @@ def test_foreign_output_directory_is_not_overwritten(sprint_dir, tmp_path):
   assert result.returncode == EXIT_INVALID
   assert "not made by clinical-dp" in result.stderr
   assert os.listdir(output) == ["notes.txt"]
+
+
+def test_an_unknown_federated_release_is_refused_before_anything_runs(sprint_dir, tmp_path):
+  output = tmp_path / "run"
+  result = run_cli("run", "--data", sprint_dir / "data.csv", "--spec", sprint_dir / "spec.yaml",
+                   "--output", output, "--fast", "--release-federated", "dopamine,fedavg")
+  assert result.returncode == EXIT_INVALID
+  assert "--release-federated takes DP federated algorithms" in result.stderr
+  assert "not one of them: fedavg" in result.stderr
+  assert not output.exists()

@@ -128,6 +128,9 @@ def test_release_step_writes_under_the_pipeline_root_or_the_given_uri(compiled):
   task = pipeline_spec["root"]["dag"]["tasks"]["ReleasePusher"]
   assert task["inputs"]["parameters"]["release_uri"] == {
       "runtimeValue": {"constant": f"{PIPELINE_ROOT}/release"}}
+  # Every DP federated model is trained; Dopamine's alone is released by default.
+  assert task["inputs"]["parameters"]["federated_models"] == {
+      "runtimeValue": {"constant": "dopamine"}}
   assert {"SyntheticDataGen", "GanTrainer", "DpClassifierTrainer", "FederatedStep",
           "EvaluationReport"} <= set(task["dependentTasks"])
   assert "NonPrivateTwinTrainer" not in task["dependentTasks"]
@@ -329,6 +332,7 @@ def test_custom_artifact_types_need_a_namespaced_name():
     (["--data-root", "/data/clinical"], "--data-root must be a URI the cluster can read"),
     (["--pipeline-root", "s3://bucket/root"], "--pipeline-root must be a URI"),
     (["--release-uri", "/srv/public"], "--release-uri must be a URI"),
+    (["--release-federated", "fedavg"], "not one of them: fedavg"),
     (["--spec", "no/such/spec.yaml"], "spec file not found"),
     (["--gpu-count", "-1"], "--gpu-count must be 0 or more"),
     (["--gpu-node-selector", "gpu"], "--gpu-node-selector must be KEY=VALUE"),

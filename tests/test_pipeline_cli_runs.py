@@ -3,6 +3,7 @@ before Transform, a plan over budget before anything is written, a failing compo
 named in one line. tests/test_pipeline_e2e.py holds the `clinical-dp run` runs; the two
 modules run side by side under pytest-xdist."""
 
+import json
 import os
 import re
 import subprocess
@@ -53,7 +54,11 @@ def test_tfx_cli_run_writes_the_release(tfx_cli_run, sprint_dir):
   artifacts that carry privacy records and nothing of the real patients' ids."""
   run_dir = tfx_cli_run / "run"
   files = release_holds_only_recorded_artifacts(str(run_dir))
-  assert any(f.startswith("federated/") for f in files)  # the table has five sites
+  # The table has five sites; all DP algorithms train, the default releases Dopamine's.
+  assert {f.split("/")[1] for f in files if f.startswith("federated/")} == {"dopamine"}
+  privacy = json.loads((run_dir / "release" / "privacy.json").read_text())
+  assert privacy["not_released"] == [
+      "federated/central_dp", "federated/cyclical", "federated/dp_fedavg", "federated/local_dp"]
   # The simulator's ids (clinical_dp/simulators/sprint.py).
   ids = set(re.findall(rb"S\d{5}", (sprint_dir / "data.csv").read_bytes()))
   assert len(ids) > 1000

@@ -76,7 +76,7 @@ def odd_icu_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def icu_run(odd_icu_dir, tmp_path_factory):
   return _module_run(tmp_path_factory, "icu_run", odd_icu_dir, "--non-private-twin",
-                     "--seed", "0")
+                     "--seed", "0", "--release-federated", "all")
 
 
 @pytest.fixture(scope="module")
@@ -242,13 +242,17 @@ def _release_files(release):
 def release_holds_only_recorded_artifacts(run_dir):
   """release/ holds PRIVACY.md, privacy.json and one directory per artifact with a privacy
   record: the synthetic table, the generator, the DP classifier, the DP federated models
-  (what federated.simulate exported into FederatedStep's output). Returns its files."""
+  chosen for release (of those federated.simulate exported into FederatedStep's output;
+  PRIVACY.md names the others). Returns its files."""
   release = os.path.join(run_dir, "release")
   privacy = json.loads(open(os.path.join(release, "privacy.json")).read())
   federated = os.path.join(_outputs_by_key(run_dir)["FederatedStep.federated_results"]["uri"],
                            "models")
-  expected = {"synthetic", *TRAINED_RELEASES} | (
-      {f"federated/{m}" for m in os.listdir(federated)} if os.path.isdir(federated) else set())
+  trained = ({f"federated/{m}" for m in os.listdir(federated)} if os.path.isdir(federated)
+             else set())
+  withheld = set(privacy["not_released"])
+  assert withheld <= trained
+  expected = {"synthetic", *TRAINED_RELEASES} | (trained - withheld)
   assert set(privacy["artifacts"]) == expected
   files = _release_files(release)
   # GAN training checkpoints (the discriminator among them) never reach the release.
@@ -266,6 +270,8 @@ def release_holds_only_recorded_artifacts(run_dir):
     assert f"### {artifact}\n" in text, artifact
   together = privacy["all_released_together"]
   assert f"Per patient: epsilon {together['epsilon']:.3f}" in text
+  for artifact in withheld:
+    assert f"### {artifact}\n" not in text and artifact in privacy["federated"]
   return files
 
 
@@ -354,7 +360,12 @@ def test_report_has_every_documented_field_and_run_prints_its_headline(icu_run):
   # Positive control: the copula keeps correlation structure that independent columns lose.
   assert (report["baselines"]["copula"]["fidelity"]["correlation_spearman"]
           > report["baselines"]["marginals"]["fidelity"]["correlation_spearman"])
-  assert report["headline"]["baselines"]["status"] in ("beats baselines", "behind a baseline")
+  assert report["headline"]["baselines"]["status"] in ("beats baselines", "behind a baseline",
+                                                       "level with a baseline")
+  # The AUROC ratios are compared over paired draws: the same test resamples for each table.
+  draws = lambda use: use["synthetic"]["lr"]["auroc_bootstrap"]
+  assert len(draws(report["utility"])) == len(draws(report["baselines"]["copula"]["utility"]))
+  assert report["headline"]["baselines"]["comparisons"]["copula"]["auroc_difference_ci"]
   assert set(report["fidelity"]["saturation"]) >= {"max_synthetic", "max_real", "columns"}
   assert report["fidelity"]["trajectory_error"] is not None
   summary = json.loads((output / "run_summary.json").read_text())

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from components import release
+from federated import config as federated_config
 from trainers import accounting
 from tests.conftest import run_cli
 from trainers.dp_training import PRIVACY_RECORD_FILE
@@ -100,6 +101,41 @@ def test_a_second_release_replaces_the_first_and_a_run_without_federated_says_so
   assert "other_units" not in privacy["all_released_together"]
   assert privacy["federated"].startswith("was not run")
   assert "Federated learning was not run" in open(os.path.join(destination, "PRIVACY.md")).read()
+
+
+def test_only_the_chosen_federated_models_are_released_and_the_rest_named(pipeline_outputs,
+                                                                         tmp_path):
+  destination = str(tmp_path / "release")
+  found, withheld = release.select_federated(release.candidates(*pipeline_outputs),
+                                             ["dopamine"])
+  assert withheld == ["federated/dp_fedavg"]
+  privacy = release.write_release(found, destination, "odd", True, withheld)
+  assert not os.path.exists(os.path.join(destination, "federated", "dp_fedavg"))
+  assert os.path.isfile(os.path.join(destination, "federated", "dopamine", "saved_model.pb"))
+  assert privacy["not_released"] == ["federated/dp_fedavg"]
+  assert "other_units" not in privacy["all_released_together"]  # its guarantee is not owed
+  text = open(os.path.join(destination, "PRIVACY.md"), encoding="utf-8").read()
+  assert "### federated/dp_fedavg" not in text
+  assert "federated/dp_fedavg were trained for the report's comparison and are not " \
+         "released" in text
+  # None: the total is the pipeline's own artifacts.
+  found, withheld = release.select_federated(release.candidates(*pipeline_outputs), [])
+  privacy = release.write_release(found, destination, "odd", True, withheld)
+  assert privacy["all_released_together"]["epsilon"] == pytest.approx(0.9 + 0.8)
+  assert not os.path.exists(os.path.join(destination, "federated"))
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("dopamine", ("dopamine",)), (" central_dp, dopamine,dopamine ", ("central_dp", "dopamine")),
+    ("all", federated_config.DP_ALGORITHMS), ("none", ())])
+def test_release_federated_takes_dp_algorithms_all_or_none(text, expected):
+  assert federated_config.federated_release(text) == expected
+
+
+@pytest.mark.parametrize("text", ["fedavg", "dopamine,centralized", "", "Dopamine"])
+def test_release_federated_refuses_what_is_not_a_dp_algorithm(text):
+  with pytest.raises(ValueError, match="--release-federated takes DP federated algorithms"):
+    federated_config.federated_release(text)
 
 
 def test_an_artifact_without_a_privacy_record_is_refused_and_named(pipeline_outputs,

@@ -14,7 +14,7 @@ import json
 import math
 from typing import Dict, List, Optional
 
-from components.evaluation.utility import MODEL_NAMES, MODELS
+from components.evaluation.utility import MODEL_NAMES, MODELS, paired_difference_interval
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,42 +87,72 @@ def comparison_measures(utility: Dict, fidelity: Dict) -> Dict[str, Optional[flo
   return measures
 
 
+def _paired_auroc_interval(ours: Dict, theirs: Dict, model: str) -> Optional[list]:
+  """95% interval of the difference in `model`'s test AUROC, ours minus theirs, over the
+  paired bootstrap draws (same test resamples); None where either lacks them."""
+  draws = lambda use: use.get("synthetic", {}).get(model, {}).get("auroc_bootstrap")
+  return paired_difference_interval(draws(ours), draws(theirs))
+
+
+def _names(measures: List[str]) -> str:
+  return ", ".join(BASELINE_MEASURES[m][0] for m in measures)
+
+
 def baseline_verdict(utility: Dict, fidelity: Dict, baselines: Dict[str, Dict]) -> Dict:
   """Does the released table beat each DP baseline (not released) on every measure both
-  have: the AUROC ratios to real of the four models, correlation Spearman, median KS?"""
+  have: the AUROC ratios to real of the four models, correlation Spearman, median KS?
+
+  An AUROC ratio whose difference is inside its 95% paired bootstrap interval over the
+  test patients is level, not a win or a loss: on a small test split most are. (The
+  fidelity measures have no such interval and are compared as they are.)"""
   ours = comparison_measures(utility, fidelity)
   comparisons, sentences = {}, []
   for key, baseline in baselines.items():
     theirs = comparison_measures(baseline["utility"], baseline["fidelity"])
-    ahead, behind, not_measured = [], [], []
+    ahead, level, behind, not_measured, intervals = [], [], [], [], {}
     for measure, (_, higher_is_better) in BASELINE_MEASURES.items():
       mine, other = ours[measure], theirs[measure]
+      model = measure[:-len("_relative_auroc")] if measure.endswith("_relative_auroc") else None
+      interval = model and _paired_auroc_interval(utility, baseline["utility"], model)
       if mine is None or other is None:
         not_measured.append(measure)
+        continue
+      if interval:
+        intervals[measure] = interval
+      if interval and interval[0] <= 0.0 <= interval[1]:
+        level.append(measure)
       elif (mine >= other) if higher_is_better else (mine <= other):
         ahead.append(measure)
       else:
         behind.append(measure)
-    beats = None if not (ahead or behind) else not behind
-    comparisons[key] = {"beats": beats, "ahead": ahead, "behind": behind,
-                        "not_measured": not_measured, "released": ours, "baseline": theirs}
+    compared = len(ahead) + len(level) + len(behind)
+    beats = None if not compared else (not behind and bool(ahead))
+    outcome = ("unknown" if not compared else "behind" if behind else
+               "beats" if ahead else "level")
+    comparisons[key] = {"beats": beats, "outcome": outcome, "ahead": ahead, "level": level,
+                        "behind": behind, "not_measured": not_measured,
+                        "auroc_difference_ci": intervals, "released": ours,
+                        "baseline": theirs}
     name = baseline.get("name", key)
-    if beats is None:
+    tie = f"; level on {len(level)} ({_names(level)})" if level else ""
+    if outcome == "unknown":
       sentences.append(f"no measure could be compared with the {name}")
-    elif beats:
-      sentences.append(f"it beats the {name} on all {len(ahead)} measures compared")
+    elif outcome == "level":
+      sentences.append(f"it is level with the {name} on all {len(level)} measures compared "
+                       f"({_names(level)})")
+    elif outcome == "beats":
+      sentences.append(f"it beats the {name} on {len(ahead)} of {compared} measures{tie}")
     else:
-      names = ", ".join(BASELINE_MEASURES[m][0] for m in behind)
-      sentences.append(f"it is behind the {name} on {len(behind)} of "
-                       f"{len(ahead) + len(behind)} measures ({names})")
-  verdicts = [c["beats"] for c in comparisons.values()]
-  if not verdicts or all(v is None for v in verdicts):
-    status = "unknown"
-  else:
-    status = "beats baselines" if all(verdicts) else "behind a baseline"
+      sentences.append(f"it is behind the {name} on {len(behind)} of {compared} measures "
+                       f"({_names(behind)}){tie}")
+  outcomes = {c["outcome"] for c in comparisons.values()} - {"unknown"}
+  status = ("unknown" if not outcomes else "behind a baseline" if "behind" in outcomes
+            else "beats baselines" if outcomes == {"beats"} else "level with a baseline")
   text = ("The released table against simple DP baselines fitted at the same budget and "
           "not released (AUROC ratios of LR, RF, SVM and kNN, correlation Spearman, median "
-          "KS): " + ("; ".join(sentences) if sentences else "none were fitted") + ".")
+          "KS; an AUROC ratio is level when the difference is inside its 95% paired "
+          "bootstrap interval over the test patients): "
+          + ("; ".join(sentences) if sentences else "none were fitted") + ".")
   return {"status": status, "text": text, "comparisons": comparisons}
 
 
@@ -452,7 +482,8 @@ img{max-width:100%;display:block;margin:.8em 0}.headline{display:flex;gap:1em;fl
 .card{flex:1 1 280px;border-radius:8px;padding:1em;border:1px solid #ccc}
 .card h2{border:none;margin:0 0 .3em 0;font-size:1.15em}.big{font-size:2em;font-weight:600}
 .pass,.meets,.beats{background:#eaf6ec;border-color:#7bc38a}.fail,.below,.behind{background:#fdf0e6;
-border-color:#e3a06b}.inconclusive,.unknown{background:#f4f4f4}small{color:#555}
+border-color:#e3a06b}.inconclusive,.unknown{background:#f4f4f4}.level{background:#eef3fa;
+border-color:#8aa9d6}small{color:#555}
 .private{background:#fdecea;border:2px solid #c62828;border-radius:8px;padding:.8em 1em}
 """
 
@@ -460,7 +491,8 @@ border-color:#e3a06b}.inconclusive,.unknown{background:#f4f4f4}small{color:#555}
 def _baseline_card(verdict: Optional[Dict]) -> str:
   if not verdict:
     return ""
-  mark = {"beats baselines": "yes", "behind a baseline": "no"}.get(verdict["status"], "n/a")
+  mark = {"beats baselines": "yes", "behind a baseline": "no",
+          "level with a baseline": "level"}.get(verdict["status"], "n/a")
   return (f'<div class="card {verdict["status"].split()[0]}"><h2>Does it beat simple DP '
           f'baselines?</h2><div class="big">{mark}</div>'
           f'<p>{html.escape(verdict["text"])}</p></div>')

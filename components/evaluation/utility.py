@@ -10,7 +10,7 @@ on the test split would make it a validation split.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
@@ -72,21 +72,37 @@ def one_class_reason(y_true: np.ndarray, what: str = "the test split") -> Option
   return f"{what} has only label {classes.tolist()[0]}; AUROC needs both classes"
 
 
-def bootstrap_interval(y_true: np.ndarray, values: np.ndarray, metric, config: UtilityConfig
-                       ) -> Optional[list]:
-  """Percentile interval of metric(y, values) over test patients drawn with replacement."""
+def bootstrap_resamples(y_true: np.ndarray, config: UtilityConfig) -> List[np.ndarray]:
+  """Test patients drawn with replacement, `bootstrap_samples` times, keeping the draws
+  that hold both classes (AUROC needs both). A function of y_true and the seed only, so
+  every model scored on the same test split gets the same resamples: paired draws."""
   rng = np.random.default_rng(config.seed)
   n = len(y_true)
-  estimates = []
-  for _ in range(config.bootstrap_samples):
-    index = rng.integers(0, n, n)
-    if len(np.unique(y_true[index])) < 2:  # AUROC needs both classes
-      continue
-    estimates.append(metric(y_true[index], values[index]))
-  if not estimates:
+  draws = (rng.integers(0, n, n) for _ in range(config.bootstrap_samples))
+  return [index for index in draws if len(np.unique(y_true[index])) == 2]
+
+
+def _percentiles(estimates, confidence: float) -> Optional[list]:
+  if not len(estimates):
     return None
-  tail = (1 - config.confidence) / 2 * 100
+  tail = (1 - confidence) / 2 * 100
   return [float(np.percentile(estimates, tail)), float(np.percentile(estimates, 100 - tail))]
+
+
+def bootstrap_interval(y_true: np.ndarray, values: np.ndarray, metric, config: UtilityConfig
+                       ) -> Optional[list]:
+  """Percentile interval of metric(y, values) over the bootstrap resamples."""
+  return _percentiles([metric(y_true[i], values[i]) for i in bootstrap_resamples(y_true, config)],
+                      config.confidence)
+
+
+def paired_difference_interval(ours: Sequence[float], theirs: Sequence[float],
+                               confidence: float = 0.95) -> Optional[list]:
+  """Percentile interval of ours - theirs over paired bootstrap draws (the same resamples
+  of one test split, as `bootstrap_resamples` makes them); None when they do not pair."""
+  if ours is None or theirs is None or not len(ours) or len(ours) != len(theirs):
+    return None
+  return _percentiles(np.asarray(ours) - np.asarray(theirs), confidence)
 
 
 def _accuracy(y_true: np.ndarray, predicted: np.ndarray) -> float:
@@ -96,9 +112,12 @@ def _accuracy(y_true: np.ndarray, predicted: np.ndarray) -> float:
 def score_predictions(y_true: np.ndarray, scores: np.ndarray, predicted: np.ndarray,
                       config: UtilityConfig) -> Dict:
   """AUROC and accuracy with bootstrap intervals."""
-  y_true = np.asarray(y_true).reshape(-1)
+  y_true, scores = np.asarray(y_true).reshape(-1), np.asarray(scores)
+  draws = [auroc(y_true[i], scores[i]) for i in bootstrap_resamples(y_true, config)]
   result = {"auroc": auroc(y_true, scores),
-            "auroc_ci": bootstrap_interval(y_true, np.asarray(scores), auroc, config),
+            "auroc_ci": _percentiles(draws, config.confidence),
+            # Kept so that two tables' models can be compared draw by draw.
+            "auroc_bootstrap": [round(d, 6) for d in draws],
             "accuracy": _accuracy(y_true, predicted),
             "accuracy_ci": bootstrap_interval(y_true, np.asarray(predicted), _accuracy, config),
             "test_patients": int(len(y_true))}

@@ -95,6 +95,25 @@ def test_local_dp_training_moves_with_the_noise():
   assert loud > 10 * quiet
 
 
+def test_a_site_smaller_than_the_batch_steps_by_its_mean_clipped_gradient():
+  """q = 1 draws every patient, so the expected batch is the site, not batch_size: the
+  update must not shrink by patients / batch_size (it did: 6 / 64 here)."""
+  weights = _weights()
+  x, y, patient, num_patients = _data()
+  step = lambda batch_size: _flat(model_lib.local_train(
+      weights, x, y, patient, tf.constant(num_patients), tf.constant([5, 6], tf.int64),
+      steps=1, batch_size=batch_size, learning_rate=0.1, dp=True, clip=1e9,
+      noise_multiplier=0.0))
+  with tf.GradientTape() as tape:
+    tape.watch(weights)
+    loss = tf.reduce_sum(model_lib.losses(weights, x, y)) / num_patients
+  expected = _flat(weights) - 0.1 * _flat(tape.gradient(loss, weights))
+  np.testing.assert_allclose(step(64), expected, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(step(num_patients), expected, rtol=1e-5, atol=1e-7)
+  assert float(model_lib.expected_batch(64, num_patients)) == num_patients
+  assert float(model_lib.expected_batch(4, num_patients)) == 4
+
+
 def _release(mechanism, release, within=0.0, key=(3, 0), shapes=((40, 20), (7,))):
   """dp_fedavg's release n of zero updates: the noise alone, and the next clip."""
   mean, next_clip = dp_mean.noisy_mean(
