@@ -201,6 +201,13 @@ def fit_baselines(train: pd.DataFrame, x_train: np.ndarray, y_train: np.ndarray,
   return result
 
 
+def patients_and_rows(frame: pd.DataFrame, spec: DatasetSpec) -> str:
+  """'N patients', and their rows where some patient has several (readmissions)."""
+  patients = (int(frame[spec.id_column].nunique()) if spec.id_column in frame
+              else len(frame))
+  return f"{patients} patients" + (f" ({len(frame)} rows)" if patients != len(frame) else "")
+
+
 def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
                  synthetic_csv: str, generator_dir: str, classifier_dir: str,
                  discriminator_weights: str, evaluation_uri: Optional[str] = None,
@@ -220,7 +227,7 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
   classifier_record = dp_training.read_privacy_record(classifier_dir)
 
   log(f"  EvaluationReport: utility and fidelity ({len(train)} real training, "
-      f"{len(synthetic)} synthetic, {len(test)} real test patients)")
+      f"{len(synthetic)} synthetic, {len(test)} real test rows)")
   real_utility = utility.utility_table({"real": (x_train, y_train)}, x_test, y_test,
                                        config.utility)["real"]
   def score(table, x, y):
@@ -285,8 +292,10 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
   result = {
       "not_for_release": report.NOT_FOR_RELEASE,
       "dataset": spec.name,
-      "data_note": (f"Real data: {len(train)} training, {len(holdout)} eval and {len(test)} "
-                    f"test patients (split by patient). Synthetic: {len(synthetic)} patients."),
+      "data_note": (f"Real data: {patients_and_rows(train, spec)} training, "
+                    f"{patients_and_rows(holdout, spec)} eval and "
+                    f"{patients_and_rows(test, spec)} test (split by patient). Synthetic: "
+                    f"{len(synthetic)} patients."),
       "privacy": privacy_section(generator_record, classifier_record),
       "utility": use, "fidelity": fid, "baselines": compared, "attack": attack,
       "disclosure": disc,

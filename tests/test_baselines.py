@@ -145,7 +145,7 @@ def test_baseline_verdict_needs_every_measure_and_names_the_ones_behind():
   verdict = report.baseline_verdict(released["utility"], released["fidelity"], weak)
   assert verdict["status"] == "behind a baseline"
   assert verdict["comparisons"]["marginals"]["behind"] == ["median_ks"]  # lower KS is better
-  assert "marginals on 1 of 6 measures (median KS)" in verdict["text"]
+  assert "marginals on 1 of 6 measures (median KS), ahead on 5." in verdict["text"]
   strong = {"copula": {"name": "DP Gaussian copula", **_scored(0.9, 0.8, 0.06)},
             "marginals": {"name": "DP independent marginals", **_scored(0.5, 0.1, 0.3)}}
   verdict = report.baseline_verdict(released["utility"], released["fidelity"], strong)

@@ -135,6 +135,8 @@ def baseline_verdict(utility: Dict, fidelity: Dict, baselines: Dict[str, Dict]) 
                         "baseline": theirs}
     name = baseline.get("name", key)
     tie = f"; level on {len(level)} ({_names(level)})" if level else ""
+    if not_measured and compared:
+      tie += f"; not measured: {_names(not_measured)}"
     if outcome == "unknown":
       sentences.append(f"no measure could be compared with the {name}")
     elif outcome == "level":
@@ -143,8 +145,9 @@ def baseline_verdict(utility: Dict, fidelity: Dict, baselines: Dict[str, Dict]) 
     elif outcome == "beats":
       sentences.append(f"it beats the {name} on {len(ahead)} of {compared} measures{tie}")
     else:
+      lead = f", ahead on {len(ahead)}" if ahead else ""
       sentences.append(f"it is behind the {name} on {len(behind)} of {compared} measures "
-                       f"({_names(behind)}){tie}")
+                       f"({_names(behind)}){lead}{tie}")
   outcomes = {c["outcome"] for c in comparisons.values()} - {"unknown"}
   status = ("unknown" if not outcomes else "behind a baseline" if "behind" in outcomes
             else "beats baselines" if outcomes == {"beats"} else "level with a baseline")
@@ -253,9 +256,9 @@ def _utility_section(report: Dict, plots: Dict[str, bytes]) -> str:
   parts = [
       "<h2>Utility: train on synthetic, test on real</h2>",
       f"<p>Each model is trained once on the real training patients and once on the "
-      f"synthetic patients, then tested on the same {utility['test_patients']} real test "
-      "patients that no training, tuning or selection has seen. Brackets: 95% bootstrap "
-      "intervals over test patients.</p>",
+      f"synthetic patients, then tested on the same {utility['test_patients']} rows of real "
+      "test patients that no training, tuning or selection has seen. Brackets: 95% "
+      "bootstrap intervals over those rows.</p>",
       _table(["model", "AUROC, trained on real", "AUROC, trained on synthetic",
               "synthetic / real", "accuracy, real", "accuracy, synthetic"], rows),
       f"<p><b>Shuffled-label control</b> (logistic regression on the synthetic patients with "
