@@ -111,7 +111,7 @@ def _dp_checks(train_rows: int, max_rows: int, config: PipelineConfig, spec: Dat
                ) -> Tuple[List[Tuple[str, int]], List[str]]:
   """(reason, fewest training rows that would do) for each DP trainer that cannot learn,
   and a warning when the generator will be noisier than where it was measured."""
-  from trainers import accounting, dp_training  # pylint: disable=g-import-not-at-top
+  from trainers import dp_training  # pylint: disable=g-import-not-at-top
   training = config.training
   problems, notes = [], []
   for name, trainer, budget in (("DP AC-GAN", training.gan, training.gan_budget),
@@ -124,20 +124,13 @@ def _dp_checks(train_rows: int, max_rows: int, config: PipelineConfig, spec: Dat
       if warning:
         notes.append(warning)
       continue
-    reason, needed = feasibility.reason, None
-    if feasibility.epsilon is not None and feasibility.epsilon > budget.target_epsilon:
-      # A configured noise over budget: the accountant's refusal says what would fit.
-      plan = dp_training.plan_for(
-          train_rows, dataclasses.replace(trainer, batch_size=feasibility.batch_size), budget,
-          max_rows, label_count_noise_multiplier=getattr(trainer, "label_count_noise_multiplier",
-                                                         0.0))
-      try:
-        accounting.check_budget(plan, budget.target_epsilon)
-      except accounting.BudgetExceededError as e:
-        reason = str(e)
-    else:  # the accountant's advice above says what fits; this search is for the rest
+    needed = None
+    over_budget = (feasibility.epsilon is not None
+                   and feasibility.epsilon > budget.target_epsilon)
+    if not over_budget:  # over budget, the accountant's advice in the reason says what fits
       needed = dp_training.min_examples_for_dp(trainer, budget, max_rows)
-    problems.append((f"{name} on {train_rows} training rows: {reason}", needed or 0))
+    problems.append((f"{name} on {train_rows} training rows: {feasibility.reason}",
+                     needed or 0))
   return problems, notes
 
 

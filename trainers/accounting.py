@@ -252,6 +252,12 @@ def check_budget(plan: PrivacyPlan, target_epsilon: float) -> PrivacyRecord:
   record = compute_epsilon(plan)
   if record.epsilon <= target_epsilon:
     return record
+  raise BudgetExceededError(over_budget_reason(plan, record, target_epsilon))
+
+
+def over_budget_reason(plan: PrivacyPlan, record: PrivacyRecord, target_epsilon: float) -> str:
+  """What a plan over budget spends, and which settings would fit: more noise or fewer
+  epochs."""
   advice = []
   try:
     advice.append(f"raise noise_multiplier to {noise_for_target_epsilon(plan, target_epsilon):.3f}")
@@ -261,7 +267,6 @@ def check_budget(plan: PrivacyPlan, target_epsilon: float) -> PrivacyRecord:
   if epochs:
     advice.append(f"lower epochs to {epochs:.3g}")
   advice.append("or raise target_epsilon")
-  raise BudgetExceededError(
-      f"the plan spends epsilon {record.epsilon:.3f} at delta {plan.delta:g} "
-      f"({plan.accountant}, {plan.sampling} sampling, {plan.steps} steps), over the budget of "
-      f"{target_epsilon:g}; " + ", ".join(advice))
+  return (f"the plan spends epsilon {record.epsilon:.3f} at delta {plan.delta:g} "
+          f"({plan.accountant}, {plan.sampling} sampling, {plan.steps} steps), over the budget "
+          f"of {target_epsilon:g}; " + ", ".join(advice))

@@ -158,10 +158,11 @@ def dp_feasibility(config, budget: PrivacyBudget, num_examples: int,
                     f"no noise multiplier reaches epsilon {target:g} on {num_examples} rows")
   else:
     sigma = float(config.noise_multiplier)
-  record = accounting.compute_epsilon(dataclasses.replace(plan, noise_multiplier=sigma))
-  if record.epsilon > target:
+  plan = dataclasses.replace(plan, noise_multiplier=sigma)
+  record = accounting.compute_epsilon(plan)
+  if record.epsilon > target:  # a configured noise: the accountant says what would fit
     return result(False, batch, sigma, record.epsilon, record.steps,
-                  f"the plan spends epsilon {record.epsilon:.3g}, over the budget of {target:g}")
+                  accounting.over_budget_reason(plan, record, target))
   # A generator that starts from its DP statistics does not need its DP steps to learn.
   if sigma / batch > max_noise_per_example and not getattr(config, "statistics_share", 0.0):
     return result(False, batch, sigma, record.epsilon, record.steps,
