@@ -292,9 +292,9 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
   result = {
       "not_for_release": report.NOT_FOR_RELEASE,
       "dataset": spec.name,
-      "data_note": (f"Real data: {patients_and_rows(train, spec)} training, "
-                    f"{patients_and_rows(holdout, spec)} eval and "
-                    f"{patients_and_rows(test, spec)} test (split by patient). Synthetic: "
+      "data_note": (f"Real data, split by patient: {patients_and_rows(train, spec)} for "
+                    f"training, {patients_and_rows(holdout, spec)} for eval and "
+                    f"{patients_and_rows(test, spec)} for test. Synthetic: "
                     f"{len(synthetic)} patients."),
       "privacy": privacy_section(generator_record, classifier_record),
       "utility": use, "fidelity": fid, "baselines": compared, "attack": attack,

@@ -342,7 +342,8 @@ def test_report_has_every_documented_field_and_run_prints_its_headline(icu_run):
   for field in REPORT_FIELDS:
     assert _field(report, field) is not None, field
   # Readmissions: patients and their rows are counted apart.
-  assert re.match(r"Real data: (\d+) patients \((\d+) rows\) training", report["data_note"])
+  assert re.match(r"Real data, split by patient: \d+ patients \(\d+ rows\) for training",
+                  report["data_note"])
   for model in ("lr", "rf", "svm", "knn"):
     assert 0.0 <= report["utility"]["synthetic"][model]["auroc"] <= 1.0
     assert report["utility"]["real"][model]["auroc"] > 0.65, model  # real data is learnable
