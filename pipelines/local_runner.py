@@ -4,8 +4,9 @@
   tfx run create --engine=local --pipeline_name=clinical-dp
 
 The CLI runs this file as a script. Which table it runs on comes from the
-environment (CLINICAL_DP_DATA, CLINICAL_DP_SPEC, CLINICAL_DP_OUTPUT, CLINICAL_DP_FAST);
-without them it simulates the default SPRINT-like table under outputs/.
+environment (CLINICAL_DP_DATA, CLINICAL_DP_SPEC, CLINICAL_DP_OUTPUT, CLINICAL_DP_FAST,
+CLINICAL_DP_RELEASE_FEDERATED as `clinical-dp run --release-federated`); without them it
+simulates the default SPRINT-like table under outputs/.
 """
 
 import dataclasses
@@ -15,6 +16,7 @@ import os
 from clinical_dp.simulators import simulate, write_simulated
 from clinical_dp.spec import load_spec
 from tfx import v1 as tfx  # pylint: disable=g-bad-import-order
+from federated.config import federated_release
 from pipelines.config import default_config
 from pipelines.pipeline import create_pipeline
 from clinical_dp.validation import load_valid_table
@@ -48,6 +50,9 @@ def main():
   # a directory per data and settings, so a rerun on another table starts afresh and an
   # interrupted one resumes (trainers/gan_checkpoint.py).
   config = dataclasses.replace(config, checkpoints_by_fingerprint=True)
+  if os.environ.get("CLINICAL_DP_RELEASE_FEDERATED"):
+    config = dataclasses.replace(config, release_federated=federated_release(
+        os.environ["CLINICAL_DP_RELEASE_FEDERATED"]))
   selected, config = plan_run(load_valid_table(data_path, spec), spec, config)
   prepare_input(selected, spec, config)
   tfx.orchestration.LocalDagRunner().run(create_pipeline(config, spec))
