@@ -268,6 +268,7 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
               if r.get("auroc") is not None]
   attack = {
       "membership_auroc": strongest[2].get("auroc"),
+      "attacks_compared": len(measured),  # the strongest of these is the headline
       "strongest": {"artifact": strongest[0], "attack": strongest[1], **strongest[2]},
       "positive_control_auroc": max(controls, default=None),
       "released": list(released),

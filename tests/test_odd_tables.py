@@ -337,6 +337,11 @@ def test_attack_verdict_on_few_patients_is_inconclusive_not_fail():
   assert small["status"] == "inconclusive" and "10 non-members" in small["text"]
   assert report.attack_verdict(attack(0.63, 1000, 600), thresholds)["status"] == "fail"
   assert report.attack_verdict(attack(0.52, 80, 10), thresholds)["status"] == "pass"
+  # The strongest of several attacks: the interval widens with their number.
+  borderline = attack(0.68, 60, 40)
+  assert report.attack_verdict(borderline, thresholds)["status"] == "fail"
+  verdict = report.attack_verdict({**borderline, "attacks_compared": 6}, thresholds)
+  assert verdict["status"] == "inconclusive" and "corrected for the 6 attacks" in verdict["text"]
   # At AUROC 0.5, Hanley-McNeil is the Mann-Whitney null: sqrt((m + n + 1) / (12 m n)).
   assert report.auroc_standard_error(0.5, 300, 200) == pytest.approx(
       math.sqrt(501 / (12 * 300 * 200)))

@@ -12,6 +12,7 @@ import dataclasses
 import html
 import json
 import math
+import statistics
 from typing import Dict, List, Optional
 
 from components.evaluation.utility import MODEL_NAMES, MODELS, paired_difference_interval
@@ -178,16 +179,21 @@ def attack_verdict(attack: Dict, thresholds: Thresholds) -> Dict:
   counts = attack.get("strongest", {})
   members, non_members = counts.get("members"), counts.get("non_members")
   if members and non_members:
-    low = strongest - 1.96 * auroc_standard_error(strongest, members, non_members)
+    # The headline is the strongest of several attacks, so its interval is widened for
+    # all of them (Bonferroni): the largest of k noisy AUROCs is biased upwards.
+    attacks = max(1, int(attack.get("attacks_compared") or 1))
+    z = statistics.NormalDist().inv_cdf(1 - 0.025 / attacks)
+    low = strongest - z * auroc_standard_error(strongest, members, non_members)
     if low <= thresholds.released_max_auroc:
       # A small table: few members and non-members make the attack AUROC too noisy to
       # call a leak (its interval reaches the target).
+      tried = f", corrected for the {attacks} attacks tried," if attacks > 1 else ""
       return {"status": "inconclusive",
               "text": (f"Inconclusive: a membership attack reaches AUROC {strongest:.2f} on a "
                        f"released artifact (target at most "
                        f"{thresholds.released_max_auroc:.2f}), but on only {members} members "
-                       f"and {non_members} non-members its 95% interval reaches down to "
-                       f"{low:.2f}: too few patients to tell a leak from chance.")}
+                       f"and {non_members} non-members its 95% interval{tried} reaches down "
+                       f"to {low:.2f}: too few patients to tell a leak from chance.")}
   return {"status": "fail",
           "text": (f"Review before release: a membership attack reaches AUROC {strongest:.2f} "
                    f"on a released artifact (target at most {thresholds.released_max_auroc:.2f}).")}
