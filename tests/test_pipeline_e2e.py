@@ -323,7 +323,8 @@ def test_public_report_is_made_from_the_release_alone(icu_run):
 
 REPORT_FIELDS = (["privacy.epsilon", "privacy.delta", "privacy.unit",
                   "utility.shuffled_label_control.auroc", "fidelity.correlation_spearman",
-                  "attack.membership_auroc", "attack.positive_control_auroc",
+                  "attack.membership_auroc", "attack.attacks_compared",
+                  "attack.positive_control_auroc",
                   "disclosure.dcr_ratio", "disclosure.exact_copies"]
                  + [f"utility.{source}.{model}.auroc" for source in ("real", "synthetic")
                     for model in ("lr", "rf", "svm", "knn")])
