@@ -15,7 +15,8 @@ from typing import List, Optional
 
 from clinical_dp.spec import SpecError, load_spec
 from clinical_dp.validation import InvalidInputError, load_valid_table, validate_table
-from federated.config import federated_release
+from federated.config import (DEFAULT_FEDERATED_RELEASE, RELEASE_FEDERATED_HELP,
+                              federated_release)
 
 EXIT_OK, EXIT_INVALID, EXIT_FAILED = 0, 2, 1
 
@@ -209,10 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--no-federated", action="store_true",
                    help="leave out the federated step (it runs when the spec names a site "
                         "column)")
-  run.add_argument("--release-federated", default="dopamine", metavar="ALGORITHMS",
-                   help="the DP federated models to release, separated by commas, 'all' or "
-                        "'none' (default dopamine). Every algorithm is trained and compared "
-                        "in the report; each released model adds its epsilon per patient")
+  run.add_argument("--release-federated", default=",".join(DEFAULT_FEDERATED_RELEASE),
+                   metavar="ALGORITHMS", help=RELEASE_FEDERATED_HELP)
   run.add_argument("--seed", type=int, default=None,
                    help="seed of the DP trainers' and federated step's draws, noise included, "
                         "to reproduce a run (tests, benchmarks): whoever knows it can redraw "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -137,8 +137,7 @@ def _pooled(algorithm: str, data: FederatedData, config: FederatedConfig, log: L
   weights = [tf.constant(w) for w in model_lib.initial_weights(
       len(data.feature_names), config.model, config.hidden_units, config.seed)]
   momentum = [tf.zeros_like(w) for w in weights]
-  expected = float(model_lib.expected_batch(config.batch_size, train.num_patients))
-  q = expected / max(1, train.num_patients)
+  expected, q = _poisson_sampling(config.batch_size, train.num_patients)
   x, y = tf.constant(train.x), tf.constant(train.y)
   patient, num_patients = tf.constant(train.patient), tf.constant(train.num_patients)
   sigma = 0.0
@@ -181,15 +180,10 @@ def _pooled(algorithm: str, data: FederatedData, config: FederatedConfig, log: L
 
 # --- federated algorithms (TFF) -------------------------------------------------------
 
-def _site_batches(data: FederatedData, config: FederatedConfig) -> Dict[str, float]:
-  return {s: float(model_lib.expected_batch(config.site_batch_size,
-                                            data.splits["train"][s].num_patients))
-          for s in data.sites}
-
-
-def _site_rates(data: FederatedData, config: FederatedConfig) -> Dict[str, float]:
-  return {s: batch / max(1, data.splits["train"][s].num_patients)
-          for s, batch in _site_batches(data, config).items()}
+def _poisson_sampling(batch_size: int, num_patients: int) -> Tuple[float, float]:
+  """(expected batch, sampling rate q) of a Poisson-sampled step on num_patients."""
+  expected = float(model_lib.expected_batch(batch_size, num_patients))
+  return expected, expected / max(1, num_patients)
 
 
 def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
@@ -202,7 +196,9 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
                                       config.hidden_units, config.seed)
   num_features = len(data.feature_names)
   per_round = schedule.per_round
-  rates = _site_rates(data, config)
+  site_sampling = {s: _poisson_sampling(config.site_batch_size, train[s].num_patients)
+                   for s in data.sites}
+  rates = {s: q for s, (_, q) in site_sampling.items()}
   steps = config.local_steps
   details: Dict = {}
   sigma = 0.0
@@ -230,7 +226,7 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
     step_events = lambda active: {s: (rates[s], sigma) for s in active}
     details.update(noise_multiplier=sigma, sampling="poisson (per site)",
                    site_sampling_rates=rates, local_steps=steps, clip=config.site_clip,
-                   expected_site_batches=_site_batches(data, config))
+                   expected_site_batches={s: b for s, (b, _) in site_sampling.items()})
   elif algorithm == "dp_fedavg":
     sigma = solve_noise(lambda s: epsilon_of({(1.0, s): config.rounds}, config.delta),
                         config.target_epsilon)
@@ -251,8 +247,7 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
                    sampling="none claimed (each round a Gaussian mechanism per site)")
   elif algorithm == "dopamine":
     total = sum(train[s].num_patients for s in data.sites)
-    expected = float(model_lib.expected_batch(config.batch_size, total))
-    q = expected / max(1, total)
+    expected, q = _poisson_sampling(config.batch_size, total)
     expected_active = per_round * (1.0 - config.dropout_rate)
     # Planned for the expected survivors; the ledger records the noise actually added.
     sigma = solve_noise(lambda s: epsilon_of(

@@ -20,6 +20,10 @@ MODELS: Tuple[str, ...] = ("mlp", "logistic")
 # the closest to centralized training in the comparison. Each released model adds its
 # epsilon to the per-patient total; the others are trained for the report's comparison.
 DEFAULT_FEDERATED_RELEASE: Tuple[str, ...] = ("dopamine",)
+RELEASE_FEDERATED_HELP = (
+    f"the DP federated models to release, separated by commas, 'all' or 'none' (default "
+    f"{','.join(DEFAULT_FEDERATED_RELEASE)}). Every algorithm is trained and compared in the "
+    "report; each released model adds its epsilon per patient")
 
 
 def federated_release(text: str) -> Tuple[str, ...]:

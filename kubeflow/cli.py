@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from federated.config import federated_release
+from federated.config import (DEFAULT_FEDERATED_RELEASE, RELEASE_FEDERATED_HELP,
+                              federated_release)
 from kubeflow.config import (DIRECT_RUNNER, DISTRIBUTED_RUNNERS, GpuConfig, KubeflowConfig,
                              KubeflowConfigError, Toleration, default_images)
 
@@ -133,9 +134,8 @@ def add_kubeflow_parser(subparsers) -> None:
                         help="gs:// directory where the release step writes what may be "
                              "published (default <pipeline-root>/release, else the step's "
                              "own output artifact)")
-  compile_.add_argument("--release-federated", default="dopamine", metavar="ALGORITHMS",
-                        help="the DP federated models the release step publishes, separated "
-                             "by commas, 'all' or 'none' (default dopamine)")
+  compile_.add_argument("--release-federated", default=",".join(DEFAULT_FEDERATED_RELEASE),
+                        metavar="ALGORITHMS", help=RELEASE_FEDERATED_HELP)
   compile_.add_argument("--gpu-type", default=GpuConfig.type,
                         help=f"accelerator resource of the training steps ({GpuConfig.type})")
   compile_.add_argument("--gpu-count", type=int, default=GpuConfig.count,

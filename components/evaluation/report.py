@@ -113,11 +113,11 @@ def baseline_verdict(utility: Dict, fidelity: Dict, baselines: Dict[str, Dict]) 
     ahead, level, behind, not_measured, intervals = [], [], [], [], {}
     for measure, (_, higher_is_better) in BASELINE_MEASURES.items():
       mine, other = ours[measure], theirs[measure]
-      model = measure[:-len("_relative_auroc")] if measure.endswith("_relative_auroc") else None
-      interval = model and _paired_auroc_interval(utility, baseline["utility"], model)
       if mine is None or other is None:
         not_measured.append(measure)
         continue
+      model = measure[:-len("_relative_auroc")] if measure.endswith("_relative_auroc") else None
+      interval = model and _paired_auroc_interval(utility, baseline["utility"], model)
       if interval:
         intervals[measure] = interval
       if interval and interval[0] <= 0.0 <= interval[1]:
@@ -127,10 +127,10 @@ def baseline_verdict(utility: Dict, fidelity: Dict, baselines: Dict[str, Dict]) 
       else:
         behind.append(measure)
     compared = len(ahead) + len(level) + len(behind)
-    beats = None if not compared else (not behind and bool(ahead))
     outcome = ("unknown" if not compared else "behind" if behind else
                "beats" if ahead else "level")
-    comparisons[key] = {"beats": beats, "outcome": outcome, "ahead": ahead, "level": level,
+    comparisons[key] = {"beats": None if outcome == "unknown" else outcome == "beats",
+                        "outcome": outcome, "ahead": ahead, "level": level,
                         "behind": behind, "not_measured": not_measured,
                         "auroc_difference_ci": intervals, "released": ours,
                         "baseline": theirs}

@@ -89,10 +89,15 @@ def _percentiles(estimates, confidence: float) -> Optional[list]:
   return [float(np.percentile(estimates, tail)), float(np.percentile(estimates, 100 - tail))]
 
 
+def _estimates(y_true: np.ndarray, values: np.ndarray, metric,
+               resamples: List[np.ndarray]) -> list:
+  return [metric(y_true[i], values[i]) for i in resamples]
+
+
 def bootstrap_interval(y_true: np.ndarray, values: np.ndarray, metric, config: UtilityConfig
                        ) -> Optional[list]:
   """Percentile interval of metric(y, values) over the bootstrap resamples."""
-  return _percentiles([metric(y_true[i], values[i]) for i in bootstrap_resamples(y_true, config)],
+  return _percentiles(_estimates(y_true, values, metric, bootstrap_resamples(y_true, config)),
                       config.confidence)
 
 
@@ -113,13 +118,15 @@ def score_predictions(y_true: np.ndarray, scores: np.ndarray, predicted: np.ndar
                       config: UtilityConfig) -> Dict:
   """AUROC and accuracy with bootstrap intervals."""
   y_true, scores = np.asarray(y_true).reshape(-1), np.asarray(scores)
-  draws = [auroc(y_true[i], scores[i]) for i in bootstrap_resamples(y_true, config)]
+  resamples = bootstrap_resamples(y_true, config)
+  draws = _estimates(y_true, scores, auroc, resamples)
   result = {"auroc": auroc(y_true, scores),
             "auroc_ci": _percentiles(draws, config.confidence),
             # Kept so that two tables' models can be compared draw by draw.
             "auroc_bootstrap": [round(d, 6) for d in draws],
             "accuracy": _accuracy(y_true, predicted),
-            "accuracy_ci": bootstrap_interval(y_true, np.asarray(predicted), _accuracy, config),
+            "accuracy_ci": _percentiles(_estimates(y_true, np.asarray(predicted), _accuracy,
+                                                   resamples), config.confidence),
             "test_patients": int(len(y_true))}
   reason = one_class_reason(y_true)
   if reason:
