@@ -243,7 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
   privacy.add_argument("--epochs", type=float, required=True)
   privacy.add_argument("--delta", type=float, required=True)
   privacy.add_argument("--accountant", choices=["rdp", "pld"], default="rdp")
-  privacy.add_argument("--sampling", choices=["poisson", "fixed"], default="poisson")
+  privacy.add_argument("--sampling", choices=["poisson", "fixed"], default="poisson",
+                       help="poisson: one patient added or removed (what the trainers run); "
+                       "fixed: batches of exactly B, one patient replaced by another, the "
+                       "clipped sum's sensitivity 2 clips")
   privacy.add_argument("--examples-per-microbatch", type=int, default=1,
                        help="TF Privacy microbatch size; 1 means per-example clipping")
   privacy.add_argument("--max-rows-per-patient", type=int, default=1,

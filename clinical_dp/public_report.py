@@ -84,7 +84,8 @@ def render_html(report: Dict) -> str:
   together = report["privacy"]["all_released_together"]
   numeric = [(c, s) for c, s in report["columns"].items() if s["kind"] == "numeric"]
   categorical = [(c, s) for c, s in report["columns"].items() if s["kind"] == "categorical"]
-  guarantees = [[name, _number(r["epsilon"]), f"{r['delta']:g}", r["unit"], r["accountant"],
+  guarantees = [[name, _number(r["epsilon"]), f"{r['delta']:g}",
+                 r.get("relation") or "not stated", r["unit"], r["accountant"],
                  r.get("sampling") or "not stated"]
                 for name, r in report["privacy"]["artifacts"].items()]
   parts = [
@@ -94,10 +95,12 @@ def render_html(report: Dict) -> str:
       f"<p><strong>{html.escape(report['public'])}</strong></p>",
       "<h1>Synthetic data release: its own statistics and its privacy guarantees</h1>",
       f"<p>{report['synthetic_patients']} synthetic patients. Released together: epsilon "
-      f"{together['epsilon']:.3f} at delta {together['delta']:g} per patient "
+      f"{together['epsilon']:.3f} at delta {together['delta']:g} per patient, neighbours: "
+      f"{html.escape(together.get('relation') or 'relation not stated')} "
       f"({html.escape(together['composition'])}).</p>",
       "<h2>Privacy records</h2>",
-      _table(["artifact", "epsilon", "delta", "unit", "accountant", "sampling"], guarantees),
+      _table(["artifact", "epsilon", "delta", "relation", "unit", "accountant", "sampling"],
+             guarantees),
       "<h2>Numeric columns</h2>",
       _table(["column", "mean", "sd", "min", "q25", "median", "q75", "max"],
              [[c] + [_number(s[k]) for k in ("mean", "sd", "min", "q25", "median", "q75",

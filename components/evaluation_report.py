@@ -153,7 +153,7 @@ def _slice_value(key) -> str:
 
 def privacy_section(generator_record: Dict, classifier_record: Dict) -> Dict:
   """The synthetic table's guarantee up front (it is the generator's: post-processing)."""
-  keys = ("epsilon", "delta", "unit", "accountant", "sampling")
+  keys = ("epsilon", "delta", "relation", "unit", "accountant", "sampling")
   return {
       **{k: generator_record[k] for k in keys},
       "artifact": "synthetic table (post-processing of the DP generator)",

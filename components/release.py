@@ -23,6 +23,7 @@ from tfx import v1 as tfx
 from tfx.types import artifact
 from tfx.utils import path_utils
 
+from clinical_dp import sensitivity
 from clinical_dp.files import RELEASE_PRIVACY_JSON, copy_tree
 from components.federated_step import FederatedResults
 from components.synthetic_data import SYNTHETIC_CSV
@@ -50,6 +51,12 @@ UNIT_MEANINGS = {
     "patient": "one patient: adding or removing all of a patient's rows",
     "example (one row per patient)": "one patient (one row each): adding or removing a row",
     "site": "one site (hospital or clinic): adding or removing its whole data",
+}
+RELATION_MEANINGS = {
+    sensitivity.RELATION: "adding or removing one patient (all of that patient's rows)",
+    sensitivity.REPLACE_ONE: "replacing one patient by another (the number of patients "
+                             "fixed)",
+    sensitivity.SITE_RELATION: "adding or removing one site's whole data",
 }
 REQUIRED_FIELDS = ("epsilon", "delta", "unit", "accountant")
 
@@ -133,33 +140,44 @@ def unit_level(unit: str) -> str:
   return "patient" if unit in PATIENT_UNITS else unit.split()[0]
 
 
+def relation_of(record: Dict) -> str:
+  """The neighbouring relation a record's epsilon holds under; a record that names none
+  (written before records stated it) is only taken as per patient if nothing says
+  otherwise, and then as 'not stated', never summed into the total."""
+  if record.get("relation"):
+    return record["relation"]
+  return sensitivity.SITE_RELATION if unit_level(record["unit"]) == "site" else "not stated"
+
+
 def compose_released(records: Dict[str, Dict],
                      post_processing: Optional[Dict[str, str]] = None) -> Dict:
   """What releasing the artifacts together costs: the artifacts are trained separately on
   the same patients, so their epsilons and deltas add up (basic composition); one that is
   post-processing of another (the synthetic table of the generator) adds nothing.
 
-  Only guarantees about the same unit add. The patient-level total is the headline; a
-  guarantee about another unit (dp_fedavg's, per site) is a different neighbouring
-  relation, stated beside it under `other_units` and not added in.
+  Only guarantees under the same neighbouring relation add. The total is the one of the
+  release's relation, one patient added or removed (clinical_dp/sensitivity.py); a
+  guarantee under any other relation is stated beside it under `other_relations` and
+  not added in.
   """
   post_processing = post_processing or {}
   trained = {k: r for k, r in records.items() if k not in post_processing}
-  by_level: Dict[str, Dict[str, Dict]] = {}
+  by_relation: Dict[str, Dict[str, Dict]] = {}
   for name, record in trained.items():
-    by_level.setdefault(unit_level(record["unit"]), {})[name] = record
+    by_relation.setdefault(relation_of(record), {})[name] = record
   def total(group: Dict[str, Dict]) -> Dict:
     return {"epsilon": sum(r["epsilon"] for r in group.values()),
             "delta": sum(r["delta"] for r in group.values()),
             "composition": "basic (sum) over " + ", ".join(sorted(group))}
-  patient = by_level.pop("patient", {})
-  composed = {**total(patient), "unit": "patient", "artifacts": sorted(patient)}
+  patient = by_relation.pop(sensitivity.RELATION, {})
+  composed = {**total(patient), "unit": "patient", "relation": sensitivity.RELATION,
+              "artifacts": sorted(patient)}
   if post_processing:
     composed["post_processing"] = {k: f"post-processing of the {v}: adds nothing"
                                    for k, v in post_processing.items() if k in records}
-  if by_level:
-    composed["other_units"] = {level: {**total(group), "artifacts": sorted(group)}
-                               for level, group in sorted(by_level.items())}
+  if by_relation:
+    composed["other_relations"] = {relation: {**total(group), "artifacts": sorted(group)}
+                                   for relation, group in sorted(by_relation.items())}
   return composed
 
 
@@ -194,12 +212,14 @@ def _what_it_covers(name: str, record: Dict) -> str:
   level = unit_level(unit)
   meaning = UNIT_MEANINGS.get(unit, UNIT_MEANINGS.get(level, unit))
   sampling = record.get("sampling") or "not stated"
-  lines = [f"- unit: {unit} ({meaning} changes the probability of any output by at most a "
+  relation = relation_of(record)
+  lines = [f"- neighbouring relation: {relation} "
+           f"({RELATION_MEANINGS.get(relation, 'not stated by the record')})",
+           f"- unit: {unit} ({meaning} changes the probability of any output by at most a "
            f"factor e^{_number(record['epsilon'])}, except with probability "
            f"{record['delta']:g})",
            f"- delta: {record['delta']:g}",
-           f"- accountant: {record['accountant']}"
-           + (f" ({record['adjacency']} adjacency)" if record.get("adjacency") else ""),
+           f"- accountant: {record['accountant']}",
            f"- sampling: {sampling}",
            f"- randomness (batches, noise): {record.get('randomness', 'not stated')}",
            f"- selection on real data: {record.get('selection', 'not stated')}"]
@@ -219,21 +239,28 @@ def privacy_markdown(privacy: Dict, dataset: str) -> str:
       "patients and carries its privacy record (`privacy_record.json`). Nothing else of the "
       "run is here: the real table, the pipeline's examples and the evaluation report "
       "(computed from the real patients, not DP) stay with the data owner.", "",
+      "## Neighbouring relation", "",
+      f"Every guarantee below is stated for **{sensitivity.RELATION}**: "
+      f"{sensitivity.RELATION_DETAIL}. Each mechanism's noise is calibrated to its L2 "
+      "sensitivity under this relation (one clip for a clipped-gradient sum, the square "
+      "root of the number of histograms for one-hot histograms, one for a count), and "
+      "each artifact's record says which relation it was accounted under.", "",
       "## Released together", "",
-      f"Per patient: epsilon {together['epsilon']:.3f} at delta {together['delta']:g}, "
-      f"{together['composition']} (basic composition: the artifacts are trained separately "
-      "on the same patients, so their epsilons and deltas add up).", ""]
+      f"Per patient ({sensitivity.RELATION}): epsilon {together['epsilon']:.3f} at delta "
+      f"{together['delta']:g}, {together['composition']} (basic composition: the artifacts "
+      "are trained separately on the same patients, so their epsilons and deltas add up; "
+      "only guarantees under this one relation are added).", ""]
   for name, note in together.get("post_processing", {}).items():
     lines += [f"- {name}: {note}."]
-  for level, group in together.get("other_units", {}).items():
-    lines += [f"- per {level}: epsilon {group['epsilon']:.3f} at delta {group['delta']:g} "
-              f"for {', '.join(group['artifacts'])}; a guarantee about a whole {level} is a "
-              "different neighbouring relation, so it is stated here and not added to the "
-              "per-patient total."]
+  for relation, group in together.get("other_relations", {}).items():
+    lines += [f"- {relation}: epsilon {group['epsilon']:.3f} at delta {group['delta']:g} "
+              f"for {', '.join(group['artifacts'])}; a different neighbouring relation, so "
+              "it is stated here and not added to the per-patient total."]
   lines += [f"- Federated learning {privacy['federated']}.", "",
-            "| artifact | epsilon | delta | unit | accountant | sampling |",
-            "|---|---|---|---|---|---|"]
-  lines += [f"| {name} | {record['epsilon']:.3f} | {record['delta']:g} | {record['unit']} | "
+            "| artifact | epsilon | delta | relation | unit | accountant | sampling |",
+            "|---|---|---|---|---|---|---|"]
+  lines += [f"| {name} | {record['epsilon']:.3f} | {record['delta']:g} | "
+            f"{relation_of(record)} | {record['unit']} | "
             f"{record['accountant']} | {record.get('sampling') or 'not stated'} |"
             for name, record in records.items()]
   lines += ["", "## Each artifact", ""]
@@ -308,7 +335,8 @@ def ReleasePusher(  # pylint: disable=invalid-name
                           withheld)
   together = privacy["all_released_together"]
   say(f"  ReleasePusher: {len(found)} artifacts with privacy records to {destination} "
-      f"(together epsilon {together['epsilon']:.3f}, delta {together['delta']:g} per patient)"
+      f"(together epsilon {together['epsilon']:.3f}, delta {together['delta']:g} per patient, "
+      f"{sensitivity.RELATION})"
       + (f"; not released: {', '.join(withheld)}" if withheld else ""))
   release.set_string_custom_property("release_uri", destination)
   release.set_string_custom_property("released", json.dumps([c.name for c in found]))

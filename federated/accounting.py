@@ -6,15 +6,21 @@ patients, and a Dopamine round in which some sites dropped out ran with less noi
 than planned. The reported epsilon is the largest over sites (every patient is at
 one site), at the given delta.
 
-  central_dp, dopamine   unit patient: Poisson-sampled Gaussian per step, rate q over
-                         all patients, noise multiplier sigma (dopamine:
-                         sigma * sqrt(active sites / K), the shares that were added)
-  local_dp, cyclical     unit patient: the site's own DP-SGD steps, Poisson rate
-                         B / n_k, noise multiplier sigma
-  dp_fedavg              unit site (client level, add or remove a site's whole data):
-                         a Gaussian mechanism of multiplier z per round the site took
-                         part in; no amplification from site sampling is claimed
-Add-or-remove-one adjacency throughout, as the DP-SGD analyses.
+Every ledger is for one relation, "one patient added or removed"
+(clinical_dp/sensitivity.py derives each sensitivity), and each event's noise multiplier
+is the noise standard deviation over the sensitivity under that relation:
+
+  central_dp, dopamine   Poisson-sampled Gaussian per step, rate q over all patients,
+                         clipped-gradient sum of sensitivity C, noise multiplier sigma
+                         (dopamine: sigma * sqrt(active sites / K), the shares that were
+                         added; the secure sum of the sites' sums is the central sum)
+  local_dp, cyclical     the site's own DP-SGD steps, Poisson rate B / n_k, noise
+                         multiplier sigma
+  dp_fedavg              a Gaussian mechanism per round the site took part in; one
+                         patient moves its site's clipped update by up to 2 S, so the
+                         multiplier is z / 2 (z: noise sd over S); no amplification from
+                         site sampling is claimed. Its site-level guarantee (a whole site
+                         added or removed, multiplier z) is recorded beside it.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import numpy as np
 from dp_accounting.rdp import rdp_privacy_accountant
 from scipy import optimize
 
+from clinical_dp import sensitivity
 from trainers.accounting import RDP_ORDERS  # pure dp-accounting, shared with the trainers
 
 ACCOUNTANT = "rdp"
@@ -94,7 +101,9 @@ class Ledger:
 
   def to_dict(self) -> Dict:
     return {"epsilon": self.epsilon(), "delta": self.delta, "unit": self.unit,
-            "accountant": ACCOUNTANT, "adjacency": "add or remove one " + self.unit.split()[0],
+            "accountant": ACCOUNTANT,
+            "relation": (sensitivity.RELATION if self.unit == "patient"
+                         else sensitivity.SITE_RELATION),
             "steps_per_site": self.steps(),
             "mechanisms_per_site": {s: [{"q": q, "noise_multiplier": z, "count": n}
                                         for (q, z), n in sorted(self.events[s].items())]

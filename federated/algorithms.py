@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
+from clinical_dp import sensitivity
 from federated import model as model_lib
 from federated import process
 from federated.execution import LocalRuntime, Runtime
@@ -228,8 +229,14 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
                    site_sampling_rates=rates, local_steps=steps, clip=config.site_clip,
                    expected_site_batches={s: b for s, (b, _) in site_sampling.items()})
   elif algorithm == "dp_fedavg":
-    sigma = solve_noise(lambda s: epsilon_of({(1.0, s): config.rounds}, config.delta),
-                        config.target_epsilon)
+    # One patient of a site that takes part either way moves the site's clipped update by
+    # up to 2 x update_clip (clinical_dp/sensitivity.py: site_update), so each round is,
+    # for the patient, a Gaussian mechanism of multiplier sigma / 2; the noise is solved
+    # for the patient, the relation of every release. (A whole site added or removed
+    # moves the sum by one clip: the site-level figure is recorded beside it.)
+    per_patient = config.update_clip / sensitivity.site_update(config.update_clip, True)
+    sigma = solve_noise(lambda s: epsilon_of({(1.0, s * per_patient): config.rounds},
+                                             config.delta), config.target_epsilon)
     # Round 0 is no client's seed: the server's noise has a stream of its own.
     noise_key = _seed(config, algorithm, 0, 0)
     aggregator, clipping = process.dp_aggregator(sigma, per_round, config.update_clip,
@@ -238,12 +245,14 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
                                          config.client_learning_rate, dp=False)
     built = process.build_process(initial, num_features, client, aggregator,
                                   config.server_learning_rate, 0.0)
-    ledger = Ledger(config.delta, "site (client level)", data.sites)
-    step_events = lambda active: {s: (1.0, sigma) for s in active}
+    ledger = Ledger(config.delta, "patient", data.sites)
+    step_events = lambda active: {s: (1.0, sigma * per_patient) for s in active}
     details.update(noise_multiplier=sigma, clipping=clipping, update_clip=config.update_clip,
                    aggregator="federated.dp_mean (tff.aggregators.DifferentiallyPrivateFactory"
                    f".gaussian_{clipping}'s mechanism, noise seeded per round)",
                    noise_key=noise_key.tolist(), local_steps=steps,
+                   sensitivity="2 x update_clip per patient (a site's clipped update moves "
+                   "from one vector of norm <= clip to another); 1 x update_clip per site",
                    sampling="none claimed (each round a Gaussian mechanism per site)")
   elif algorithm == "dopamine":
     total = sum(train[s].num_patients for s in data.sites)
@@ -315,7 +324,13 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
   if algorithm == "dopamine":
     details["secure_sum_clipped_values"] = secure_clipped
   privacy = _no_privacy() if ledger is None else dict(ledger.to_dict(), **{
-      k: v for k, v in details.items() if k in ("noise_multiplier", "sampling", "clip")})
+      k: v for k, v in details.items()
+      if k in ("noise_multiplier", "sampling", "clip", "sensitivity")})
+  if algorithm == "dp_fedavg" and ledger is not None:
+    privacy["site_level"] = {
+        "relation": sensitivity.SITE_RELATION, "delta": config.delta,
+        "epsilon": max(epsilon_of({(1.0, sigma): n}, config.delta)
+                       for n in ledger.steps().values())}
   result = runner.result(weights, rounds_run, privacy, details)
   result.worker_faults = runtime.faults[faults_before:]
   return result

@@ -315,9 +315,10 @@ def format_summary(summary: Dict) -> str:
   together = privacy["all_released_together"]
   if summary["released"]:
     lines.append(f"    all released together: epsilon {together['epsilon']:.3f}, delta "
-                 f"{together['delta']:g} per patient ({together['composition']})")
-    for level, group in together.get("other_units", {}).items():
-      lines.append(f"      per {level}, not added: epsilon {group['epsilon']:.3f}, delta "
+                 f"{together['delta']:g} per patient, "
+                 f"{together.get('relation', 'relation not stated')} ({together['composition']})")
+    for relation, group in together.get("other_relations", {}).items():
+      lines.append(f"      {relation}, not added: epsilon {group['epsilon']:.3f}, delta "
                    f"{group['delta']:g} ({', '.join(group['artifacts'])})")
   if privacy.get("not_released"):
     lines.append(f"    trained for the comparison, not released: "

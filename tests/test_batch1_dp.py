@@ -1,4 +1,5 @@
-"""Paper mode's batch-1 loop (trainers/batch1_dp.py) against TF Privacy's DP Adam."""
+"""Paper mode's batch-1 loop (trainers/batch1_dp.py): its DP steps on Poisson batches against
+a reference and TF Privacy's DP Adam, its noise, its one trace."""
 
 import dataclasses
 
@@ -9,7 +10,8 @@ import tensorflow as tf
 
 from clinical_dp.simulators import simulate
 from trainers import accounting, batch1_dp, gan
-from trainers.dp_training import dp_adam
+# After trainers: trainers.dp_training skips TF Privacy's package __init__ (TF Probability).
+from tensorflow_privacy.privacy.optimizers import dp_optimizer_keras
 
 SPRINT_SPEC = simulate("sprint", patients=20)[1]
 # Paper mode's algorithm on small networks; no dropout, so that two runs can agree.
@@ -34,46 +36,92 @@ def _fixed_partner(generator, batch_size, latent_dim, positive_rate=0.5, rng=Non
   return (fake if isinstance(fake, list) else [fake]), labels
 
 
-def test_the_loop_takes_tf_privacy_steps_when_noise_is_off(monkeypatch):
-  """Noise off, clip binding: after a few steps the discriminator's weights are those of
-  TF Privacy's DPKerasAdamOptimizer taking the same steps on the same rows."""
+def test_the_loop_takes_the_dp_steps_of_poisson_batches_when_noise_is_off(monkeypatch):
+  """Noise off, clip binding: after steps of 1, 0, 2 and 3 rows, the discriminator's
+  weights are those of a reference that clips each row's gradient alone, sums them, and
+  takes Adam's step on the sum / 1 (the expected batch), an empty step on a zero
+  gradient. Its first step, of one row, is TF Privacy's DPKerasAdamOptimizer's own."""
   monkeypatch.setattr(gan, "sample_fake", _fixed_partner)
   config = dataclasses.replace(PAPER_SMALL, noise_multiplier=0.0, l2_norm_clip=0.05,
                                discriminator_learning_rate=1e-2, generator_learning_rate=0.0)
   layout = gan.PatientLayout.from_spec(SPRINT_SPEC)
   inputs, labels = _rows(layout, 12)
-  order = [np.array([i]) for i in (3, 7, 3, 0, 11)]
+  order = [np.array(rows, np.int64) for rows in
+           ([3], [], [7, 3], [0, 11, 5], [], [2], [6])]
   tf.random.set_seed(0)
   discriminator = gan.build_discriminator(layout, config)
-  start = [v.numpy() for v in discriminator.trainable_variables]
+  variables = discriminator.trainable_variables
+  start = [v.numpy() for v in variables]
   generator = gan.build_generator(layout, config)
 
-  reference = dp_adam(config.l2_norm_clip, 0.0, config.discriminator_learning_rate,
-                      config.beta_1)
-  norms = []
-  for index in order:
+  def row_loss(i):
     fake, fake_labels = gan.sample_fake(generator, 1, config.latent_dim)
-    with tf.GradientTape() as tape:
-      loss = gan.discriminator_example_losses(discriminator, [x[index] for x in inputs],
-                                              labels[index], fake, fake_labels)
-    norms.append(float(tf.linalg.global_norm(tape.gradient(
-        loss, discriminator.trainable_variables))))
-    gan.discriminator_dp_step(discriminator, generator, reference,
-                              [tf.constant(x[index]) for x in inputs],
-                              tf.constant(labels[index]), config.latent_dim)
-  want = [v.numpy() for v in discriminator.trainable_variables]
-  assert min(norms) > config.l2_norm_clip  # every step was clipped
+    return gan.discriminator_example_losses(discriminator, [x[i:i + 1] for x in inputs],
+                                            labels[i:i + 1], fake, fake_labels)
 
-  for variable, value in zip(discriminator.trainable_variables, start):
+  reference = dp_optimizer_keras.DPKerasAdamOptimizer(
+      l2_norm_clip=config.l2_norm_clip, noise_multiplier=0.0, num_microbatches=None,
+      learning_rate=config.discriminator_learning_rate, beta_1=config.beta_1)
+  norms = []
+  for step, rows in enumerate(order):
+    row_gradients = []
+    for i in rows:
+      with tf.GradientTape() as tape:
+        loss = row_loss(i)
+      row_gradients.append(tape.gradient(loss, variables))
+      norms.append(float(tf.linalg.global_norm(row_gradients[-1])))
+    if step == 0:  # once: eager, TF Privacy's per-example gradients take seconds a step
+      assert len(rows) == 1
+      with tf.GradientTape(persistent=True) as tape:
+        loss = row_loss(rows[0])
+      reference.minimize(loss, variables, tape=tape)
+    else:
+      clipped_sum = [tf.zeros_like(v) for v in variables]
+      for gradients in row_gradients:
+        clipped, _ = tf.clip_by_global_norm(gradients, config.l2_norm_clip)
+        clipped_sum = [s + c for s, c in zip(clipped_sum, clipped)]
+      # The DP optimizer's own Adam (its state), on the clipped sum over 1 (TF Privacy's
+      # step divides by the realized batch): Adam's apply_gradients, the class it
+      # extends, as its own refuses gradients it did not compute.
+      tf.keras.optimizers.legacy.Adam.apply_gradients(reference, zip(clipped_sum, variables))
+  want = [v.numpy() for v in variables]
+  assert min(norms) > config.l2_norm_clip  # every row was clipped
+
+  for variable, value in zip(variables, start):
     variable.assign(value)
   loop = batch1_dp.Batch1Training(discriminator, generator, config, inputs, labels,
                                   noise_seed=0, settings=batch1_dp.Batch1Settings(
-                                      steps_per_call=2))  # calls of 2, 2 and 1 steps
-  steps = [step for step, _, _, _ in loop.run(order)]
-  assert steps == [1, 2, 3, 4, 5]
-  for got, expect, before in zip(discriminator.trainable_variables, want, start):
+                                      steps_per_call=3))  # calls of 3, 3 and 1 steps
+  taken = list(loop.run(order))
+  assert [step for step, _, _, _ in taken] == [1, 2, 3, 4, 5, 6, 7]
+  assert [settled for _, _, _, settled in taken] == [False, False, True] * 2 + [True]
+  assert [d_loss is None for _, d_loss, _, _ in taken] == [len(r) == 0 for r in order]
+  for got, expect, before in zip(variables, want, start):
     assert not np.allclose(got.numpy(), before)
     np.testing.assert_allclose(got.numpy(), expect, rtol=1e-4, atol=1e-6)
+
+
+def test_one_trace_runs_batches_and_calls_of_any_size():
+  """The loop's graph, traced on its first call, runs every later call: Poisson batches
+  of any size and calls of any number of steps, without tracing again."""
+  config = PAPER_SMALL
+  layout = gan.PatientLayout.from_spec(SPRINT_SPEC)
+  inputs, labels = _rows(layout, 12)
+  loop = batch1_dp.Batch1Training(gan.build_discriminator(layout, config),
+                                  gan.build_generator(layout, config), config, inputs, labels,
+                                  noise_seed=0, settings=batch1_dp.Batch1Settings(
+                                      steps_per_call=4))
+  step = 1
+  for batches in ([[1]], [[], [2, 5], [0, 1, 2, 3, 4, 5, 6, 7], []], [[], []],
+                  [[9, 10, 11], [4]]):
+    taken = list(loop.run([np.array(b, np.int64) for b in batches], first_step=step))
+    assert [s for s, _, _, _ in taken] == list(range(step, step + len(batches)))
+    assert all(np.isfinite(g) and (d is None) == (len(b) == 0)
+               for (_, d, g, _), b in zip(taken, batches))
+    step += len(batches)
+    assert loop.tracing_count == 1  # and once only: Adam's variables exist before it
+  with pytest.raises(ValueError, match="vector of row indices"):
+    list(loop.run([np.array([[1, 2]])]))
 
 
 def test_noise_is_gaussian_with_the_configured_scale():
@@ -90,7 +138,7 @@ def test_noise_is_gaussian_with_the_configured_scale():
   def handed_to_adam(optimizer, noise):
     seen = []
     optimizer.adam.apply_gradients = lambda pairs: seen.extend(g for g, _ in pairs)
-    optimizer.apply(gradients, variables, noise)
+    optimizer.apply([gradients], variables, noise)
     return np.concatenate([g.numpy().ravel() for g in seen])
 
   optimizer = batch1_dp.Batch1DpAdam(config.l2_norm_clip, config.noise_multiplier,
@@ -127,13 +175,13 @@ def test_step_noise_is_a_function_of_seed_and_step():
   assert np.std(draws) == pytest.approx(2.0, rel=0.02) and abs(stats.kurtosis(draws)) < 0.05
 
 
-def test_the_loop_runs_for_fixed_batches_of_one_only():
+def test_the_loop_runs_for_poisson_batches_of_expected_size_one_only():
   plan = accounting.PrivacyPlan(num_examples=100, batch_size=1, noise_multiplier=1.0,
-                                epochs=1, delta=1e-5, sampling="fixed")
+                                epochs=1, delta=1e-5, sampling="poisson")
   assert batch1_dp.applies(gan.paper_config(), plan)
   assert not batch1_dp.applies(dataclasses.replace(gan.paper_config(), dp_method="tf_privacy"),
                                plan)
-  assert not batch1_dp.applies(gan.paper_config(), dataclasses.replace(plan, sampling="poisson"))
+  assert not batch1_dp.applies(gan.paper_config(), dataclasses.replace(plan, sampling="fixed"))
   assert not batch1_dp.applies(gan.paper_config(), dataclasses.replace(plan, batch_size=4))
 
 
@@ -145,8 +193,9 @@ def test_paper_mode_training_runs_the_batch1_loop(tmp_path):
   data, _ = write_simulated(str(tmp_path), *simulate("sprint", patients=120, seed=1))
   inputs, labels = features.encode_table(validate_table(data, SPRINT_SPEC).table, SPRINT_SPEC)
   logs = []
-  trained = gan_trainer.train_gan(inputs, labels, SPRINT_SPEC, PAPER_SMALL,
-                                  dp_training.PrivacyBudget(10.0, 1e-5), seed=0,
+  budget = dp_training.PrivacyBudget(10.0, 1e-5)
+  assert batch1_dp.applies(PAPER_SMALL, dp_training.plan_for(len(labels), PAPER_SMALL, budget))
+  trained = gan_trainer.train_gan(inputs, labels, SPRINT_SPEC, PAPER_SMALL, budget, seed=0,
                                   log=logs.append)
   assert trained.record.steps == len(labels) and trained.record.batch_size == 1
   assert any("epoch 1/1" in line and "steps/s" in line for line in logs)

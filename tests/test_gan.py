@@ -131,7 +131,7 @@ def _tiny_training(tmp_path, epochs=2, budget=None, noise_multiplier=3.0, **over
 def test_training_reports_progress_and_a_privacy_record_within_budget(tmp_path):
   trained, logs, labels = _tiny_training(tmp_path)
   record = trained.record
-  assert record.sampling == "fixed" and record.accountant == "rdp"
+  assert record.sampling == "poisson" and record.accountant == "rdp"
   assert record.num_examples == len(labels)
   assert record.steps == int(np.ceil(2 * len(labels) / 32))
   assert 0 < record.epsilon <= 10.0

@@ -78,7 +78,7 @@ def _weights(model):
   return [w.numpy() for w in model.weights]
 
 
-# Paper mode's batch-1 loop (trainers/batch1_dp.py): batch 1, fixed-size sampling,
+# Paper mode's batch-1 loop (trainers/batch1_dp.py): expected batch 1, Poisson sampling,
 # noise a function of (seed, step), many steps per call.
 BATCH1 = dict(batch_size=1, statistics_share=0.0)
 

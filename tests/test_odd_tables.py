@@ -81,7 +81,7 @@ def test_fit_batch_to_data_caps_the_batch_at_the_rows_and_says_so(config, rows):
   assert fitted.batch_size == min(config.batch_size, rows)
   assert dataclasses.replace(fitted, batch_size=config.batch_size) == config
   assert bool(lines) == (rows < config.batch_size)
-  # The accountant accepts the fitted plan, fixed-size and Poisson alike.
+  # The accountant accepts the fitted plan, one row per patient or several.
   for max_rows in (1, 3):
     plan = dp_training.plan_for(rows, dataclasses.replace(fitted, noise_multiplier=5.0),
                                 BUDGET, max_rows_per_patient=max_rows)

@@ -18,6 +18,7 @@ from clinical_dp.validation import validate_table, write_prepared_input
 from components.anomaly_gate import DataAnomaliesError
 from pipelines.config import default_config
 from pipelines.metadata import read_outputs
+from tests import privacy_recompute
 from tests.conftest import PROJECT_ROOT, run_cli
 from tests.test_pipeline_e2e import (COMPONENTS, _bytes, _outputs_by_key, _split_examples,
                                      randomness_of_every_record,
@@ -57,6 +58,11 @@ def test_tfx_cli_run_writes_the_release(tfx_cli_run, sprint_dir):
   # The table has five sites; all DP algorithms train, the default releases Dopamine's.
   assert {f.split("/")[1] for f in files if f.startswith("federated/")} == {"dopamine"}
   privacy = json.loads((run_dir / "release" / "privacy.json").read_text())
+  # An outside reviewer's recomputation of every released record from its own fields
+  # (tests/privacy_recompute.py) is never above the stated epsilon.
+  for key, record in privacy["artifacts"].items():
+    assert record["relation"] == "one patient added or removed", key
+    assert privacy_recompute.recomputed_epsilon(record) <= record["epsilon"] * 1.001, key
   assert privacy["not_released"] == [
       "federated/central_dp", "federated/cyclical", "federated/dp_fedavg", "federated/local_dp"]
   # The simulator's ids (clinical_dp/simulators/sprint.py).

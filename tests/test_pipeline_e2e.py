@@ -15,6 +15,7 @@ from clinical_dp.names import SIGNATURE_INPUTS_FILE, ColumnKeys
 from clinical_dp.spec import load_spec
 from pipelines.metadata import read_outputs
 from pipelines.splits import example_gen_splits
+from tests import privacy_recompute
 from tests.conftest import run_cli
 from tests.real_shaped import odd_icu, small_two_centre_trial, write_table
 
@@ -196,16 +197,21 @@ def test_released_models_carry_privacy_records_within_budget(icu_run):
   assert generator["label_count_noise_multiplier"] > 0 and 0 < generator["positive_rate"] < 1
   # The copula's marginals and correlation are charged with the DP steps (issue 13).
   assert len(generator["released_noise_multipliers"]) == 2
-  # Released together: the trained artifacts per patient add up (basic composition), the
-  # synthetic table is post-processing of the generator, dp_fedavg's per-site guarantee
-  # is stated beside the total.
+  # Released together: every trained artifact is accounted for one patient added or
+  # removed (dp_fedavg too, with its site's update moving by 2 clips), so all add up
+  # (basic composition); the synthetic table is post-processing of the generator.
   together = privacy["all_released_together"]
-  per_patient = [k for k, r in privacy["artifacts"].items()
-                 if k != "synthetic" and not r["unit"].startswith("site")]
-  assert sorted(together["artifacts"]) == sorted(per_patient)
+  trained = [k for k in privacy["artifacts"] if k != "synthetic"]
+  assert together["relation"] == "one patient added or removed"
+  assert sorted(together["artifacts"]) == sorted(trained)
+  assert "other_relations" not in together
   assert together["epsilon"] == pytest.approx(
-      sum(privacy["artifacts"][k]["epsilon"] for k in per_patient))
-  assert together["other_units"]["site"]["artifacts"] == ["federated/dp_fedavg"]
+      sum(privacy["artifacts"][k]["epsilon"] for k in trained))
+  # An outside reviewer's recomputation of every released record from its own fields.
+  for key, record in privacy["artifacts"].items():
+    assert record["relation"] == "one patient added or removed", key
+    assert privacy_recompute.recomputed_epsilon(record) <= record["epsilon"] * 1.001, key
+  assert "one patient added or removed" in (output / "release" / "PRIVACY.md").read_text()
   assert "epsilon so far" in result.stdout and "steps/s" in result.stdout
   # The non-private twin exists for comparison but is not among the released models.
   twin = os.path.join(_outputs_by_key(str(output))["NonPrivateTwinTrainer.model"]["uri"],
@@ -269,7 +275,7 @@ def release_holds_only_recorded_artifacts(run_dir):
   for artifact in expected:
     assert f"### {artifact}\n" in text, artifact
   together = privacy["all_released_together"]
-  assert f"Per patient: epsilon {together['epsilon']:.3f}" in text
+  assert f"Per patient (one patient added or removed): epsilon {together['epsilon']:.3f}" in text
   for artifact in withheld:
     assert f"### {artifact}\n" not in text and artifact in privacy["federated"]
   return files

@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from clinical_dp import sensitivity
 from components import release
 from federated import config as federated_config
 from trainers import accounting
@@ -48,7 +49,8 @@ def pipeline_outputs(tmp_path):
   _artifact(federated / "models" / "dopamine", {"saved_model.pb": "d"},
             _record(2.0, algorithm="dopamine", sampling="poisson"))
   _artifact(federated / "models" / "dp_fedavg", {"saved_model.pb": "f"},
-            _record(3.0, unit="site (client level)", algorithm="dp_fedavg"))
+            _record(3.0, unit="site (client level)", algorithm="dp_fedavg",
+                    relation=sensitivity.SITE_RELATION))
   return synthetic, generator, classifier, str(federated)
 
 
@@ -71,14 +73,17 @@ def test_release_holds_exactly_the_recorded_artifacts_and_privacy_md(pipeline_ou
       "federated/dopamine/saved_model.pb", "federated/dopamine/privacy_record.json",
       "federated/dp_fedavg/saved_model.pb", "federated/dp_fedavg/privacy_record.json"])
   # Basic composition per patient; the synthetic table is post-processing of the generator;
-  # the site-level guarantee is stated beside the total, not added to it.
+  # a guarantee under another relation (a site added or removed) is stated beside the
+  # total, not added to it.
   together = privacy["all_released_together"]
   assert together["epsilon"] == pytest.approx(0.9 + 0.8 + 2.0)
   assert together["delta"] == pytest.approx(3e-5)
   assert together["artifacts"] == ["dp_classifier", "federated/dopamine", "generator"]
   assert "synthetic" in together["post_processing"]
-  assert together["other_units"]["site"]["artifacts"] == ["federated/dp_fedavg"]
-  assert together["other_units"]["site"]["epsilon"] == pytest.approx(3.0)
+  assert together["relation"] == "one patient added or removed"
+  other = together["other_relations"][sensitivity.SITE_RELATION]
+  assert other["artifacts"] == ["federated/dp_fedavg"]
+  assert other["epsilon"] == pytest.approx(3.0)
   assert json.loads(open(os.path.join(destination, "privacy.json")).read()) == privacy
   text = open(os.path.join(destination, "PRIVACY.md"), encoding="utf-8").read()
   assert "epsilon 3.700 at delta 3e-05" in text
@@ -87,7 +92,10 @@ def test_release_holds_exactly_the_recorded_artifacts_and_privacy_md(pipeline_ou
     assert f"### {name}\n" in text
   for what in ("- unit: patient", "- delta: 1e-05", "- accountant: rdp", "- sampling: poisson",
                "- selection on real data: none", "post-processing of the generator",
-               "per site: epsilon 3.000", "Federated learning ran"):
+               "one site added or removed: epsilon 3.000", "Federated learning ran",
+               "Per patient (one patient added or removed): epsilon 3.700",
+               "- neighbouring relation: one patient added or removed (adding or removing "
+               "one patient"):
     assert what in text, what
 
 
@@ -98,7 +106,7 @@ def test_a_second_release_replaces_the_first_and_a_run_without_federated_says_so
   found = release.candidates(*pipeline_outputs[:3], None)
   privacy = release.write_release(found, destination, "odd", federated_ran=False)
   assert not os.path.exists(os.path.join(destination, "federated"))
-  assert "other_units" not in privacy["all_released_together"]
+  assert "other_relations" not in privacy["all_released_together"]
   assert privacy["federated"].startswith("was not run")
   assert "Federated learning was not run" in open(os.path.join(destination, "PRIVACY.md")).read()
 
@@ -113,7 +121,7 @@ def test_only_the_chosen_federated_models_are_released_and_the_rest_named(pipeli
   assert not os.path.exists(os.path.join(destination, "federated", "dp_fedavg"))
   assert os.path.isfile(os.path.join(destination, "federated", "dopamine", "saved_model.pb"))
   assert privacy["not_released"] == ["federated/dp_fedavg"]
-  assert "other_units" not in privacy["all_released_together"]  # its guarantee is not owed
+  assert "other_relations" not in privacy["all_released_together"]  # its guarantee is not owed
   text = open(os.path.join(destination, "PRIVACY.md"), encoding="utf-8").read()
   assert "### federated/dp_fedavg" not in text
   assert "federated/dp_fedavg were trained for the report's comparison and are not " \

@@ -4,17 +4,24 @@ One function turns a training plan into an epsilon: `compute_epsilon`. Everythin
 that reports a privacy guarantee in this project goes through it, so the sampling
 assumption, the accountant and the privacy unit are always stated with the number.
 
+Relation: every plan the trainers make is accounted under "one patient added or
+removed" (clinical_dp/sensitivity.py, which derives each sensitivity below), and
+dp-accounting is given each Gaussian's noise standard deviation over its L2 sensitivity
+under that relation, never a sensitivity of another relation.
+
 Sampling:
-  poisson  each example enters each step independently with probability B/N
-           (add-or-remove-one adjacency), the assumption of the DP-SGD analyses.
-  fixed    batches of exactly B drawn without replacement (replace-one adjacency);
-           RDP only, as dp-accounting has no PLD analysis for it, and one row per
-           patient only (its analysis has no group form; patients with several rows
-           are trained and accounted with poisson sampling).
+  poisson  each example enters each step independently with probability B/N, the
+           assumption of the DP-SGD analyses; add-or-remove-one relation; every trainer.
+  fixed    batches of exactly B drawn without replacement: the replace-one relation,
+           under which one example moves the clipped sum by 2 C, so the noise multiplier
+           is halved for the accountant. RDP only (dp-accounting has no PLD analysis for
+           it), one row per patient, DP-SGD steps only (no released statistics), and
+           never in a release (its relation is not the release's): kept for
+           `clinical-dp privacy --sampling fixed`, to compare with tools that use it.
 Microbatches: TF Privacy clips each microbatch; with more than one example per
-  microbatch, one patient can move a clipped microbatch by up to twice the clip under
-  replace-one, so the effective noise multiplier halves (TF Privacy's
-  `used_microbatching`). Per-example clipping (the default here) has no such cost.
+  microbatch, one patient can move a clipped microbatch by up to twice the clip (TF
+  Privacy's `used_microbatching`). Per-example clipping (the default here) has no such
+  cost.
 Patients with several rows: a patient with up to k rows is present in a step with
   probability 1 - (1 - q)^k under Poisson sampling and moves the clipped sum by at
   most k clips, so the patient-level guarantee is that of a sampled Gaussian with that
@@ -24,8 +31,8 @@ Released counts: a trainer may also release a noisy count (the GAN's label rate)
   multiplier sigma_count / k for the patient.
 Released statistics: Gaussian mechanisms on whole-table statistics (the generator's
   marginals and correlations, trainers/dp_statistics.py), each given as its noise
-  multiplier relative to one row's L2 sensitivity, composed once each, sigma / k for the
-  patient. A plan of statistics alone has epochs 0 (no training steps).
+  multiplier relative to one row's L2 sensitivity under add-or-remove, composed once
+  each, sigma / k for the patient. A plan of statistics alone has epochs 0.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ from typing import Dict, Optional, Tuple
 
 import dp_accounting
 from dp_accounting import pld, rdp
+
+from clinical_dp import sensitivity
 
 ACCOUNTANTS = ("rdp", "pld")
 SAMPLINGS = ("poisson", "fixed")
@@ -86,6 +95,11 @@ class PrivacyPlan:
       raise ValueError("fixed-size sampling is accounted for one row per patient only; with "
                        f"up to {self.max_rows_per_patient} rows per patient use --sampling "
                        "poisson")
+    if self.sampling == "fixed" and (self.released_noise_multipliers
+                                     or self.label_count_noise_multiplier):
+      raise ValueError("fixed-size sampling (replace-one) is accounted for DP-SGD steps "
+                       "only; released statistics are accounted with poisson sampling "
+                       "(add or remove one patient)")
     if self.examples_per_microbatch < 1 or self.max_rows_per_patient < 1:
       raise ValueError("examples_per_microbatch and max_rows_per_patient must be >= 1")
     if self.label_count_noise_multiplier < 0:
@@ -107,6 +121,16 @@ class PrivacyPlan:
   def unit(self) -> str:
     return "patient" if self.max_rows_per_patient > 1 else "example (one row per patient)"
 
+  @property
+  def relation(self) -> str:
+    return sensitivity.REPLACE_ONE if self.sampling == "fixed" else sensitivity.RELATION
+
+  @property
+  def expected_batch_size(self) -> float:
+    """The batch a step's noisy sum is divided by: q N, a public constant (dividing by
+    the realized Poisson batch would make the step's scale depend on who was drawn)."""
+    return float(self.batch_size)
+
 
 @dataclasses.dataclass(frozen=True)
 class PrivacyRecord:
@@ -127,21 +151,30 @@ class PrivacyRecord:
   max_rows_per_patient: int
   label_count_noise_multiplier: float
   released_noise_multipliers: Tuple[float, ...] = ()
+  relation: str = sensitivity.RELATION
+  # The clipped-gradient sum's L2 sensitivity under `relation`, in clips (C), per patient.
+  step_sensitivity_in_clips: float = 1.0
 
   def to_dict(self) -> Dict:
     return dataclasses.asdict(self)
 
 
+def step_sensitivity_in_clips(plan: PrivacyPlan) -> float:
+  """The clipped-gradient sum's L2 sensitivity under the plan's relation, in clips."""
+  return sensitivity.clipped_sum(1.0, plan.max_rows_per_patient,
+                                 plan.examples_per_microbatch,
+                                 replace_one=plan.sampling == "fixed")
+
+
 def _unit_mechanism(plan: PrivacyPlan):
-  """Sampling rate and noise multiplier of one step for the privacy unit."""
-  sigma = plan.noise_multiplier
-  if plan.examples_per_microbatch > 1:
-    sigma /= 2.0
+  """Sampling rate and accounted noise multiplier (noise sd / sensitivity) of one step
+  for the privacy unit."""
   k = plan.max_rows_per_patient
   p = plan.sampling_probability
   # 1 - (1 - p)^k; a batch of every row (p = 1, a small table) includes the patient surely.
   q = -math.expm1(k * math.log1p(-p)) if k > 1 and p < 1 else p
-  return min(q, 1.0), sigma / k
+  return min(q, 1.0), sensitivity.accounted_multiplier(plan.noise_multiplier,
+                                                       step_sensitivity_in_clips(plan))
 
 
 def _dp_event(plan: PrivacyPlan, noise_multiplier: float, q: float):
@@ -154,6 +187,8 @@ def _dp_event(plan: PrivacyPlan, noise_multiplier: float, q: float):
       step = dp_accounting.SampledWithoutReplacementDpEvent(
           plan.num_examples, plan.batch_size, gaussian)
     events.append(dp_accounting.SelfComposedDpEvent(step, plan.steps))
+  # Each release's multiplier is relative to one row's sensitivity; a patient's k rows
+  # move it k times as far (sensitivity.histograms, .count, .second_moment).
   k = plan.max_rows_per_patient
   releases = list(plan.released_noise_multipliers)
   if plan.label_count_noise_multiplier:
@@ -166,7 +201,7 @@ def _accountant(plan: PrivacyPlan):
   if plan.accountant == "pld":
     return pld.PLDAccountant()
   relation = (dp_accounting.NeighboringRelation.REPLACE_ONE if plan.sampling == "fixed"
-              else dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE)
+              else sensitivity.ACCOUNTING_RELATION)
   return rdp.RdpAccountant(list(RDP_ORDERS), relation)
 
 
@@ -188,7 +223,8 @@ def compute_epsilon(plan: PrivacyPlan) -> PrivacyRecord:
       examples_per_microbatch=plan.examples_per_microbatch,
       max_rows_per_patient=plan.max_rows_per_patient,
       label_count_noise_multiplier=plan.label_count_noise_multiplier,
-      released_noise_multipliers=plan.released_noise_multipliers)
+      released_noise_multipliers=plan.released_noise_multipliers, relation=plan.relation,
+      step_sensitivity_in_clips=step_sensitivity_in_clips(plan))
 
 
 def noise_for_target_epsilon(plan: PrivacyPlan, target_epsilon: float,

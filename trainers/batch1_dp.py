@@ -1,32 +1,48 @@
-"""Paper mode's DP AC-GAN steps at batch 1: the same DP update, many steps per call.
+"""Paper mode's DP AC-GAN steps at expected batch 1: the DP update, many steps per call.
 
-SPRINT_gan trains with one patient per step (batch 1, fixed-size sampling), so its DP
-update needs no per-example machinery: the batch's gradient is the one example's.
-One step here is exactly what TF Privacy's DPKerasAdamOptimizer does at batch 1:
+SPRINT_gan trains with one patient per step on average: its batches are Poisson samples
+(each training row enters each step independently with probability q = 1/N, so a batch
+holds 0, 1, 2, ... rows: at q = 1/N about 37% of steps are empty, 37% hold one row, 18%
+two). One step here, with C the clip, sigma the noise multiplier and B = 1 the expected
+batch (the plan's batch_size, a public constant):
 
-  g  = gradient of the example's AC-GAN loss (real patient i and its generated partner)
-  g <- g * min(1, C / |g|)               (global L2 norm over all discriminator weights)
-  g <- g + N(0, (noise_multiplier C)^2)  (per coordinate; divided by the batch size, 1)
-  Adam(learning rate, beta_1) on g       (the fused kernel of Keras 2's legacy Adam)
+  g_i = gradient of row i's AC-GAN example loss (real patient i and its own generated
+        partner), for each row i of the step's batch
+  s   = sum_i g_i * min(1, C / |g_i|)    (each row clipped alone, to global L2 norm C
+                                         over all discriminator weights)
+  u   = (s + N(0, (sigma C)^2)) / B      (noise per coordinate; B, never the realized
+                                         batch size, whose value depends on who was drawn)
+  Adam(learning rate, beta_1) on u       (the fused kernel of Keras 2's legacy Adam)
 
-followed by the generator's own step(s), as trainers/gan.py defines them. The privacy
-accounting is the plan's, unchanged. What differs is only where the time goes. At
-SPRINT_gan's size (417 k discriminator weights) a batch-1 step is a handful of passes
-over the weights, and measured here (benchmarks/gan_training_time.py, 2 shared cores)
-the largest of them was drawing the noise: TensorFlow's Philox and Box-Muller took
-several milliseconds per step for 417 k normals. So:
+followed by the generator's own step(s), as trainers/gan.py defines them. An empty
+batch still takes the step: s = 0, so u is the noise alone, through Adam, and the
+generator's step(s) follow every planned step. Adding or removing a patient's row adds
+or removes one clipped term of s, so under "one patient added or removed" s has L2
+sensitivity C (k C for a patient with k rows, which trainers/accounting.py accounts
+for), and each step is the Poisson-sampled Gaussian mechanism (rate q, noise multiplier
+sigma) that the plan accounts. At a one-row batch the step is TF Privacy's
+DPKerasAdamOptimizer's.
+
+What differs from a per-step trainer is only where the time goes. At SPRINT_gan's size
+(417 k discriminator weights) a step is a handful of passes over the weights, and
+measured here (benchmarks/gan_training_time.py, 2 shared cores) the largest of them was
+drawing the noise: TensorFlow's Philox and Box-Muller took several milliseconds per step
+for 417 k normals. So:
 
 * The noise comes from NumPy (`StepNoise`): a pure function of (seed, step), so a
   resumed run draws the same noise, drawn in a background thread for the next block
   of steps while TensorFlow runs the current one (the second core), and handed to
   TensorFlow in place (DLPack), not copied.
-* Many steps run in one tf.function call (a graph while loop over precomputed batch
-  indices), under TensorFlow's single-threaded executor: the step's ops are small, and
-  handing them between threads cost more than it bought. For the same reason paper
-  mode asks TensorFlow for one intra-op thread (`use_one_intra_op_thread`, which only
-  works before TensorFlow's runtime starts: `clinical-dp run --mode paper` calls it).
-* The clipped, noised gradient goes straight into Adam (TF Privacy also sums a
-  microbatch accumulator and divides it by one).
+* Many steps run in one tf.function call (a graph while loop over the steps, and within
+  a step a while loop over its rows), under TensorFlow's single-threaded executor: the
+  step's ops are small, and handing them between threads cost more than it bought. For
+  the same reason paper mode asks TensorFlow for one intra-op thread
+  (`use_one_intra_op_thread`, which only works before TensorFlow's runtime starts:
+  `clinical-dp run --mode paper` calls it). A call takes its steps' rows as one flat
+  vector and a row count per step, of any lengths, so it is traced once.
+* A step's noise row is the starting value of its sum, and each clipped gradient is
+  added to it: no pass over the weights to zero an accumulator, and a one-row step
+  costs what a fixed batch of one did.
 """
 
 from __future__ import annotations
@@ -55,10 +71,10 @@ class Batch1Settings:
 
 
 def applies(config: gan.GanConfig, plan: accounting.PrivacyPlan) -> bool:
-  """Whether the config asks for the fused loop and the plan's batches are single rows
-  drawn at fixed size (Poisson batches vary in size; they take the per-step path)."""
+  """Whether the config asks for the fused loop and the plan's batches are Poisson
+  samples of expected size 1: the steps the loop takes, as the plan accounts them."""
   return (config.dp_method == gan.BATCH1_METHOD and plan.batch_size == 1
-          and plan.sampling == "fixed")
+          and plan.sampling == "poisson")
 
 
 def use_one_intra_op_thread() -> bool:
@@ -150,27 +166,44 @@ def _aligned_empty(shape: Tuple[int, ...]) -> np.ndarray:
 
 
 class Batch1DpAdam:
-  """DP Adam for one example per step, given the noise: clip the example's gradient to
-  global L2 norm C (tf.clip_by_global_norm, as TF Privacy's Gaussian query), add the
-  noise, Adam. Adam is Keras 2's legacy Adam (one fused ResourceApplyAdam per weight),
-  the class TF Privacy's DPKerasAdamOptimizer extends, so its state is the same."""
+  """DP Adam of the loop, given the noise: each row's gradient clipped alone to global L2
+  norm C (tf.clip_by_global_norm, as TF Privacy's Gaussian query), the clipped gradients
+  summed onto the noise, the sum divided by the expected batch, Adam. Adam is Keras 2's
+  legacy Adam (one fused ResourceApplyAdam per weight), the class TF Privacy's
+  DPKerasAdamOptimizer extends, so its state is the same."""
 
   def __init__(self, l2_norm_clip: float, noise_multiplier: float, learning_rate: float,
-               beta_1: float):
+               beta_1: float, expected_batch_size: float = 1.0):
     self.l2_norm_clip, self.noise_multiplier = float(l2_norm_clip), float(noise_multiplier)
+    self.expected_batch_size = float(expected_batch_size)
     self.adam = tf.keras.optimizers.legacy.Adam(learning_rate, beta_1=beta_1)
 
   @property
   def noise_stddev(self) -> float:
     return self.l2_norm_clip * self.noise_multiplier
 
-  def apply(self, gradients: Sequence[tf.Tensor], variables: Sequence[tf.Variable],
-            noise: Sequence[tf.Tensor]) -> tf.Tensor:
-    """One update; `noise` is N(0, noise_stddev^2) shaped like the variables. Returns the
-    gradient's norm before clipping."""
-    clipped, norm = tf.clip_by_global_norm(list(gradients), self.l2_norm_clip)
-    self.adam.apply_gradients(zip([g + z for g, z in zip(clipped, noise)], variables))
-    return norm
+  def clip(self, gradients: Sequence[tf.Tensor]) -> Tuple[List[tf.Tensor], tf.Tensor]:
+    """One row's gradient clipped to global L2 norm C, and its norm before clipping."""
+    return tf.clip_by_global_norm(list(gradients), self.l2_norm_clip)
+
+  def step(self, noised_sum: Sequence[tf.Tensor], variables: Sequence[tf.Variable]) -> None:
+    """Adam on noised_sum (the clipped gradients' sum plus the noise) / expected batch."""
+    if self.expected_batch_size != 1.0:  # at 1, no pass over the weights for nothing
+      noised_sum = [g / self.expected_batch_size for g in noised_sum]
+    self.adam.apply_gradients(zip(noised_sum, variables))
+
+  def apply(self, row_gradients: Sequence[Sequence[tf.Tensor]],
+            variables: Sequence[tf.Variable], noise: Sequence[tf.Tensor]) -> List[tf.Tensor]:
+    """One update from the gradients of a step's rows, one list per row (none for an
+    empty batch); `noise` is N(0, noise_stddev^2) shaped like the variables. Returns each
+    row's gradient norm before clipping."""
+    noised_sum, norms = list(noise), []
+    for gradients in row_gradients:
+      clipped, norm = self.clip(gradients)
+      noised_sum = [s + c for s, c in zip(noised_sum, clipped)]
+      norms.append(norm)
+    self.step(noised_sum, variables)
+    return norms
 
 
 class Batch1Training:
@@ -183,21 +216,37 @@ class Batch1Training:
     self.discriminator, self.generator, self.config = discriminator, generator, config
     self.latent_rng = latent_rng  # generated patients' draws (gan.TrainingRandomness)
     self.settings = settings
+    # The expected batch is the plan's batch_size, the config's (plan_for copies it).
     self.d_optimizer = Batch1DpAdam(config.l2_norm_clip, config.noise_multiplier,
-                                    config.discriminator_learning_rate, config.beta_1)
+                                    config.discriminator_learning_rate, config.beta_1,
+                                    expected_batch_size=config.batch_size)
     # Legacy Adam: the same update as gan.generator_optimizer's, in one fused kernel.
     self.g_optimizer = tf.keras.optimizers.legacy.Adam(config.generator_learning_rate,
                                                        beta_1=config.beta_1)
     variables = discriminator.trainable_variables
+    # Adam's variables made here, not by the first trace: a tf.function whose trace makes
+    # variables is traced a second time, which doubled the first call's time.
+    self.d_optimizer.adam._create_all_weights(variables)  # pylint: disable=protected-access
+    self.g_optimizer._create_all_weights(  # pylint: disable=protected-access
+        generator.trainable_variables)
     self.noise = StepNoise([v.shape for v in variables], noise_seed,
                            self.d_optimizer.noise_stddev)
     self._inputs = [tf.constant(x) for x in inputs]
     self._labels = tf.constant(labels.reshape(-1, 1).astype(np.int32))
+    # Every length is None: Poisson batches of any size, and calls of any number of
+    # steps, run the one graph traced on the first call.
     self._run = tf.function(self._steps, autograph=False, input_signature=[
-        tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None, self.noise.row_size))])
+        tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.int32),
+        tf.TensorSpec((None, self.noise.row_size))])
 
-  def _one_step(self, index: tf.Tensor, noise: List[tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor]:
-    """One discriminator DP step on row `index`, then the generator's step(s)."""
+  @property
+  def tracing_count(self) -> int:
+    """How many times the loop's graph has been traced (1 after any number of calls)."""
+    return self._run.experimental_get_tracing_count()
+
+  def _row_gradient(self, index: tf.Tensor) -> Tuple[tf.Tensor, List[tf.Tensor]]:
+    """Row `index`'s example loss, paired with a generated partner drawn for it, and the
+    loss's gradient."""
     config, discriminator = self.config, self.discriminator
     real = [tf.gather(x, index[tf.newaxis]) for x in self._inputs]
     real_labels = tf.gather(self._labels, index[tf.newaxis])
@@ -208,22 +257,42 @@ class Batch1Training:
     # generated] was slower here (its batch-2 matmuls leave oneDNN's matrix-vector path).
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(variables)
-      d_loss = tf.reduce_sum(gan.discriminator_example_losses(
+      loss = tf.reduce_sum(gan.discriminator_example_losses(
           discriminator, real, real_labels, [tf.stop_gradient(f) for f in fake],
           fake_labels))
-    self.d_optimizer.apply(tape.gradient(d_loss, variables), variables, noise)
-    g_loss = tf.constant(0.0)
-    for _ in range(config.generator_steps):  # no real data involved
-      g_loss = gan.generator_step(self.generator, discriminator, self.g_optimizer, 1,
-                                  config.latent_dim, latent_rng=self.latent_rng)
-    return d_loss, g_loss
+    return loss, tape.gradient(loss, variables)
 
-  def _steps(self, indices: tf.Tensor, noise: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-    """Steps on rows `indices`, step i with noise row i."""
-    count = tf.shape(indices)[0]
+  def _one_step(self, rows: tf.Tensor, noise: List[tf.Tensor]
+                ) -> Tuple[tf.Tensor, tf.Tensor]:
+    """One DP step on `rows` (any number of them, none included): the discriminator's,
+    then the generator's step(s). Returns the sum of the rows' losses and the generator's
+    loss."""
+    count = tf.shape(rows)[0]
+
+    def add_row(j, loss_sum, *noised_sum):
+      loss, gradients = self._row_gradient(rows[j])
+      clipped, _ = self.d_optimizer.clip(gradients)
+      return (j + 1, loss_sum + loss, *[s + c for s, c in zip(noised_sum, clipped)])
+
+    # The sum starts as the noise: an empty batch's update is the noise alone.
+    _, loss_sum, *noised_sum = tf.while_loop(
+        lambda j, *_: j < count, add_row, (tf.constant(0), tf.constant(0.0), *noise))
+    self.d_optimizer.step(noised_sum, self.discriminator.trainable_variables)
+    g_loss = tf.constant(0.0)
+    for _ in range(self.config.generator_steps):  # no real data involved
+      g_loss = gan.generator_step(self.generator, self.discriminator, self.g_optimizer, 1,
+                                  self.config.latent_dim, latent_rng=self.latent_rng)
+    return loss_sum, g_loss
+
+  def _steps(self, rows: tf.Tensor, counts: tf.Tensor, noise: tf.Tensor
+             ) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Steps in order: step i on the next counts[i] of `rows`, with noise row i."""
+    count = tf.shape(counts)[0]
+    starts = tf.cumsum(counts, exclusive=True)
 
     def body(i, d_losses, g_losses):
-      d_loss, g_loss = self._one_step(indices[i], self.noise.weights(noise[i]))
+      d_loss, g_loss = self._one_step(rows[starts[i]:starts[i] + counts[i]],
+                                      self.noise.weights(noise[i]))
       return i + 1, d_losses.write(i, d_loss), g_losses.write(i, g_loss)
 
     _, d_losses, g_losses = tf.while_loop(
@@ -231,22 +300,23 @@ class Batch1Training:
         (tf.constant(0), tf.TensorArray(tf.float32, count), tf.TensorArray(tf.float32, count)))
     return d_losses.stack(), g_losses.stack()
 
-  def _call(self, indices: np.ndarray, noise: np.ndarray):
+  def _call(self, rows: np.ndarray, counts: np.ndarray, noise: np.ndarray):
     # TensorFlow copies a NumPy argument (about 2 MB a step here, into freshly mapped
     # pages); through DLPack it reads the aligned buffer in place. The buffer is not
     # written again until this call has returned (run's double buffering).
     assert noise.flags.c_contiguous and noise.ctypes.data % _ALIGN_BYTES == 0
     noise = tf.experimental.dlpack.from_dlpack(noise.__dlpack__())
     if not self.settings.single_threaded_executor:
-      return self._run(indices, noise)
+      return self._run(rows, counts, noise)
     # Every call, the first (which instantiates the graph) included, under this executor.
     with tf.experimental.function_executor_type("SINGLE_THREADED_EXECUTOR"):
-      return self._run(indices, noise)
+      return self._run(rows, counts, noise)
 
   def run(self, batches: Iterable[np.ndarray], first_step: int = 1
-          ) -> Iterator[Tuple[int, float, float, bool]]:
-    """Trains on each batch (one row index each) in order; yields (step, discriminator
-    loss, generator loss, settled) per step, steps numbered from first_step. The losses
+          ) -> Iterator[Tuple[int, Optional[float], float, bool]]:
+    """Trains on each batch (the row indices of one step, any number, none included) in
+    order; yields (step, the mean discriminator loss of its rows or None for an empty
+    batch, generator loss, settled) per step, steps numbered from first_step. The losses
     come after the call that ran the step; `settled` marks the last step of a call,
     after which the models hold exactly the steps yielded so far (a checkpoint may be
     taken there), and no batch beyond them has been drawn."""
@@ -258,13 +328,14 @@ class Batch1Training:
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
       draw = pool.submit if self.settings.prefetch_noise else _now
       pending = draw(self.noise.block, step, size, buffers[0])
-      for call, indices in enumerate(_chunks(batches, size)):
-        noise = pending.result()[:len(indices)]
-        pending = draw(self.noise.block, step + len(indices), size, buffers[(call + 1) % 2])
-        d_losses, g_losses = self._call(indices, noise)
-        last = step + len(indices) - 1
-        for d_loss, g_loss in zip(d_losses.numpy(), g_losses.numpy()):
-          yield step, float(d_loss), float(g_loss), step == last
+      for call, (rows, counts) in enumerate(_chunks(batches, size)):
+        noise = pending.result()[:len(counts)]
+        pending = draw(self.noise.block, step + len(counts), size, buffers[(call + 1) % 2])
+        d_losses, g_losses = self._call(rows, counts, noise)
+        last = step + len(counts) - 1
+        for count, d_loss, g_loss in zip(counts, d_losses.numpy(), g_losses.numpy()):
+          yield (step, float(d_loss) / count if count else None, float(g_loss),
+                 step == last)
           step += 1
       pending.result()  # the unused last draw: let it finish before its buffer goes
 
@@ -283,15 +354,24 @@ def _now(fn, *args):
   return _Done(fn(*args))
 
 
-def _chunks(batches: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
-  """Batches of one row index each, grouped `size` at a time as int32 [<= size]."""
-  chunk: List[int] = []
+def _chunks(batches: Iterable[np.ndarray], size: int
+            ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+  """Batches grouped `size` steps at a time, as (their rows in one int32 vector, each
+  step's row count as int32); no batch beyond a group is drawn before it is yielded."""
+  rows: List[np.ndarray] = []
+  counts: List[int] = []
   for batch in batches:
-    if len(batch) != 1:
-      raise ValueError(f"the batch-1 loop got a batch of {len(batch)} rows")
-    chunk.append(int(batch[0]))
-    if len(chunk) == size:
-      yield np.asarray(chunk, np.int32)
-      chunk = []
-  if chunk:
-    yield np.asarray(chunk, np.int32)
+    batch = np.asarray(batch)
+    if batch.ndim != 1 or (batch.size and not np.issubdtype(batch.dtype, np.integer)):
+      raise ValueError(f"a batch must be a vector of row indices, got {batch!r}")
+    rows.append(batch)
+    counts.append(len(batch))
+    if len(counts) == size:
+      yield _flat(rows, counts)
+      rows, counts = [], []
+  if counts:
+    yield _flat(rows, counts)
+
+
+def _flat(rows: List[np.ndarray], counts: List[int]) -> Tuple[np.ndarray, np.ndarray]:
+  return np.concatenate(rows).astype(np.int32), np.asarray(counts, np.int32)

@@ -2,8 +2,9 @@
 
 Inputs are the same transformed features the GAN sees, flattened: series values
 visit by visit, then static covariates. The private model is trained with
-DPKerasAdamOptimizer on per-example losses and fixed-size batches (dp_training.py);
-the twin trains the same way with plain Adam, for comparison only.
+DPKerasAdamOptimizer on per-example losses and Poisson-sampled batches, its noisy sum
+divided by the expected batch (dp_training.py); the twin trains the same way with plain
+Adam, for comparison only.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ def build_classifier(width: int, config: ClassifierConfig) -> tf.keras.Model:
                         name=f"{config.kind}_classifier")
 
 
-def _optimizer(config: ClassifierConfig):
+def _optimizer(config: ClassifierConfig, expected_batch_size: float):
   if config.private:
-    return dp_adam(config.l2_norm_clip, config.noise_multiplier, config.learning_rate)
+    return dp_adam(config.l2_norm_clip, config.noise_multiplier, config.learning_rate,
+                   expected_batch_size=expected_batch_size)
   return tf.keras.optimizers.Adam(config.learning_rate)
 
 
@@ -79,15 +81,15 @@ def train_classifier(x: np.ndarray, y: np.ndarray, config: ClassifierConfig,
   seed_global_generators(seed)
   rng = np.random.default_rng(seed)
   model = build_classifier(x.shape[1], config)
-  optimizer = _optimizer(config)
+  optimizer = _optimizer(config, plan.expected_batch_size)
   labels = y.reshape(-1, 1).astype(np.float32)
 
-  @tf.function(reduce_retracing=True)  # Poisson batches vary in size
-  def step(features, targets):
+  @tf.function(reduce_retracing=True)  # Poisson batches vary in size: one [None] trace
+  def step(features, targets, weights):
     with tf.GradientTape(persistent=config.private) as tape:
-      losses = tf.reshape(tf.nn.sigmoid_cross_entropy_with_logits(
+      losses = weights * tf.reshape(tf.nn.sigmoid_cross_entropy_with_logits(
           labels=targets, logits=model(features, training=True)), [-1])
-      loss = tf.reduce_mean(losses)
+      loss = tf.reduce_sum(losses) / plan.expected_batch_size
     if config.private:  # the vector loss and the tape take TF Privacy's clip-and-noise path
       optimizer.minimize(losses, model.trainable_variables, tape=tape)
     else:
@@ -97,8 +99,9 @@ def train_classifier(x: np.ndarray, y: np.ndarray, config: ClassifierConfig,
   kind = f"{'DP' if config.private else 'non-private'} {config.kind}"
   progress = TrainingProgress(kind, num_examples, config.batch_size, config.epochs, plan.steps,
                               plan if config.private else None, log)
-  for count, index in enumerate(training_batches(plan, rng), start=1):
-    progress.after(count, loss=step(tf.constant(x[index]), tf.constant(labels[index])))
+  for count, (index, weights) in enumerate(training_batches(plan, rng), start=1):
+    progress.after(count, loss=step(tf.constant(x[index]), tf.constant(labels[index]),
+                                    tf.constant(weights)))
   return model, record
 
 

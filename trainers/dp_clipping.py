@@ -23,7 +23,10 @@ Conv1D layers of the AC-GAN discriminator nothing per example needs materializin
   means dropout masks are the same for the norms and the update by construction.
 
 Noise and the optimizer step are TF Privacy's: `FastDPKerasAdamOptimizer` is its generic
-DP Adam with the Gaussian sum query, given clipped sums instead of a vector loss.
+DP Adam with the Gaussian sum query, given clipped sums instead of a vector loss. The
+noisy sum is divided by the expected batch of Poisson sampling (trainers/dp_training.py),
+not by the number of examples drawn. The clipped sum's L2 sensitivity is one clip per
+example (clinical_dp/sensitivity.py: clipped_sum).
 """
 
 from __future__ import annotations
@@ -251,7 +254,37 @@ def gaussian_sum_query(l2_norm_clip: float, noise_multiplier: float,
   return GeneratorGaussianSumQuery(l2_norm_clip, stddev, noise_rng)
 
 
-class FastDPKerasAdamOptimizer(dp_optimizer_keras.GenericDPAdamOptimizer):
+def divided_by_expected_batch(optimizer_class):
+  """A TF Privacy DP optimizer class whose noisy gradient sum is divided by a fixed
+  expected batch size (constructor argument `expected_batch_size`) instead of the
+  number of microbatches in the step (TF Privacy's choice, right for fixed-size
+  batches). Its clipping and noise are the base class's, untouched: the rescaling
+  multiplies TF Privacy's noisy mean back to the noisy sum and divides that by B."""
+
+  class ExpectedBatchOptimizer(optimizer_class):
+
+    def __init__(self, *args, expected_batch_size: float, **kwargs):
+      super().__init__(*args, **kwargs)
+      if not expected_batch_size > 0:
+        raise ValueError(f"expected_batch_size must be positive, got {expected_batch_size}")
+      self._expected_batch_size = float(expected_batch_size)
+
+    def _compute_gradients(self, loss, var_list, grad_loss=None, tape=None):
+      if callable(loss):
+        raise ValueError("pass the per-example loss vector and the tape")
+      grads_and_vars = super()._compute_gradients(loss, var_list, grad_loss, tape)
+      microbatches = tf.cast(tf.shape(loss)[0], tf.float32)  # num_microbatches=None
+      scale = microbatches / self._expected_batch_size
+      return [(g * tf.cast(scale, g.dtype), v) for g, v in grads_and_vars]
+
+  ExpectedBatchOptimizer.__name__ = "ExpectedBatch" + optimizer_class.__name__
+  return ExpectedBatchOptimizer
+
+
+ExpectedBatchDPAdam = divided_by_expected_batch(dp_optimizer_keras.GenericDPAdamOptimizer)
+
+
+class FastDPKerasAdamOptimizer(ExpectedBatchDPAdam):
   """TF Privacy's DP Adam (Gaussian sum query, one example per microbatch) that can also
   take its per-example clipped sums from `clipped_gradient_sum`.
 
@@ -260,16 +293,17 @@ class FastDPKerasAdamOptimizer(dp_optimizer_keras.GenericDPAdamOptimizer):
   """
 
   def __init__(self, l2_norm_clip: float, noise_multiplier: float,
-               noise_rng: Optional[tf.random.Generator] = None, **adam_kwargs):
+               noise_rng: Optional[tf.random.Generator] = None,
+               expected_batch_size: float = 1.0, **adam_kwargs):
     super().__init__(
         dp_sum_query=gaussian_sum_query(l2_norm_clip, noise_multiplier, noise_rng),
-        num_microbatches=None, **adam_kwargs)
+        num_microbatches=None, expected_batch_size=expected_batch_size, **adam_kwargs)
     self._l2_norm_clip = l2_norm_clip
     self._noise_multiplier = noise_multiplier
 
   def noised_mean(self, clipped_sums: List[tf.Tensor], batch_size) -> List[tf.Tensor]:
     """Gaussian noise of stddev C * noise_multiplier on each sum (the query's own noise,
-    as in `_compute_gradients`), then divided by the batch size."""
+    as in `_compute_gradients`), then divided by batch_size (the expected batch)."""
     noised, self._global_state, _ = self._dp_sum_query.get_noised_result(
         clipped_sums, self._global_state)
     return [g / tf.cast(batch_size, g.dtype) for g in noised]
@@ -279,7 +313,7 @@ class FastDPKerasAdamOptimizer(dp_optimizer_keras.GenericDPAdamOptimizer):
     """One DP Adam step on model.trainable_variables; returns the per-example losses."""
     sums, losses, _ = clipped_gradient_sum(model, calls, example_loss_fn,
                                            self._l2_norm_clip)
-    gradients = self.noised_mean(sums, tf.shape(losses)[0])
+    gradients = self.noised_mean(sums, self._expected_batch_size)
     self._was_dp_gradients_called = True  # the gradients above are clipped and noised
     self.apply_gradients(zip(gradients, model.trainable_variables))
     return losses

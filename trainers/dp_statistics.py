@@ -1,10 +1,14 @@
 """Differentially private summary statistics of the training patients, and the Gaussian
 copula they define.
 
-Every statistic is a Gaussian mechanism on a sum over rows whose per-row L2 sensitivity
-is scaled to 1; its noise multiplier is charged to the release's privacy plan
-(trainers/accounting.py, `released_noise_multipliers`), in the same accountant as any DP
-training that follows. Everything after the noise is post-processing.
+Every statistic is a Gaussian mechanism on a sum over rows; its noise standard deviation
+is its noise multiplier times its L2 sensitivity under "one patient added or removed"
+(clinical_dp/sensitivity.py derives each: histograms, second_moment), and the multiplier
+is charged to the release's privacy plan (trainers/accounting.py,
+`released_noise_multipliers`), in the same accountant as any DP training that follows.
+The statistics before their noise are functions of their own (`marginal_counts`,
+`second_moment`), so that tests can enumerate neighbouring tables through them.
+Everything after the noise is post-processing.
 
 A patient is read as m discrete codes: each numeric value (series visit by visit, then
 static numeric, on the spec's [0, 1] scale) by its bin among `bins` equal bins of the
@@ -32,6 +36,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 from scipy import special
 
+from clinical_dp import sensitivity
 from trainers.features import PatientLayout
 
 _SCORE_EDGE = 1e-6  # normal scores are taken of u in [edge, 1 - edge]
@@ -192,12 +197,11 @@ def release(flat: np.ndarray, labels: np.ndarray, codes_layout: CodeLayout,
   groups = labels if config.by_class else np.zeros_like(labels)
   num_groups = 2 if config.by_class else 1
   m = codes_layout.num_codes
-  marginal_scale = marginal_noise * np.sqrt(m)
+  marginal_scale = marginal_noise * sensitivity.histograms(m)
   probabilities, sizes = [], []
   for group in range(num_groups):
-    in_group = codes[groups == group]
-    noisy = [np.bincount(in_group[:, j], minlength=size)
-             + rng.normal(0, marginal_scale, size) for j, size in enumerate(codes_layout.sizes)]
+    counts = marginal_counts(codes[groups == group], codes_layout.sizes)
+    noisy = [h + rng.normal(0, marginal_scale, len(h)) for h in counts]
     # every histogram counts the same rows: their noisy totals average to the group size
     size = max(float(np.mean([h.sum() for h in noisy])), 1.0)
     sizes.append(size)
@@ -207,23 +211,18 @@ def release(flat: np.ndarray, labels: np.ndarray, codes_layout: CodeLayout,
                      for group, size in zip(probabilities, sizes)]
   if len(noise) == 1:
     return DpCopula(codes_layout, probabilities, [np.eye(m)] * num_groups, np.asarray(sizes))
-  correlation_noise = noise[1]
-  bound = config.correlation_clip * np.sqrt(m)
   scaled = np.zeros((len(codes), m))
   for group in range(num_groups):
     rows = np.flatnonzero(groups == group)
     scores = _normal_scores(flat[rows], codes[rows], codes_layout, probabilities[group], rng)
-    norms = np.linalg.norm(scores, axis=1, keepdims=True)
-    scaled[rows] = scores / np.maximum(norms / bound, 1.0) / bound  # each row's norm <= 1
-  coordinate = min(config.coordinate_clip, 1.0)
-  scaled = np.clip(scaled, -coordinate, coordinate)
-  correlation_noise = correlation_noise * correlation_sensitivity(coordinate)
+    scaled[rows] = clipped_score_vectors(scores, config)
+  correlation_noise = noise[1] * correlation_sensitivity(config.coordinate_clip)
   if config.pooled_correlation:
-    correlation = _nearest_correlation(scaled.T @ scaled
+    correlation = _nearest_correlation(second_moment(scaled)
                                        + _symmetric_noise(m, correlation_noise, rng))
     correlations = [correlation] * num_groups
   else:  # disjoint groups: one patient moves one group's moment, so the noise is shared
-    correlations = [_nearest_correlation(scaled[groups == g].T @ scaled[groups == g]
+    correlations = [_nearest_correlation(second_moment(scaled[groups == g])
                                          + _symmetric_noise(m, correlation_noise, rng))
                     for g in range(num_groups)]
   return DpCopula(codes_layout, probabilities, correlations, np.asarray(sizes))
@@ -258,10 +257,32 @@ def smooth_visits(probabilities: List[np.ndarray], layout: CodeLayout,
 
 
 def correlation_sensitivity(coordinate_clip: float) -> float:
-  """L2 sensitivity of the released upper triangle (diagonal included) of sum x x^T over
-  rows with |x| <= 1 and every |x_i| <= coordinate_clip <= 1: one row adds
-  sum_{i<j} x_i^2 x_j^2 + sum_i x_i^4 = (|x|^4 + sum_i x_i^4) / 2 <= (1 + c^2) / 2."""
-  return float(np.sqrt((1.0 + min(coordinate_clip, 1.0) ** 2) / 2.0))
+  """L2 sensitivity of the released upper triangle of sum x x^T over the rows'
+  clipped_score_vectors (clinical_dp/sensitivity.py: second_moment)."""
+  return sensitivity.second_moment(coordinate_clip)
+
+
+def marginal_counts(codes: np.ndarray, sizes: List[int]) -> List[np.ndarray]:
+  """The histograms before their noise: per code j, the count of rows in each of its
+  sizes[j] bins (each row adds one count to each of the m histograms)."""
+  return [np.bincount(codes[:, j], minlength=size).astype(np.float64)
+          for j, size in enumerate(sizes)]
+
+
+def clipped_score_vectors(scores: np.ndarray, config: StatisticsConfig) -> np.ndarray:
+  """Each row's normal scores scaled to L2 norm <= 1 (from correlation_clip * sqrt(m)),
+  then each coordinate clipped to [-c, c]: the vectors whose second moment is released."""
+  bound = config.correlation_clip * np.sqrt(scores.shape[1])
+  norms = np.linalg.norm(scores, axis=1, keepdims=True)
+  scaled = scores / np.maximum(norms / bound, 1.0) / bound
+  coordinate = min(config.coordinate_clip, 1.0)
+  return np.clip(scaled, -coordinate, coordinate)
+
+
+def second_moment(scaled: np.ndarray) -> np.ndarray:
+  """The second moment before its noise: sum over rows of x x^T (its upper triangle,
+  diagonal included, is what the noise makes private; the lower mirrors it)."""
+  return scaled.T @ scaled
 
 
 def _norm_sub(noisy: np.ndarray, total: float) -> np.ndarray:

@@ -1,9 +1,15 @@
 """What every DP trainer here shares: the budget, the plan, batch sampling, progress.
 
-The batches drawn are exactly what the accountant assumes: with one row per patient,
-B rows without replacement, independently at every step (`fixed` sampling,
-replace-one adjacency, RDP); with several rows per patient, each row independently
-with probability B/N (`poisson` sampling, which has a patient-level group bound).
+The batches drawn are exactly what the accountant assumes: each row enters each step
+independently with probability q = B/N (`poisson` sampling), under the relation "one
+patient added or removed" (clinical_dp/sensitivity.py). A step's update is
+
+    (sum over the drawn rows of clip(g_i, C) + N(0, (sigma C)^2 I)) / B
+
+with B the expected batch, a public constant: never the realized batch size, whose
+value depends on who was drawn. A step whose batch is empty still adds its noise
+(padded with one row of weight 0, `padded_batch`), so that what is released at each
+step does not depend on whether anyone was drawn.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from typing import Callable, Dict, Iterator, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from clinical_dp import sensitivity
 from pipelines.console import say
-from trainers import accounting, dp_statistics
+from trainers import accounting, dp_clipping, dp_statistics
 
 # TF Privacy's package __init__ imports TF Probability and Estimator, which are not
 # needed here; this documented switch skips that import.
@@ -35,20 +42,20 @@ class PrivacyBudget:
   delta: float = 1e-5
 
 
+
+
 def dp_adam(l2_norm_clip: float, noise_multiplier: float, learning_rate: float,
-            beta_1: float = 0.9, noise_rng: Optional[tf.random.Generator] = None):
-  """TF Privacy's DP Adam with one example per microbatch (per-example clipping), which is
-  what the accountant assumes (examples_per_microbatch=1); with noise_rng, its Gaussian
-  noise is drawn from that generator (trainers/dp_clipping.py: GeneratorGaussianSumQuery)."""
-  if noise_rng is not None:
-    from trainers import dp_clipping  # pylint: disable=g-import-not-at-top
-    # DPKerasAdamOptimizer is this generic DP Adam with a GaussianSumQuery.
-    return dp_optimizer_keras.GenericDPAdamOptimizer(
-        dp_sum_query=dp_clipping.gaussian_sum_query(l2_norm_clip, noise_multiplier, noise_rng),
-        num_microbatches=None, learning_rate=learning_rate, beta_1=beta_1)
-  return dp_optimizer_keras.DPKerasAdamOptimizer(
-      l2_norm_clip=l2_norm_clip, noise_multiplier=noise_multiplier, num_microbatches=None,
-      learning_rate=learning_rate, beta_1=beta_1)
+            beta_1: float = 0.9, noise_rng: Optional[tf.random.Generator] = None,
+            expected_batch_size: float = 1.0):
+  """TF Privacy's DP Adam (DPKerasAdamOptimizer is its generic DP Adam with a Gaussian
+  sum query) with one example per microbatch (per-example clipping), which is what the
+  accountant assumes (examples_per_microbatch=1), its noisy sum divided by the expected
+  batch; with noise_rng, its Gaussian noise is drawn from that generator
+  (trainers/dp_clipping.py: GeneratorGaussianSumQuery)."""
+  return dp_clipping.ExpectedBatchDPAdam(
+      dp_sum_query=dp_clipping.gaussian_sum_query(l2_norm_clip, noise_multiplier, noise_rng),
+      num_microbatches=None, learning_rate=learning_rate, beta_1=beta_1,
+      expected_batch_size=expected_batch_size)
 
 
 # A Trainer's custom_config key for an explicit seed (tests, benchmarks); without it the
@@ -67,8 +74,8 @@ def seed_global_generators(seed: int) -> None:
 def fit_batch_to_data(config, num_examples: int, log: Optional[Callable[[str], None]] = say):
   """The trainer config with its batch at most the number of training rows.
 
-  A batch above the data (a small table) cannot be drawn: fixed-size sampling would
-  need more rows than there are, and Poisson sampling a rate above 1. The batch is
+  A batch above the data (a small table) cannot be drawn: Poisson sampling would need a
+  rate above 1 (and fixed-size sampling more rows than there are). The batch is
   fitted here, before the noise is solved, so that the plan, its accounting and the
   privacy record all follow the batch that actually runs. Any config with a
   `batch_size` field (GanConfig, ClassifierConfig) works; it comes back unchanged when
@@ -261,8 +268,7 @@ def plan_for(num_examples: int, config, budget: PrivacyBudget, max_rows_per_pati
       num_examples=num_examples, batch_size=config.batch_size,
       noise_multiplier=config.noise_multiplier or 0.0,
       epochs=config.epochs if epochs is None else epochs, delta=budget.delta,
-      accountant="rdp", sampling="fixed" if max_rows_per_patient == 1 else "poisson",
-      max_rows_per_patient=max_rows_per_patient,
+      accountant="rdp", sampling="poisson", max_rows_per_patient=max_rows_per_patient,
       label_count_noise_multiplier=label_count_noise_multiplier)
 
 
@@ -277,28 +283,34 @@ def with_noise_for_budget(config, plan: accounting.PrivacyPlan, budget: PrivacyB
 
 def dp_positive_rate(labels: np.ndarray, noise_multiplier: float, rng: np.random.Generator
                      ) -> float:
-  """The share of positive labels, released with the Gaussian mechanism (sensitivity one
-  row; the accountant scales it to the patient). Clipped away from 0 and 1 so that both
-  classes are generated."""
-  noisy_count = float(np.sum(labels)) + rng.normal(0.0, noise_multiplier)
+  """The share of positive labels, released with the Gaussian mechanism on the count of
+  positive rows (sensitivity.count: 1 per row; the accountant scales it to the patient)
+  over N (public). Clipped away from 0 and 1 so that both classes are generated."""
+  noisy_count = float(np.sum(labels)) + rng.normal(0.0, noise_multiplier * sensitivity.count())
   return float(np.clip(noisy_count / len(labels), 0.01, 0.99))
 
 
 def step_batch(plan: accounting.PrivacyPlan, rng: np.random.Generator) -> np.ndarray:
   """Row indices of one step's batch, sampled as the plan's accounting assumes; a Poisson
-  batch may be empty (about exp(-B)), and then the step updates nothing."""
+  batch may be empty (about exp(-B)): the step then still adds its noise."""
   if plan.sampling == "fixed":
     return rng.choice(plan.num_examples, size=plan.batch_size, replace=False)
   return np.flatnonzero(rng.random(plan.num_examples) < plan.sampling_probability)
 
 
+def padded_batch(index: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+  """(row indices, per-example loss weights): an empty batch becomes row 0 with weight
+  0, whose gradient is zero, so the step is the noise alone; otherwise weights of 1."""
+  if len(index):
+    return index, np.ones(len(index), np.float32)
+  return np.zeros(1, np.int64), np.zeros(1, np.float32)
+
+
 def training_batches(plan: accounting.PrivacyPlan, rng: np.random.Generator
-                     ) -> Iterator[np.ndarray]:
-  """Row indices of each step's non-empty batch (step_batch for each planned step)."""
+                     ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+  """padded_batch(step_batch) for each planned step, empty ones included."""
   for _ in range(plan.steps):
-    batch = step_batch(plan, rng)
-    if len(batch):
-      yield batch
+    yield padded_batch(step_batch(plan, rng))
 
 
 class TrainingProgress:

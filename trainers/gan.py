@@ -54,9 +54,9 @@ class GanConfig:
   # update. At batch 64 (benchmarks/dp_step_overhead.py) a non-private step takes 3 ms;
   # "fast", one batched pass (trainers/dp_clipping.py), 1.3-1.4x that; "tf_privacy",
   # DPKerasAdamOptimizer (a Jacobian), about 9x; "vectorized", TF Privacy's
-  # VectorizedDPKerasAdamOptimizer, about 8x. "batch1" (paper mode): at batch 1 with
-  # fixed-size sampling, trainers/batch1_dp.py's loop (many steps per call, NumPy noise
-  # drawn ahead); elsewhere (Poisson batches) the same update by DPKerasAdamOptimizer.
+  # VectorizedDPKerasAdamOptimizer, about 8x. "batch1" (paper mode): at an expected
+  # batch of 1, trainers/batch1_dp.py's loop (many steps per call, NumPy noise drawn
+  # ahead); elsewhere the same update by DPKerasAdamOptimizer.
   dp_method: str = "fast"
   # The generator starts as the Gaussian copula of DP summary statistics (marginals and a
   # normal-score correlation per label class; trainers/dp_statistics.py) released from
@@ -301,29 +301,35 @@ RESUMABLE_DP_METHODS = ("fast", "tf_privacy", BATCH1_METHOD)
 
 
 def dp_discriminator_optimizer(config: GanConfig,
-                               noise_rng: Optional[tf.random.Generator] = None
+                               noise_rng: Optional[tf.random.Generator] = None,
+                               expected_batch_size: Optional[float] = None
                                ) -> tf.keras.optimizers.Optimizer:
   """Per-example clipping (one example per microbatch) and Gaussian noise, by
-  config.dp_method. Each is a TF Privacy DP Adam that `minimize(vector_loss, var_list,
+  config.dp_method, the noisy sum divided by the expected batch (default: the config's
+  batch). Each is a TF Privacy DP Adam that `minimize(vector_loss, var_list,
   tape=tape)` accepts; the "fast" one also takes the one-pass clipped sums. With
   noise_rng (a method of RESUMABLE_DP_METHODS) the Gaussian noise is drawn from it."""
+  expected = float(expected_batch_size or config.batch_size)
   if noise_rng is not None and config.dp_method not in RESUMABLE_DP_METHODS:
     raise ValueError(f"dp_method {config.dp_method!r} draws its own noise; a noise "
                      f"generator needs one of {RESUMABLE_DP_METHODS}")
   if config.dp_method == "fast":
     return dp_clipping.FastDPKerasAdamOptimizer(
         config.l2_norm_clip, config.noise_multiplier, noise_rng=noise_rng,
-        learning_rate=config.discriminator_learning_rate, beta_1=config.beta_1)
+        expected_batch_size=expected, learning_rate=config.discriminator_learning_rate,
+        beta_1=config.beta_1)
   if config.dp_method in ("tf_privacy", BATCH1_METHOD):  # batch1: its per-step path
     return dp_adam(config.l2_norm_clip, config.noise_multiplier,
-                   config.discriminator_learning_rate, config.beta_1, noise_rng=noise_rng)
+                   config.discriminator_learning_rate, config.beta_1, noise_rng=noise_rng,
+                   expected_batch_size=expected)
   if config.dp_method == "vectorized":
     from tensorflow_privacy.privacy.optimizers import (  # pylint: disable=g-import-not-at-top
         dp_optimizer_keras_vectorized)
-    return dp_optimizer_keras_vectorized.VectorizedDPKerasAdamOptimizer(
-        l2_norm_clip=config.l2_norm_clip, noise_multiplier=config.noise_multiplier,
-        num_microbatches=None, learning_rate=config.discriminator_learning_rate,
-        beta_1=config.beta_1)
+    return dp_clipping.divided_by_expected_batch(
+        dp_optimizer_keras_vectorized.VectorizedDPKerasAdamOptimizer)(
+            l2_norm_clip=config.l2_norm_clip, noise_multiplier=config.noise_multiplier,
+            num_microbatches=None, learning_rate=config.discriminator_learning_rate,
+            beta_1=config.beta_1, expected_batch_size=expected)
   raise ValueError(f"dp_method {config.dp_method!r} is not one of {DP_METHODS}")
 
 
@@ -380,9 +386,14 @@ def generator_loss(discriminator: tf.keras.Model, fake: List[tf.Tensor],
 
 def discriminator_dp_step(discriminator, generator, optimizer, real: List[tf.Tensor],
                           real_labels: tf.Tensor, latent_dim: int,
-                          latent_rng: Optional[tf.random.Generator] = None) -> tf.Tensor:
-  """One DP update of the discriminator; returns the mean loss."""
+                          latent_rng: Optional[tf.random.Generator] = None,
+                          weights: Optional[tf.Tensor] = None) -> tf.Tensor:
+  """One DP update of the discriminator; returns the mean loss of the weighted examples.
+  `weights` (0 or 1 per row; default all 1) let an empty Poisson batch pass as one row of
+  weight 0: its example's gradient is zero, so the step is the noise alone."""
   batch_size = tf.shape(real_labels)[0]
+  if weights is None:
+    weights = tf.ones([batch_size])
   fake, fake_labels = sample_fake(generator, batch_size, latent_dim, rng=latent_rng)
   fake = [tf.stop_gradient(f) for f in fake]
   if isinstance(optimizer, dp_clipping.FastDPKerasAdamOptimizer):
@@ -390,14 +401,14 @@ def discriminator_dp_step(discriminator, generator, optimizer, real: List[tf.Ten
     # generated i) is clipped from that pass and its backward pass (trainers/dp_clipping.py).
     losses = optimizer.minimize_examples(
         discriminator, [real, fake],
-        lambda outputs: ac_gan_example_losses(*outputs, real_labels, fake_labels))
-    return tf.reduce_mean(losses)
-  with tf.GradientTape(persistent=True) as tape:
-    losses = discriminator_example_losses(discriminator, real, real_labels, fake,
-                                          fake_labels)
-  # The vector loss and the tape route through TF Privacy's clip-and-noise path.
-  optimizer.minimize(losses, discriminator.trainable_variables, tape=tape)
-  return tf.reduce_mean(losses)
+        lambda outputs: weights * ac_gan_example_losses(*outputs, real_labels, fake_labels))
+  else:
+    with tf.GradientTape(persistent=True) as tape:
+      losses = weights * discriminator_example_losses(discriminator, real, real_labels, fake,
+                                                      fake_labels)
+    # The vector loss and the tape route through TF Privacy's clip-and-noise path.
+    optimizer.minimize(losses, discriminator.trainable_variables, tape=tape)
+  return tf.reduce_sum(losses) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 
 def generator_step(generator, discriminator, optimizer, batch_size: int,

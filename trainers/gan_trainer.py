@@ -23,8 +23,9 @@ from clinical_dp.spec import DatasetSpec
 from pipelines.console import say
 from trainers import accounting, batch1_dp, dp_statistics, features, gan, gan_checkpoint
 from trainers.dp_training import (PrivacyBudget, TrainingProgress, dp_positive_rate,
-                                  fit_batch_to_data, plan_for, seed_global_generators,
-                                  statistics_noise, step_batch, with_noise_for_budget)
+                                  fit_batch_to_data, padded_batch, plan_for,
+                                  seed_global_generators, statistics_noise, step_batch,
+                                  with_noise_for_budget)
 from trainers.features import PatientLayout
 
 
@@ -102,7 +103,8 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
     steps_from = lambda done: _batch1_steps(loop, training_plan, rng, done, record.steps)
   else:
     d_optimizer = gan.dp_discriminator_optimizer(
-        config, noise_rng=randomness.noise if resumable else None)
+        config, noise_rng=randomness.noise if resumable else None,
+        expected_batch_size=training_plan.expected_batch_size)
     g_optimizer = gan.generator_optimizer(config)
     steps_from = lambda done: _per_step(
         discriminator, generator, d_optimizer, g_optimizer, config, randomness.latent, inputs,
@@ -158,33 +160,35 @@ def _per_step(discriminator, generator, d_optimizer, g_optimizer, config: gan.Ga
   # autograph=False: the steps have no tensor-dependent Python control flow, and
   # autograph's conversion of every Keras and TF Privacy function they call took most of
   # a small run (about 40 to 90 s of tracing on 2 shared cores); the graph is the same.
-  d_step = tf.function(lambda real, y: gan.discriminator_dp_step(
+  d_step = tf.function(lambda real, y, weights: gan.discriminator_dp_step(
       discriminator, generator, d_optimizer, real, y, config.latent_dim,
-      latent_rng=latent_rng),
+      latent_rng=latent_rng, weights=weights),
                        reduce_retracing=True, autograph=False)  # Poisson batches vary in size
   g_step = tf.function(lambda: gan.generator_step(
       generator, discriminator, g_optimizer, config.batch_size, config.latent_dim,
       latent_rng=latent_rng),
                        autograph=False)
   for step in range(steps_done + 1, total_steps + 1):
-    index = step_batch(plan, rng)
-    losses = None
-    if len(index):  # an empty Poisson batch updates nothing
-      d_loss = d_step([tf.constant(x[index]) for x in inputs], tf.constant(labels[index]))
-      for _ in range(config.generator_steps):  # free in privacy: no real data involved
-        g_loss = g_step()
-      losses = {"d_loss": d_loss, "g_loss": g_loss}
-    yield step, losses, True
+    # An empty Poisson batch still takes its noisy step (padded_batch: one row of weight 0).
+    index, weights = padded_batch(step_batch(plan, rng))
+    d_loss = d_step([tf.constant(x[index]) for x in inputs], tf.constant(labels[index]),
+                    tf.constant(weights))
+    for _ in range(config.generator_steps):  # free in privacy: no real data involved
+      g_loss = g_step()
+    yield step, {"d_loss": d_loss, "g_loss": g_loss}, True
 
 
 def _batch1_steps(loop: batch1_dp.Batch1Training, plan: accounting.PrivacyPlan,
                   rng: np.random.Generator, steps_done: int, total_steps: int
                   ) -> Iterator[Tuple[int, Optional[dict], bool]]:
-  """The batch-1 loop from step steps_done + 1 on; the state is settled (and the batch
-  generator has drawn exactly the steps taken) after the last step of each call."""
+  """The batch-1 loop from step steps_done + 1 on, on the plan's Poisson batches (an
+  empty one included: it still takes its noisy step); the state is settled (and the
+  batch generator has drawn exactly the steps taken) after the last step of each call.
+  An empty batch has no discriminator loss to report; its step yields the generator's."""
   batches = (step_batch(plan, rng) for _ in range(steps_done + 1, total_steps + 1))
   for step, d_loss, g_loss, settled in loop.run(batches, first_step=steps_done + 1):
-    yield step, {"d_loss": d_loss, "g_loss": g_loss}, settled
+    losses = {"g_loss": g_loss} if d_loss is None else {"d_loss": d_loss, "g_loss": g_loss}
+    yield step, losses, settled
 
 
 def _open_checkpoints(checkpoint: gan_checkpoint.CheckpointConfig, config: gan.GanConfig,

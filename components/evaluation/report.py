@@ -520,7 +520,9 @@ def render_html(report: Dict, plots: Dict[str, bytes]) -> str:
       f'<div class="card {safe["status"]}"><h2>How private is it?</h2>'
       f'<div class="big">&epsilon; = {privacy["epsilon"]:.2f}</div>'
       f'<p>Differential privacy: epsilon {privacy["epsilon"]:.3f} at delta {privacy["delta"]:g} '
-      f'per {html.escape(privacy["unit"])} ({html.escape(privacy["accountant"])} accountant, '
+      f'per {html.escape(privacy["unit"])}, neighbours: '
+      f'{html.escape(privacy.get("relation") or "relation not stated")} '
+      f'({html.escape(privacy["accountant"])} accountant, '
       f'{html.escape(privacy["sampling"])} sampling) for the synthetic table. '
       f'{html.escape(safe["text"])}</p></div>')
   return "\n".join([

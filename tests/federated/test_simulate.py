@@ -6,6 +6,7 @@ import os
 import pytest
 
 from federated.config import ALGORITHMS, DP_ALGORITHMS, FederatedConfig
+from tests import privacy_recompute
 from tests.federated.conftest import read_results, simulate_cli
 
 TARGET_EPSILON = 5.0
@@ -39,12 +40,17 @@ def test_every_algorithm_trains_and_reports(all_run):
     if name in DP_ALGORITHMS:
       assert 0 < entry["epsilon"] <= TARGET_EPSILON, name
       assert entry["delta"] == 1e-4 and entry["accountant"] == "rdp"
-      assert entry["privacy_unit"] == ("site (client level)" if name == "dp_fedavg"
-                                       else "patient")
+      # One relation for every release: dp_fedavg too is accounted per patient (its
+      # site-level guarantee, one clip per site, beside it).
+      assert entry["privacy_unit"] == "patient"
       model_dir = out / entry["model"]
       assert (model_dir / "saved_model.pb").exists()
       record = json.loads((model_dir / "privacy_record.json").read_text())
       assert record["epsilon"] == entry["epsilon"] and record["algorithm"] == name
+      assert record["relation"] == "one patient added or removed"
+      assert privacy_recompute.recomputed_epsilon(record) <= record["epsilon"] * 1.001
+      if name == "dp_fedavg":
+        assert record["site_level"]["epsilon"] < record["epsilon"]
     else:
       assert entry["epsilon"] is None and entry["model"] is None  # not private: not released
   assert not (out / "models" / "centralized").exists()
