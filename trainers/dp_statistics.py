@@ -287,15 +287,16 @@ def second_moment(scaled: np.ndarray) -> np.ndarray:
 
 def _norm_sub(noisy: np.ndarray, total: float) -> np.ndarray:
   """Probabilities from noisy counts: shift all counts down by one amount, clip at 0,
-  so that the kept mass equals the noisy total (small noisy counts in empty bins go)."""
-  low, high = float(noisy.min()) - total, float(noisy.max())
-  for _ in range(60):
-    middle = (low + high) / 2
-    if np.clip(noisy - middle, 0, None).sum() > total:
-      low = middle
-    else:
-      high = middle
-  kept = np.clip(noisy - high, 0, None)
+  so that the kept mass equals the noisy total (small noisy counts in empty bins go).
+  The shift is exact: with the counts sorted in decreasing order, it is
+  (sum of the j largest - total) / j for the largest j whose j-th count stays above it
+  (the projection onto a simplex of mass `total`)."""
+  ordered = np.sort(noisy)[::-1]
+  shifts = (np.cumsum(ordered) - total) / np.arange(1, len(ordered) + 1)
+  above = np.flatnonzero(ordered > shifts)
+  if total <= 0 or not len(above):
+    return np.full(len(noisy), 1.0 / len(noisy))
+  kept = np.clip(noisy - shifts[above[-1]], 0, None)
   if kept.sum() <= 0:
     return np.full(len(noisy), 1.0 / len(noisy))
   return kept / kept.sum()
