@@ -41,7 +41,11 @@ Sensitivities (k: the most rows one patient has; C: the clip):
   figure, which a per-patient total must use).
 * Dopamine and central DP-SGD across sites: the secure sum of the sites' clipped
   per-example gradient sums is the central clipped-gradient sum (`clipped_sum`); each
-  site's share of the noise, sigma C / sqrt(K), sums to sigma C over K sites.
+  site's share of the noise, sigma C / sqrt(K), sums to sigma C over K sites. (The
+  secure sum also bounds each site's noisy sum to a public range, 2 x expected batch x
+  C + 8 noise shares per coordinate; a value outside it would make the sum differ from
+  the analysed one. The run counts such values, `secure_sum_clipped_values`, expected 0;
+  their small probability is not folded into delta.)
 """
 
 from __future__ import annotations

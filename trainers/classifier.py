@@ -83,8 +83,12 @@ def train_classifier(x: np.ndarray, y: np.ndarray, config: ClassifierConfig,
   model = build_classifier(x.shape[1], config)
   optimizer = _optimizer(config, plan.expected_batch_size)
   labels = y.reshape(-1, 1).astype(np.float32)
+  x = np.asarray(x, np.float32)
 
-  @tf.function(reduce_retracing=True)  # Poisson batches vary in size: one [None] trace
+  # Poisson batches vary in size: one trace, for any batch ([None] from the start).
+  @tf.function(input_signature=[tf.TensorSpec([None, x.shape[1]], tf.float32),
+                                tf.TensorSpec([None, 1], tf.float32),
+                                tf.TensorSpec([None], tf.float32)])
   def step(features, targets, weights):
     with tf.GradientTape(persistent=config.private) as tape:
       losses = weights * tf.reshape(tf.nn.sigmoid_cross_entropy_with_logits(

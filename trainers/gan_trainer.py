@@ -160,10 +160,15 @@ def _per_step(discriminator, generator, d_optimizer, g_optimizer, config: gan.Ga
   # autograph=False: the steps have no tensor-dependent Python control flow, and
   # autograph's conversion of every Keras and TF Privacy function they call took most of
   # a small run (about 40 to 90 s of tracing on 2 shared cores); the graph is the same.
+  # Poisson batches vary in size: one trace, for any batch ([None] from the start).
   d_step = tf.function(lambda real, y, weights: gan.discriminator_dp_step(
       discriminator, generator, d_optimizer, real, y, config.latent_dim,
       latent_rng=latent_rng, weights=weights),
-                       reduce_retracing=True, autograph=False)  # Poisson batches vary in size
+                       autograph=False, input_signature=[
+                           [tf.TensorSpec([None, *x.shape[1:]], tf.as_dtype(x.dtype))
+                            for x in inputs],
+                           tf.TensorSpec([None, *labels.shape[1:]], tf.as_dtype(labels.dtype)),
+                           tf.TensorSpec([None], tf.float32)])
   g_step = tf.function(lambda: gan.generator_step(
       generator, discriminator, g_optimizer, config.batch_size, config.latent_dim,
       latent_rng=latent_rng),
