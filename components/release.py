@@ -141,9 +141,9 @@ def unit_level(unit: str) -> str:
 
 
 def relation_of(record: Dict) -> str:
-  """The neighbouring relation a record's epsilon holds under; a record that names none
-  (written before records stated it) is only taken as per patient if nothing says
-  otherwise, and then as 'not stated', never summed into the total."""
+  """The neighbouring relation a record's epsilon holds under. A record that names none
+  (written before records stated it) counts as the site relation when its unit is a
+  site, else as 'not stated'; either way it is never summed into the per-patient total."""
   if record.get("relation"):
     return record["relation"]
   return sensitivity.SITE_RELATION if unit_level(record["unit"]) == "site" else "not stated"

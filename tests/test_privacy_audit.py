@@ -130,11 +130,7 @@ def test_classifier_dp_sgd_step_passes_its_audit():
   # TF Privacy's DP Adam, every canary in every step (q = 1): the fit is exact there.
   mechanism = audit.step_mechanism("classifier step", audit.TF_PRIVACY, num_examples=600,
                                    batch_size=600, steps=2, target_epsilon=4.0, delta=DELTA)
-  result = privacy_audit.audit_mechanism(
-      mechanism.name, mechanism.setting, mechanism.stated_epsilon, DELTA,
-      audit.audit_dp_sgd_step(mechanism, seed=0),
-      audit.audit_dp_sgd_step(mechanism, seed=1, noise_scale=0.5))
-  _check(result)
+  _check(audit.audit_step(mechanism, audit.Runs(), seed=0, log=lambda line: None))
 
 
 def test_gan_dp_sgd_step_passes_its_audit():
@@ -142,11 +138,7 @@ def test_gan_dp_sgd_step_passes_its_audit():
   # steps: the log-likelihood ratio summed over them is close to Gaussian.
   mechanism = audit.step_mechanism("GAN step", audit.FAST, num_examples=2000, batch_size=200,
                                    steps=100, target_epsilon=2.0, delta=DELTA)
-  result = privacy_audit.audit_mechanism(
-      mechanism.name, mechanism.setting, mechanism.stated_epsilon, DELTA,
-      audit.audit_dp_sgd_step(mechanism, seed=0),
-      audit.audit_dp_sgd_step(mechanism, seed=1, noise_scale=0.5))
-  _check(result)
+  _check(audit.audit_step(mechanism, audit.Runs(), seed=0, log=lambda line: None))
 
 
 def test_gan_dp_statistics_pass_their_audit():
