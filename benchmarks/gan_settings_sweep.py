@@ -75,6 +75,11 @@ CANDIDATES = {
     "bins_12": gan.GanConfig(statistics_bins=12),
     "bins_16": gan.GanConfig(statistics_bins=16),
     "bins_24": gan.GanConfig(statistics_bins=24),
+    "equal_bins": gan.GanConfig(scale_weight=0.0),  # bins of the public bounds (issue 24)
+    "scale_weight_0.05": gan.GanConfig(scale_weight=0.05),
+    "scale_weight_0.2": gan.GanConfig(scale_weight=0.2),
+    "scale_mix_0.5": gan.GanConfig(scale_mix=0.5),
+    "scale_mix_0.95": gan.GanConfig(scale_mix=0.95),
 }
 DELTA = 1e-5
 # Fewer bootstrap draws and trees than the report: the sweep reads point estimates.

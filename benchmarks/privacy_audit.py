@@ -256,10 +256,10 @@ def audit_dp_sgd_step(mechanism: StepMechanism, scale: int = 1, replicas: int = 
 
 @dataclasses.dataclass(frozen=True)
 class StatisticsMechanism:
-  """The GAN's released statistics: noise multipliers of the marginals and the second
-  moment (relative to their sensitivities) and of the label count, and the release's
-  settings."""
-  noise: Tuple[float, float]
+  """The GAN's released statistics: noise multipliers of the marginals, the second
+  moment and the binning scales' trees (relative to their sensitivities) and of the
+  label count, and the release's settings."""
+  noise: Tuple[float, ...]
   count_noise: float
   config: dp_statistics.StatisticsConfig
   delta: float
@@ -276,8 +276,9 @@ class StatisticsMechanism:
   @property
   def setting(self) -> str:
     correlation = "pooled" if self.config.pooled_correlation else "per class"
+    scales = f", binning scales {self.noise[2]:.2f}" if len(self.noise) > 2 else ""
     return (f"noise multipliers: marginals {self.noise[0]:.2f}, second moment "
-            f"{self.noise[1]:.2f} ({correlation}), label count {self.count_noise:g}")
+            f"{self.noise[1]:.2f} ({correlation}){scales}, label count {self.count_noise:g}")
 
 
 def demo_statistics_mechanism(num_examples: int = DEMO_TRAINING_PATIENTS, config=None,
@@ -305,10 +306,12 @@ def _noisy_statistics_seen():
   """The white-box auditor's view of release(): each noisy statistic as it leaves its
   Gaussian mechanism, recorded where release() hands it to post-processing (norm-sub of
   each noisy histogram, the nearest correlation of each noisy second moment), and
-  passed on unchanged."""
-  seen: Dict[str, List[np.ndarray]] = {"histograms": [], "moments": []}
+  passed on unchanged. (The binning scales' trees are seen whole, before their own
+  norm-sub, which also passes through `histogram`: the marginals are the last ones.)"""
+  seen: Dict[str, List[np.ndarray]] = {"histograms": [], "moments": [], "trees": []}
   norm_sub = dp_statistics._norm_sub  # pylint: disable=protected-access
   nearest = dp_statistics._nearest_correlation  # pylint: disable=protected-access
+  scales = dp_statistics.scales_from_noisy_trees
 
   def histogram(noisy, *args, **kwargs):
     seen["histograms"].append(np.array(noisy, np.float64))
@@ -318,11 +321,17 @@ def _noisy_statistics_seen():
     seen["moments"].append(np.array(noisy, np.float64))
     return nearest(noisy, *args, **kwargs)
 
+  def trees(noisy, *args, **kwargs):
+    seen["trees"].append(np.array(noisy, np.float64))
+    return scales(noisy, *args, **kwargs)
+
   dp_statistics._norm_sub, dp_statistics._nearest_correlation = histogram, moment
+  dp_statistics.scales_from_noisy_trees = trees
   try:
     yield seen
   finally:
     dp_statistics._norm_sub, dp_statistics._nearest_correlation = norm_sub, nearest
+    dp_statistics.scales_from_noisy_trees = scales
 
 
 # A small table of 12 numeric codes (3 series x 4 visits). The second moment's
@@ -374,8 +383,17 @@ def _statistics_scores(job) -> np.ndarray:
   background = np.random.default_rng([seed, 2]).random((AUDIT_BACKGROUND_ROWS, numeric))
   canary = np.ones((1, numeric))
   canary_bins = codes.encode(canary)[0]
-  sigma_m, sigma_c = mechanism.noise
+  sigma_m, sigma_c = mechanism.noise[:2]
+  sigma_s = mechanism.noise[2] if len(mechanism.noise) > 2 else None
   sigma_n = mechanism.count_noise
+  # The canary's tree nodes: its values at the top put one count on the last node of
+  # every level of every scale (a unit vector over them is the matched filter).
+  scale_nodes = None
+  if sigma_s is not None:
+    trees = dp_statistics.scale_tree_counts(canary, codes.scale_columns,
+                                            config.scale_branching, config.scale_levels)
+    scale_nodes = trees > 0
+    tree_sd = sigma_s * sensitivity.histograms(int(scale_nodes.sum()))
   c = min(config.coordinate_clip, 1.0)
   # The canary's x x^T as the template (its scores are all large and alike: x is about
   # the diagonal direction), on the released upper triangle, unit norm.
@@ -385,8 +403,9 @@ def _statistics_scores(job) -> np.ndarray:
   template /= np.linalg.norm(template)
   marginal_sd = sigma_m * sensitivity.histograms(m)  # of each noisy count
   moment_sd = sigma_c * dp_statistics.correlation_sensitivity(c)  # of each noisy entry
-  weights = np.array([1 / sigma_m, 1 / sigma_c, 1 / sigma_n])
-  noise = (sigma_m * noise_scale, sigma_c * noise_scale)
+  weights = [1 / sigma_m, 1 / sigma_c, 1 / sigma_n] + ([1 / sigma_s] if sigma_s else [])
+  weights = np.array(weights)
+  noise = tuple(sigma * noise_scale for sigma in mechanism.noise)
   scores = np.zeros((2, len(runs)))
   for i, run in enumerate(runs):
     for world, with_canary in enumerate((True, False)):
@@ -397,7 +416,7 @@ def _statistics_scores(job) -> np.ndarray:
       rate = dp_training.dp_positive_rate(labels, sigma_n * noise_scale, rng)
       with _noisy_statistics_seen() as seen:
         dp_statistics.release(flat, labels, codes, config, noise, rng)
-      histograms = seen["histograms"][m:2 * m]  # class 1's, code by code
+      histograms = seen["histograms"][-m:]  # class 1's, code by code
       moment = seen["moments"][-1]  # class 1's (or the pooled one)
       z_marginals = sum(h[b] for h, b in zip(histograms, canary_bins)) / math.sqrt(m) \
           / marginal_sd
@@ -405,8 +424,11 @@ def _statistics_scores(job) -> np.ndarray:
       # The count over the table's public N without the canary: the auditor does not
       # read the world from N.
       z_count = rate * len(background) / sigma_n
-      scores[world, i] = np.array([z_marginals, z_moment, z_count]) @ weights \
-          / np.linalg.norm(weights)
+      z = [z_marginals, z_moment, z_count]
+      if scale_nodes is not None:
+        z.append(float(seen["trees"][-1][scale_nodes].sum())
+                 / math.sqrt(scale_nodes.sum()) / tree_sd)
+      scores[world, i] = np.array(z) @ weights / np.linalg.norm(weights)
   return scores
 
 

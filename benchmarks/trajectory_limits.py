@@ -15,7 +15,7 @@ bias of binning alone) and the real test split (another 10% of the patients) aga
 training split.
 
   nice -n 5 .venv/bin/python benchmarks/trajectory_limits.py [--seed 11] [--draws 20] \\
-      [--epsilons 1,3,10]
+      [--epsilons 1,3,10] [--configs default,equal_bins]
 """
 
 import os
@@ -44,6 +44,7 @@ NOISE_FREE_EPSILON = 1e6  # statistics noise multiplier about 1e-5: binning bias
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("draws", 20, "noise draws per budget")
 flags.DEFINE_list("epsilons", ["1", "3", "10"], "budgets (delta as the sweep's)")
+flags.DEFINE_list("configs", ["default"], "the sweep's candidates whose statistics to draw")
 
 
 def _worst_errors(split, config: gan.GanConfig, epsilon: float, draws: int):
@@ -78,21 +79,24 @@ def _row(name: str, worst) -> str:
 
 
 def main(_):
-  config = gan.GanConfig()
   with tempfile.TemporaryDirectory() as tmp:
     split = sweep._simulated_split("sprint", FLAGS.seed, tmp)
+    bins = gan.GanConfig().statistics(len(split.y_train)).bins
     print(f"sprint seed {FLAGS.seed}: {len(split.y_train)} training patients, "
-          f"{len(split.y_test)} test; {config.statistics(len(split.y_train)).bins} bins; "
-          f"{FLAGS.draws} draws per row; worst per-visit median error over both classes (mmHg)")
+          f"{len(split.y_test)} test; {bins} bins by default; {FLAGS.draws} draws per row; "
+          f"worst per-visit median error over both classes (mmHg)")
     header = " | ".join(f"{s} median | {s} p90 | {s} <= {TARGET_MMHG:g}" for s in SERIES)
     print(f"| statistics               | {header} |")
     print("|---" * (1 + 3 * len(SERIES)) + "|")
     start = time.perf_counter()
-    print(_row("noise-free (binning)", _worst_errors(split, config, NOISE_FREE_EPSILON,
-                                                      FLAGS.draws)), flush=True)
-    for epsilon in map(float, FLAGS.epsilons):
-      print(_row(f"epsilon {epsilon:g}", _worst_errors(split, config, epsilon, FLAGS.draws)),
-            flush=True)
+    for name in FLAGS.configs:
+      config = sweep.CANDIDATES[name]
+      prefix = "" if FLAGS.configs == ["default"] else f"{name}, "
+      print(_row(prefix + "noise-free (binning)",
+                 _worst_errors(split, config, NOISE_FREE_EPSILON, FLAGS.draws)), flush=True)
+      for epsilon in map(float, FLAGS.epsilons):
+        print(_row(f"{prefix}epsilon {epsilon:g}",
+                   _worst_errors(split, config, epsilon, FLAGS.draws)), flush=True)
     real = fidelity.trajectory_error(fidelity.median_trajectories(split.train, split.spec),
                                      fidelity.median_trajectories(split.test, split.spec))
     print(_row("real test split", {s: [real[s]["max"]] for s in SERIES}))

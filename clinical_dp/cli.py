@@ -13,6 +13,7 @@ import sys
 import warnings
 from typing import List, Optional
 
+from clinical_dp.simulators import KINDS, simulate, write_simulated
 from clinical_dp.spec import SpecError, load_spec
 from clinical_dp.validation import InvalidInputError, load_valid_table, validate_table
 from federated.config import (DEFAULT_FEDERATED_RELEASE, RELEASE_FEDERATED_HELP,
@@ -22,7 +23,6 @@ EXIT_OK, EXIT_INVALID, EXIT_FAILED = 0, 2, 1
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-  from clinical_dp.simulators import simulate, write_simulated  # pylint: disable=g-import-not-at-top
   frame, spec = simulate(args.kind, patients=args.patients, sites=args.sites, seed=args.seed)
   data_path, spec_path = write_simulated(args.out, frame, spec)
   label = spec.label_column
@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
   commands = parser.add_subparsers(dest="command", required=True)
 
   simulate = commands.add_parser("simulate", help="write a seeded simulated table and its spec")
-  simulate.add_argument("--kind", required=True, choices=["sprint", "icu"])
+  simulate.add_argument("--kind", required=True, choices=list(KINDS))
   simulate.add_argument("--out", required=True, help="directory for data.csv and spec.yaml")
   simulate.add_argument("--patients", type=int, default=None,
                         help="rows to simulate (default: 9361 for sprint, 20000 for icu)")

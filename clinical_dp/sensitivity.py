@@ -28,6 +28,9 @@ Sensitivities (k: the most rows one patient has; C: the clip):
   code of trainers/dp_statistics.py), a vector with m ones: L2 norm sqrt(m); a patient
   of k rows sqrt(m) k at most. (Replace-one: -1 in m bins and +1 in m others,
   sqrt(2 m).)
+  The binning scales' trees are histograms too: per numeric column, `levels` of them,
+  and a row adds one count to each (a series' row 1 / V to each of its V visits' nodes:
+  a vector of total 1 has L2 norm at most 1): sqrt(levels x columns).
 * Count (`count`): a row adds 1 (the released label count): 1, k per patient.
 * Second moment of clipped vectors (`second_moment`): each row contributes x x^T with
   |x| <= 1 and every |x_i| <= c <= 1; the released upper triangle (diagonal included)

@@ -33,10 +33,16 @@ class StaticFeature:
   max: Optional[float] = None
   integer: bool = False
   values: Tuple[str, ...] = ()
+  decimals: Optional[int] = None  # the precision values are reported at (public)
 
   @property
   def is_categorical(self) -> bool:
     return self.type == CATEGORICAL
+
+  @property
+  def rounding(self) -> Optional[int]:
+    """Decimals a synthetic value is rounded to (0 for whole numbers), or None."""
+    return 0 if self.integer else self.decimals
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +53,12 @@ class SeriesFeature:
   max: float
   columns: Tuple[str, ...]
   integer: bool = False
+  decimals: Optional[int] = None  # the precision values are reported at (public)
+
+  @property
+  def rounding(self) -> Optional[int]:
+    """Decimals a synthetic value is rounded to (0 for whole numbers), or None."""
+    return 0 if self.integer else self.decimals
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +119,8 @@ def _static_to_dict(feature: StaticFeature) -> Dict[str, Any]:
     out["min"], out["max"] = feature.min, feature.max
     if feature.integer:
       out["integer"] = True
+    if feature.decimals is not None:
+      out["decimals"] = feature.decimals
   return out
 
 
@@ -114,6 +128,8 @@ def _series_to_dict(feature: SeriesFeature) -> Dict[str, Any]:
   out: Dict[str, Any] = {"name": feature.name, "min": feature.min, "max": feature.max}
   if feature.integer:
     out["integer"] = True
+  if feature.decimals is not None:
+    out["decimals"] = feature.decimals
   out["columns"] = list(feature.columns)
   return out
 
@@ -238,8 +254,9 @@ def _parse_static(item: Any, index: int, source: str) -> StaticFeature:
   kind = item.get("type")
   if kind == NUMERIC:
     lo, hi = _bounds(item, where)
-    return StaticFeature(name=name, type=NUMERIC, min=lo, max=hi,
-                         integer=bool(item.get("integer", False)))
+    integer = bool(item.get("integer", False))
+    return StaticFeature(name=name, type=NUMERIC, min=lo, max=hi, integer=integer,
+                         decimals=_decimals(item, integer, where))
   if kind == CATEGORICAL:
     values = item.get("values")
     if not isinstance(values, list) or len(values) < 2:
@@ -261,5 +278,19 @@ def _parse_series(item: Any, index: int, source: str) -> SeriesFeature:
   columns = item.get("columns")
   if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
     raise SpecError(f"{where}: 'columns' must be a non-empty list of column names in visit order")
-  return SeriesFeature(name=name, min=lo, max=hi, columns=tuple(columns),
-                       integer=bool(item.get("integer", False)))
+  integer = bool(item.get("integer", False))
+  return SeriesFeature(name=name, min=lo, max=hi, columns=tuple(columns), integer=integer,
+                       decimals=_decimals(item, integer, where))
+
+
+def _decimals(item: Dict[str, Any], integer: bool, where: str) -> Optional[int]:
+  """The optional `decimals`: how many decimals the values are reported with (a lab's
+  reporting step, public), which synthetic values are rounded to."""
+  value = item.get("decimals")
+  if value is None:
+    return None
+  if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 6:
+    raise SpecError(f"{where}: 'decimals' must be a whole number from 0 to 6, got {value!r}")
+  if integer and value:
+    raise SpecError(f"{where}: 'decimals: {value}' contradicts 'integer: true'")
+  return value

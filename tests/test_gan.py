@@ -180,20 +180,21 @@ def test_exported_generator_returns_patients_in_clinical_units(tmp_path):
 
 
 def test_the_record_counts_every_statistic_the_generator_releases(tmp_path):
-  """The copula's marginals and correlation are charged with the DP steps and the label
-  count: the record names their noise, and leaving any of them out spends less."""
+  """The copula's marginals, correlation and binning scales are charged with the DP steps
+  and the label count: the record names their noise, and leaving any of them out spends
+  less."""
   from trainers import accounting, dp_training
   budget = dp_training.PrivacyBudget(10.0, 1e-5)
   trained, logs, labels = _tiny_training(tmp_path, epochs=1, budget=budget)
   record = trained.record
   released = dp_training.statistics_noise(trained.config, budget)
-  assert len(released) == 2 and record.released_noise_multipliers == released
+  assert len(released) == 3 and record.released_noise_multipliers == released
   assert trained.config.correlation_by_class is False  # recorded: too few rows for two
   assert any("released DP marginals" in line for line in logs)
   plan = dp_training.plan_for(len(labels), trained.config, budget,
                               label_count_noise_multiplier=SMALL.label_count_noise_multiplier)
   assert accounting.compute_epsilon(plan).epsilon == pytest.approx(record.epsilon)
-  for fewer in (released[:1], released[1:], ()):
+  for fewer in (released[:1], released[1:], released[:2], ()):
     partial = dataclasses.replace(plan, released_noise_multipliers=fewer)
     assert accounting.compute_epsilon(partial).epsilon < record.epsilon - 0.05
   no_steps = dataclasses.replace(plan, epochs=0)  # the statistics alone spend their share
@@ -267,12 +268,13 @@ def test_visit_smoothing_averages_a_plateau_and_keeps_a_moving_series():
   np.testing.assert_allclose(smoothed[25], noisy[25])
 
 
-@pytest.mark.parametrize("by_class", [False, True])
-def test_the_copula_generator_samples_the_released_copula_before_any_step(tmp_path, by_class):
+@pytest.mark.parametrize("by_class, scales", [(False, False), (True, True)])
+def test_the_copula_generator_samples_the_released_copula_before_any_step(tmp_path, by_class,
+                                                                          scales):
   """Zero residual at the start: the Keras generator and DpCopula.sample draw the same
-  distribution (with one pooled correlation, and with one per class), inside the bounds,
-  with one category per block; a positive control shows the comparison detects another
-  correlation."""
+  distribution (with one pooled correlation and equal bins, and with one correlation per
+  class on binning scales), inside the bounds, with one category per block; a positive
+  control shows the comparison detects another correlation."""
   from clinical_dp.simulators import write_simulated
   from clinical_dp.validation import validate_table
   from trainers import dp_statistics, features
@@ -284,7 +286,9 @@ def test_the_copula_generator_samples_the_released_copula_before_any_step(tmp_pa
   config = gan.GanConfig(correlation_by_class=by_class)
   statistics = config.statistics(len(labels))
   codes = dp_statistics.CodeLayout.from_layout(layout, statistics.bins)
-  copula = dp_statistics.release(flat, labels, codes, statistics, (1.0, 1.0), rng)
+  copula = dp_statistics.release(flat, labels, codes, statistics,
+                                 (1.0, 1.0, 1.0) if scales else (1.0, 1.0), rng)
+  assert (copula.scales is not None) == scales
   assert len(copula.correlations) == 2 and (
       np.abs(copula.correlations[0] - copula.correlations[1]).max() > 0.05) == by_class
   config = dataclasses.replace(config, latent_dim=max(config.latent_dim, codes.num_codes))

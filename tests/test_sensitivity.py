@@ -78,6 +78,26 @@ def test_histograms_move_by_sqrt_m_for_one_row_added_or_removed(tmp_path):
   assert np.linalg.norm(full - replaced) == pytest.approx(math.sqrt(2 * m))
 
 
+def test_binning_scale_trees_move_by_sqrt_levels_times_columns(tmp_path):
+  """Each scale's tree is `levels` histograms a row adds a total of one count to (a
+  series spreads it over its visits): sqrt(levels x scales) at most, reached by a table
+  of static columns only (one-hot rows); a series' visits spread over several nodes
+  move it by less."""
+  flat, _, layout = _small_flat_table(tmp_path)
+  codes_layout = dp_statistics.CodeLayout.from_layout(layout, bins=8)
+  columns = codes_layout.scale_columns
+  assert len(columns) == layout.num_series + len(layout.numeric_static)
+
+  def trees(kept, columns=columns):
+    return dp_statistics.scale_tree_counts(flat[kept], columns, 3, 3).ravel()
+
+  stated = sensitivity.histograms(3 * len(columns))
+  assert _largest_change(trees, len(flat)) <= stated + 1e-12
+  static = [[j] for j in range(codes_layout.numeric)]
+  assert _largest_change(lambda kept: trees(kept, static), len(flat)) == pytest.approx(
+      sensitivity.histograms(3 * len(static)))
+
+
 def test_the_label_count_moves_by_one(tmp_path):
   _, labels, _ = _small_flat_table(tmp_path)
   assert labels.sum() > 0

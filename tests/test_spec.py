@@ -30,7 +30,7 @@ def test_readme_example_parses():
   assert spec.series[1].integer and spec.num_visits == 3
 
 
-@pytest.mark.parametrize("kind", ["sprint", "icu"])
+@pytest.mark.parametrize("kind", ["sprint", "icu", "labs"])
 def test_round_trip_through_yaml(kind, tmp_path):
   _, spec = simulate(kind, patients=20)
   path = tmp_path / "spec.yaml"
@@ -49,6 +49,10 @@ def test_round_trip_through_yaml(kind, tmp_path):
      "min (5) must be below max (1)"),
     ("name: x\nlabel_column: y\nstatic: [{name: a, type: numeric, max: 1}]", "'min' is required"),
     ("name: x\nlabel_column: y\nstatic: [{name: a, type: text}]", "type must be"),
+    ("name: x\nlabel_column: y\nstatic: [{name: a, type: numeric, min: 0, max: 1, "
+     "decimals: -1}]", "'decimals' must be a whole number from 0 to 6"),
+    ("name: x\nlabel_column: y\nseries: [{name: s, min: 0, max: 9, integer: true, "
+     "decimals: 2, columns: [a, b]}]", "contradicts 'integer: true'"),
     ("name: x\nlabel_column: y\nstatic: [{name: a, type: categorical, values: [u]}]",
      "at least two"),
     ("name: x\nlabel_column: y\nlabel_positive: dead\nstatic: [{name: a, type: categorical, "

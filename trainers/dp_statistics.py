@@ -11,8 +11,24 @@ The statistics before their noise are functions of their own (`marginal_counts`,
 Everything after the noise is post-processing.
 
 A patient is read as m discrete codes: each numeric value (series visit by visit, then
-static numeric, on the spec's [0, 1] scale) by its bin among `bins` equal bins of the
-public bounds, each categorical value by its category.
+static numeric, on the spec's [0, 1] scale) by its bin among `bins` equal bins of its
+binning scale, each categorical value by its category.
+- binning scales (scale_weight > 0): laboratory values, doses and lengths of stay fill a
+  sliver of their public range, so equal bins of the public bounds put a skewed column in
+  one or two bins, and values drawn uniformly within them lose its shape. Each numeric
+  column (a series: all its visits together) first releases a DP estimate of its CDF: a
+  tree of `scale_levels` levels over its public range, each node `scale_branching`
+  children, every level a histogram that a row adds one count to (a series' visits 1 / V
+  each), so together L2 sensitivity sqrt(levels x columns) (clinical_dp/sensitivity.py:
+  histograms). Node counts are estimated top down (each node's children by norm-sub of
+  their noisy counts to its own estimate, evenly below `scale_split` noise deviations per
+child). The binning scale is the mix
+  `scale_mix` x DP CDF + (1 - scale_mix) x the public scale (for a column whose DP 5%-95%
+  range is narrower than `scale_spread` of its public range; others keep the public
+  scale, decided from the released tree alone): bins are equal on it, so
+  they follow where the data lie, and a value uniform within a bin follows the DP CDF's
+  shape at the tree's leaf width. Mixing in the public scale keeps the scale strictly
+  increasing (invertible) and gives a few-valued column's values bins of their own.
 - marginals: per label class, one histogram per code; a row adds one count to each of
   its m histograms, so together they have L2 sensitivity sqrt(m). Negative and spurious
   noisy counts are removed by shifting every count of a histogram down by one amount and
@@ -57,6 +73,20 @@ class StatisticsConfig:
   # Each visit's histogram pulled towards its neighbouring visits' by as much as the noise
   # explains their difference (smooth_visits); off for a plain copula (the baselines).
   smooth_visits: bool = False
+  # Share of the statistics' 1 / sigma^2 spent on binning scales (module docstring);
+  # 0: equal bins of the public bounds (the baselines).
+  scale_weight: float = 0.0
+  scale_branching: int = 4
+  scale_levels: int = 5  # 4^5 = 1024 leaves: 0.05 mg/dL of a 0-50 range
+  scale_mix: float = 0.8
+  # A node's count is split among its children only when their mean count would be at
+  # least this many noise standard deviations, else evenly.
+  scale_split: float = 4.0
+  # A column whose DP 5%-95% quantile range spans this share of its public range or more
+  # keeps equal bins of the public bounds (identity scale): its values fill the range,
+  # and following the scale's noise would cost more than its bins gain (per-visit
+  # medians of a trial's blood pressure).
+  scale_spread: float = 0.35
 
 
 # Largest noise of one per-class correlation entry (class_correlation_noise) at which the
@@ -109,6 +139,14 @@ class CodeLayout:
     return [visit * self.num_series + series for visit in range(self.num_visits)]
 
   @property
+  def scale_columns(self) -> List[List[int]]:
+    """The numeric codes that share a binning scale: each series' visits, then each
+    static numeric code alone."""
+    series = self.num_series * self.num_visits
+    return ([self.visits_of(s) for s in range(self.num_series)]
+            + [[j] for j in range(series, self.numeric)])
+
+  @property
   def num_codes(self) -> int:
     return self.numeric + len(self.categories)
 
@@ -134,13 +172,49 @@ class CodeLayout:
 
 
 @dataclasses.dataclass
+class BinningScales:
+  """Each numeric code's binning scale: the piecewise-linear map from the public [0, 1]
+  scale to the scale its bins are equal on, by its values at the tree's leaf edges."""
+  knots: np.ndarray  # (scales, leaves + 1), strictly increasing from 0 to 1
+  scale_of_code: np.ndarray  # (numeric codes,) -> row of knots
+
+  @property
+  def code_knots(self) -> np.ndarray:
+    """(numeric codes, leaves + 1): each code's scale."""
+    return self.knots[self.scale_of_code]
+
+  def _grid(self) -> np.ndarray:
+    return np.linspace(0.0, 1.0, self.knots.shape[1])
+
+  def to_binning(self, numeric: np.ndarray) -> np.ndarray:
+    """(rows, numeric codes) on the public scale -> on the binning scale: each value to
+    the middle of its leaf's span. A leaf is narrow on the public scale, but one that
+    holds an atom (a whole number, a lab's reporting step) spans a wide stretch of the
+    binning scale; its left edge would put the atom among the bins below it."""
+    leaves = self.knots.shape[1] - 1
+    leaf = np.clip(np.floor(numeric * leaves), 0, leaves - 1).astype(np.int64)
+    public = np.all(self.knots == self._grid(), axis=1)[self.scale_of_code]
+    return np.stack([numeric[:, j] if public[j] else
+                     (knots[leaf[:, j]] + knots[leaf[:, j] + 1]) / 2
+                     for j, knots in enumerate(self.code_knots)], axis=1)
+
+  def from_binning(self, numeric: np.ndarray) -> np.ndarray:
+    """The inverse of to_binning."""
+    grid = self._grid()
+    return np.stack([np.interp(numeric[:, j], knots, grid)
+                     for j, knots in enumerate(self.code_knots)], axis=1)
+
+
+@dataclasses.dataclass
 class DpCopula:
   """The released statistics: per group (label class, or one group), each code's bin
-  probabilities and the normal-score correlation; and the noisy group sizes."""
+  probabilities and the normal-score correlation; the noisy group sizes; the numeric
+  codes' binning scales (None: equal bins of the public bounds)."""
   layout: CodeLayout
   probabilities: List[List[np.ndarray]]  # [group][code] -> (size,) summing to 1
   correlations: List[np.ndarray]  # [group] -> (m, m)
   group_sizes: np.ndarray  # noisy, post-processed to be positive
+  scales: Optional[BinningScales] = None
 
   @property
   def by_class(self) -> bool:
@@ -170,17 +244,31 @@ class DpCopula:
       codes[:, j] = np.minimum(np.searchsorted(cdf[:-1], u[:, j], side="right"), len(p) - 1)
       low = cdf[codes[:, j]] - p[codes[:, j]]
       within[:, j] = np.clip((u[:, j] - low) / np.maximum(p[codes[:, j]], 1e-9), 0.0, 1.0)
-    return self.layout.decode(codes, within)
+    flat = self.layout.decode(codes, within)
+    if self.scales is not None:
+      numeric = self.layout.numeric
+      flat[:, :numeric] = self.scales.from_binning(flat[:, :numeric])
+    return flat
 
 
 def statistics_noise(config: StatisticsConfig, total_noise: float) -> Tuple[float, ...]:
-  """Noise multipliers (marginals, correlation) that together spend what one Gaussian
-  mechanism of noise `total_noise` would (1 / sigma^2 adds up); marginals alone when
-  marginal_weight is 1 (independent columns)."""
+  """Noise multipliers (marginals, correlation[, binning scales]) that together spend
+  what one Gaussian mechanism of noise `total_noise` would (1 / sigma^2 adds up):
+  scale_weight of it on the binning scales, the rest divided by marginal_weight;
+  marginals alone when marginal_weight is 1 (independent columns, no scales)."""
   weight = config.marginal_weight
   if weight >= 1:
+    if config.scale_weight:
+      raise ValueError("binning scales need a correlation release (marginal_weight < 1)")
     return (total_noise,)
-  return total_noise / np.sqrt(weight), total_noise / np.sqrt(1 - weight)
+  if not 0 <= config.scale_weight < 1 or not 0 <= config.scale_mix < 1:
+    raise ValueError(f"scale_weight and scale_mix must be in [0, 1), got "
+                     f"{config.scale_weight} and {config.scale_mix}")
+  rest = 1.0 - config.scale_weight
+  noise = (total_noise / np.sqrt(rest * weight), total_noise / np.sqrt(rest * (1 - weight)))
+  if config.scale_weight:
+    noise += (total_noise / np.sqrt(config.scale_weight),)
+  return noise
 
 
 def release(flat: np.ndarray, labels: np.ndarray, codes_layout: CodeLayout,
@@ -188,10 +276,15 @@ def release(flat: np.ndarray, labels: np.ndarray, codes_layout: CodeLayout,
             rng: np.random.Generator) -> DpCopula:
   """The DP statistics of the rows `flat` (rows, flat width on [0, 1]) with labels 0 / 1.
 
-  `noise` is statistics_noise's (marginals[, correlation]), each relative to its
-  statistic's per-row sensitivity (the caller accounts them, once each); without a
-  correlation noise the columns are independent (identity correlation)."""
+  `noise` is statistics_noise's (marginals[, correlation[, binning scales]]), each
+  relative to its statistic's per-row sensitivity (the caller accounts them, once each);
+  without a correlation noise the columns are independent (identity correlation)."""
   marginal_noise = noise[0]
+  scales = None
+  if len(noise) > 2:
+    scales = release_scales(flat, codes_layout, config, noise[2], rng)
+    flat = flat.copy()
+    flat[:, :codes_layout.numeric] = scales.to_binning(flat[:, :codes_layout.numeric])
   codes = codes_layout.encode(flat)
   labels = np.asarray(labels).reshape(-1)
   groups = labels if config.by_class else np.zeros_like(labels)
@@ -225,7 +318,86 @@ def release(flat: np.ndarray, labels: np.ndarray, codes_layout: CodeLayout,
     correlations = [_nearest_correlation(second_moment(scaled[groups == g])
                                          + _symmetric_noise(m, correlation_noise, rng))
                     for g in range(num_groups)]
-  return DpCopula(codes_layout, probabilities, correlations, np.asarray(sizes))
+  return DpCopula(codes_layout, probabilities, correlations, np.asarray(sizes), scales)
+
+
+def release_scales(flat: np.ndarray, codes_layout: CodeLayout, config: StatisticsConfig,
+                   noise: float, rng: np.random.Generator) -> BinningScales:
+  """The numeric codes' binning scales (module docstring) from scale_tree_counts with
+  Gaussian noise of `noise` x its sensitivity; all rows together (both classes)."""
+  columns = codes_layout.scale_columns
+  counts = scale_tree_counts(flat, columns, config.scale_branching, config.scale_levels)
+  scale = noise * sensitivity.histograms(config.scale_levels * len(columns))
+  return scales_from_noisy_trees(counts + rng.normal(0, scale, counts.shape), codes_layout,
+                                 config, scale)
+
+
+def scales_from_noisy_trees(noisy: np.ndarray, codes_layout: CodeLayout,
+                            config: StatisticsConfig, node_noise: float) -> BinningScales:
+  """Post-processing of the scales' noisy trees (scales, nodes), whose counts have noise
+  of standard deviation node_noise, into BinningScales."""
+  columns = codes_layout.scale_columns
+  leaves = config.scale_branching ** config.scale_levels
+  grid = np.linspace(0.0, 1.0, leaves + 1)
+  knots = []
+  smallest_split = config.scale_split * config.scale_branching * node_noise
+  for row in noisy:
+    cdf = np.concatenate([[0.0], np.cumsum(_leaf_masses(
+        row, config.scale_branching, config.scale_levels, smallest_split))])
+    # where the mass lies, read from the nodes the noise cannot explain (3 deviations):
+    # the positive noise of empty nodes would spread it
+    significant = np.concatenate([[0.0], np.cumsum(_leaf_masses(
+        np.where(row >= 3 * node_noise, row, 0.0), config.scale_branching,
+        config.scale_levels, smallest_split))])
+    spread = np.interp(0.95, significant, grid) - np.interp(0.05, significant, grid)
+    concentrated = spread < config.scale_spread
+    if concentrated:
+      knots.append(config.scale_mix * cdf + (1 - config.scale_mix) * grid)
+      knots[-1][-1] = 1.0
+    else:
+      knots.append(grid)  # the public scale, exactly
+  knots = np.stack(knots)
+  scale_of_code = np.zeros(codes_layout.numeric, np.int64)
+  for index, codes in enumerate(columns):
+    scale_of_code[codes] = index
+  return BinningScales(knots, scale_of_code)
+
+
+def scale_tree_counts(flat: np.ndarray, columns: List[List[int]], branching: int,
+                      levels: int) -> np.ndarray:
+  """The binning scales' trees before their noise: per scale (a list of numeric codes),
+  its levels' histograms side by side (branching, branching^2, ... nodes, equal parts of
+  the public [0, 1] range), each row adding 1 / len(codes) for each of its codes' values."""
+  sizes = [branching ** level for level in range(1, levels + 1)]
+  counts = np.zeros((len(columns), sum(sizes)))
+  for index, codes in enumerate(columns):
+    offset = 0
+    for size in sizes:
+      for code in codes:
+        nodes = np.clip(np.floor(flat[:, code] * size), 0, size - 1).astype(np.int64)
+        counts[index, offset:offset + size] += np.bincount(nodes, minlength=size) / len(codes)
+      offset += size
+  return counts
+
+
+def _leaf_masses(noisy: np.ndarray, branching: int, levels: int,
+                 smallest_split: float) -> np.ndarray:
+  """A tree's leaf probabilities from its noisy level histograms: top down, each node's
+  estimated count split among its children by norm-sub of their noisy counts, or evenly
+  when it is below smallest_split (where the children's counts would be mostly noise,
+  following them puts the mass on spikes a leaf apart and shifts medians)."""
+  top = noisy[:branching]
+  total = max(float(top.sum()), 1.0)
+  mass = total * _norm_sub(top, total)
+  offset = branching
+  for _ in range(1, levels):
+    children = noisy[offset:offset + len(mass) * branching].reshape(len(mass), branching)
+    offset += len(mass) * branching
+    mass = np.concatenate([
+        parent * _norm_sub(own, parent) if parent >= smallest_split
+        else np.full(branching, max(parent, 0.0) / branching)
+        for parent, own in zip(mass, children)])
+  return mass / mass.sum()
 
 
 def smooth_visits(probabilities: List[np.ndarray], layout: CodeLayout,

@@ -255,7 +255,8 @@ def statistics_noise(config, budget: PrivacyBudget, max_rows_per_patient: int = 
         f"the released label count (noise multiplier {count_noise:g}) alone spends more than "
         f"the statistics' share of epsilon {budget.target_epsilon:g}; raise the budget")
   return tuple(float(s) for s in dp_statistics.statistics_noise(
-      dp_statistics.StatisticsConfig(marginal_weight=config.marginal_weight),
+      dp_statistics.StatisticsConfig(marginal_weight=config.marginal_weight,
+                                     scale_weight=getattr(config, "scale_weight", 0.0)),
       k / math.sqrt(left)))
 
 

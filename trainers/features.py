@@ -137,19 +137,19 @@ def table_from_flat(flat: np.ndarray, labels: np.ndarray, spec: DatasetSpec) -> 
   flat = np.clip(np.asarray(flat, np.float64), 0.0, 1.0)
   columns = {spec.label_column: np.asarray(labels).reshape(-1).astype(np.int64)}
 
-  def clinical(values, low, high, integer):
-    values = low + values * (high - low)
-    return np.round(values).astype(np.int64) if integer else values
+  def clinical(values, feature):
+    values = feature.min + values * (feature.max - feature.min)
+    if feature.integer:
+      return np.round(values).astype(np.int64)
+    return values if feature.decimals is None else np.round(values, feature.decimals)
 
   for index, feature in enumerate(spec.series):
     for visit, column in enumerate(feature.columns):
-      columns[column] = clinical(flat[:, visit * layout.num_series + index], feature.min,
-                                 feature.max, feature.integer)
+      columns[column] = clinical(flat[:, visit * layout.num_series + index], feature)
   offset = layout.num_visits * layout.num_series
   for feature in spec.static:
     if not feature.is_categorical:
-      columns[feature.name] = clinical(flat[:, offset], feature.min, feature.max,
-                                       feature.integer)
+      columns[feature.name] = clinical(flat[:, offset], feature)
       offset += 1
   for feature in spec.static:
     if feature.is_categorical:

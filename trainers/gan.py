@@ -67,6 +67,11 @@ class GanConfig:
   # 0.040 / 0.041; icu level).
   statistics_share: float = 0.95
   statistics_bins: Optional[int] = None  # None: dp_statistics.default_bins(training rows)
+  # Share of the statistics' budget spent on binning scales, DP CDFs that put each numeric
+  # column's bins where its values lie (dp_statistics: release_scales); 0: equal bins of
+  # the public bounds.
+  scale_weight: float = 0.1
+  scale_mix: float = 0.8
   marginal_weight: float = 0.5
   correlation_clip: float = 0.6
   # One normal-score correlation per label class, or one for all patients. Per class
@@ -90,8 +95,9 @@ class GanConfig:
     return dp_statistics.StatisticsConfig(
         bins=self.statistics_bins or dp_statistics.default_bins(num_rows),
         pooled_correlation=not self.correlation_by_class,  # None: pooled until resolved
-        smooth_visits=self.smooth_visits,
-        marginal_weight=self.marginal_weight, correlation_clip=self.correlation_clip)
+        smooth_visits=self.smooth_visits, scale_weight=self.scale_weight,
+        scale_mix=self.scale_mix, marginal_weight=self.marginal_weight,
+        correlation_clip=self.correlation_clip)
 
 
 def paper_config(epochs: int = 500) -> GanConfig:
@@ -147,9 +153,10 @@ class CopulaDecoder(tf.keras.layers.Layer):
   """Normal scores z and labels -> flat features, through the label class's DP marginals.
 
   u = Phi(z); a numeric code's value is the inverse of its piecewise-linear CDF (uniform
-  within a bin), so it moves smoothly with z and stays inside the public bounds; a
-  categorical code is the category whose CDF step holds u. The marginals are constants
-  of the graph (released statistics, post-processing)."""
+  within a bin of its binning scale, then mapped back to the public scale through the
+  released scale's inverse), so it moves smoothly with z and stays inside the public
+  bounds; a categorical code is the category whose CDF step holds u. The marginals and
+  scales are constants of the graph (released statistics, post-processing)."""
 
   def __init__(self, copula: dp_statistics.DpCopula, **kwargs):
     super().__init__(trainable=False, **kwargs)
@@ -164,6 +171,8 @@ class CopulaDecoder(tf.keras.layers.Layer):
                                                      for group in knots]), tf.float32)
                             for j in range(len(codes.categories))]
     self._by_class = copula.by_class
+    self._scale_knots = None if copula.scales is None else tf.constant(
+        copula.scales.code_knots, tf.float32)  # (numeric codes, leaves + 1)
 
   def call(self, z, labels):
     group = labels[:, 0] if self._by_class else tf.zeros_like(labels[:, 0])
@@ -177,12 +186,25 @@ class CopulaDecoder(tf.keras.layers.Layer):
       low = tf.gather(knots, bins, batch_dims=2)
       high = tf.gather(knots, bins + 1, batch_dims=2)
       within = tf.clip_by_value((u_numeric - low) / tf.maximum(high - low, 1e-9), 0.0, 1.0)
-      parts.append(((tf.cast(bins, tf.float32) + within) / self._bins)[:, :, 0])
+      numeric = ((tf.cast(bins, tf.float32) + within) / self._bins)[:, :, 0]
+      parts.append(numeric if self._scale_knots is None else self._from_binning(numeric))
     for j, size in enumerate(self._categories):
       knots = tf.gather(self._category_knots[j], group)  # (batch, size - 1)
       category = tf.searchsorted(knots, u[:, self._numeric + j, None], side="right")[:, 0]
       parts.append(tf.one_hot(category, size))
     return tf.concat(parts, axis=1)
+
+  def _from_binning(self, numeric):
+    """(batch, numeric codes) on the binning scales -> on the public scale
+    (dp_statistics.BinningScales.from_binning)."""
+    knots = self._scale_knots
+    leaves = knots.shape[1] - 1
+    values = tf.transpose(numeric)  # (numeric codes, batch)
+    leaf = tf.clip_by_value(tf.searchsorted(knots, values, side="right") - 1, 0, leaves - 1)
+    low = tf.gather(knots, leaf, batch_dims=1)
+    high = tf.gather(knots, leaf + 1, batch_dims=1)
+    within = tf.clip_by_value((values - low) / tf.maximum(high - low, 1e-12), 0.0, 1.0)
+    return tf.transpose((tf.cast(leaf, tf.float32) + within) / leaves)
 
 
 def build_copula_generator(layout: PatientLayout, config: GanConfig,

@@ -116,7 +116,8 @@ def statistics_fingerprint(positive_rate: float, copula) -> str:
   digest = hashlib.sha256(repr(float(positive_rate)).encode())
   if copula is not None:
     _hash_arrays(digest, [p for group in copula.probabilities for p in group]
-                 + list(copula.correlations) + [copula.group_sizes])
+                 + list(copula.correlations) + [copula.group_sizes]
+                 + ([copula.scales.knots] if copula.scales is not None else []))
   return digest.hexdigest()
 
 

@@ -16,9 +16,13 @@ from trainers import gan
 SIGNATURE = "generate"
 
 
-def _unscale(values: tf.Tensor, low: float, high: float, integer: bool) -> tf.Tensor:
-  clinical = low + tf.clip_by_value(values, 0.0, 1.0) * (high - low)
-  return tf.round(clinical) if integer else clinical
+def _unscale(values: tf.Tensor, feature) -> tf.Tensor:
+  """[0, 1] -> clinical units, rounded to the feature's reporting precision."""
+  clinical = feature.min + tf.clip_by_value(values, 0.0, 1.0) * (feature.max - feature.min)
+  if feature.rounding is None:
+    return clinical
+  step = 10.0 ** feature.rounding
+  return tf.round(clinical * step) / step
 
 
 def _label_values(spec: DatasetSpec) -> tf.Tensor:
@@ -53,14 +57,12 @@ class GeneratorModule(tf.Module):
       series = outputs[0]
       for index, feature in enumerate(self._spec.series):
         for visit, column in enumerate(feature.columns):
-          columns[column] = _unscale(series[:, visit, index], feature.min, feature.max,
-                                     feature.integer)
+          columns[column] = _unscale(series[:, visit, index], feature)
     if self._layout.has_static:
       static, offset = outputs[-1], 0
       numeric = [f for f in self._spec.static if not f.is_categorical]
       for feature in numeric:
-        columns[feature.name] = _unscale(static[:, offset], feature.min, feature.max,
-                                         feature.integer)
+        columns[feature.name] = _unscale(static[:, offset], feature)
         offset += 1
       for feature in self._spec.static:
         if feature.is_categorical:
@@ -92,4 +94,10 @@ def generate_table(export_dir: str, spec: DatasetSpec, num_patients: int,
   integers = [f.name for f in spec.static if f.integer and not f.is_categorical]
   integers += [c for s in spec.series if s.integer for c in s.columns]
   frame[integers] = frame[integers].astype("int64")
+  # float32 holds 1.1 as 1.10000002: round again in float64 for the CSV
+  reported = [([f.name], f.decimals) for f in spec.static if not f.is_categorical]
+  reported += [(list(s.columns), s.decimals) for s in spec.series]
+  for names, decimals in reported:
+    if decimals:
+      frame[names] = frame[names].astype("float64").round(decimals)
   return frame

@@ -60,9 +60,13 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
   statistics = config.statistics(num_examples)
   config = dataclasses.replace(config, statistics_bins=statistics.bins)  # as recorded
   codes = dp_statistics.CodeLayout.from_layout(layout, statistics.bins)
+  if not codes.numeric:  # nothing to bin: the scales' share goes to the other statistics
+    config = dataclasses.replace(config, scale_weight=0.0)
+    statistics = config.statistics(num_examples)
   if config.statistics_share and config.latent_dim < codes.num_codes:
     config = dataclasses.replace(config, latent_dim=codes.num_codes)
-  # (marginals, correlation) noise multipliers; () for a config that releases no statistics
+  # (marginals, correlation[, binning scales]) noise multipliers; () for a config that
+  # releases no statistics
   noise = statistics_noise(config, budget, max_rows_per_patient)
   if noise and config.correlation_by_class is None:
     config = dataclasses.replace(config, correlation_by_class=len(noise) > 1 and (
@@ -90,8 +94,10 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
     correlations = "a normal-score correlation per class" if statistics.by_class and not \
         statistics.pooled_correlation else "one normal-score correlation"
     log(f"  DP AC-GAN: released DP marginals per label class ({codes.num_codes} columns, noise "
-        f"multiplier {noise[0]:.2f}) and {correlations} (noise multiplier {noise[1]:.2f}); "
-        f"the generator starts as their copula")
+        f"multiplier {noise[0]:.2f}) and {correlations} (noise multiplier {noise[1]:.2f})"
+        + (f", on binning scales from DP CDFs of the numeric columns (noise multiplier "
+           f"{noise[2]:.2f})" if len(noise) > 2 else "")
+        + "; the generator starts as their copula")
   randomness = gan.TrainingRandomness.from_seed(seed)
   generator = gan.build_generator(layout, config, copula)
   discriminator = gan.build_discriminator(layout, config, dropout_rng=randomness.dropout)

@@ -1,4 +1,5 @@
-"""Seeded simulators of the access-controlled anchor datasets (SPRINT, eICU)."""
+"""Seeded simulators of the access-controlled anchor datasets (SPRINT, eICU), and of a
+cohort with skewed laboratory values (labs)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import pandas as pd
 
 from clinical_dp.files import write_atomically, write_text_atomically
 from clinical_dp.simulators.icu import IcuConfig, icu_spec, simulate_icu
+from clinical_dp.simulators.labs import LabsConfig, labs_spec, simulate_labs
 from clinical_dp.simulators.sprint import SprintConfig, simulate_sprint, sprint_spec
 from clinical_dp.spec import DatasetSpec
 
-KINDS = ("sprint", "icu")
+KINDS = ("sprint", "icu", "labs")
 
 
 def simulate(kind: str, patients: Optional[int] = None, sites: Optional[int] = None,
@@ -23,6 +25,8 @@ def simulate(kind: str, patients: Optional[int] = None, sites: Optional[int] = N
     config, simulator, spec_fn = SprintConfig(), simulate_sprint, sprint_spec
   elif kind == "icu":
     config, simulator, spec_fn = IcuConfig(), simulate_icu, icu_spec
+  elif kind == "labs":
+    config, simulator, spec_fn = LabsConfig(), simulate_labs, labs_spec
   else:
     raise ValueError(f"unknown simulator kind {kind!r}; choose one of {list(KINDS)}")
   changes = {"seed": seed}
