@@ -195,8 +195,9 @@ def test_released_models_carry_privacy_records_within_budget(icu_run):
     assert record["selection"].startswith("none")
   generator = json.loads((output / "release/generator/privacy_record.json").read_text())
   assert generator["label_count_noise_multiplier"] > 0 and 0 < generator["positive_rate"] < 1
-  # The copula's marginals and correlation are charged with the DP steps (issue 13).
-  assert len(generator["released_noise_multipliers"]) == 2
+  # The copula's marginals, correlation (issue 13) and binning scales (issue 24) are
+  # charged with the DP steps.
+  assert len(generator["released_noise_multipliers"]) == 3
   # Released together: every trained artifact is accounted for one patient added or
   # removed (dp_fedavg too, with its site's update moving by 2 clips), so all add up
   # (basic composition); the synthetic table is post-processing of the generator.
