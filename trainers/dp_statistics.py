@@ -22,11 +22,10 @@ binning scale, each categorical value by its category.
   each), so together L2 sensitivity sqrt(levels x columns) (clinical_dp/sensitivity.py:
   histograms). Node counts are estimated top down (each node's children by norm-sub of
   their noisy counts to its own estimate, evenly below `scale_split` noise deviations per
-child). The binning scale is the mix
-  `scale_mix` x DP CDF + (1 - scale_mix) x the public scale (for a column whose DP 5%-95%
-  range is narrower than `scale_spread` of its public range; others keep the public
-  scale, decided from the released tree alone): bins are equal on it, so
-  they follow where the data lie, and a value uniform within a bin follows the DP CDF's
+  child). The binning scale is the mix `scale_mix` x DP CDF + (1 - scale_mix) x the
+  public scale for a column whose DP 5%-95% range is narrower than `scale_spread` of its
+  public range; the others keep the public scale, decided from the released tree alone.
+  Bins are equal on the binning scale, so they follow where the data lie, and a value uniform within a bin follows the DP CDF's
   shape at the tree's leaf width. Mixing in the public scale keeps the scale strictly
   increasing (invertible) and gives a few-valued column's values bins of their own.
 - marginals: per label class, one histogram per code; a row adds one count to each of

@@ -139,9 +139,10 @@ def table_from_flat(flat: np.ndarray, labels: np.ndarray, spec: DatasetSpec) -> 
 
   def clinical(values, feature):
     values = feature.min + values * (feature.max - feature.min)
-    if feature.integer:
-      return np.round(values).astype(np.int64)
-    return values if feature.decimals is None else np.round(values, feature.decimals)
+    if feature.rounding is None:
+      return values
+    values = np.round(values, feature.rounding)
+    return values.astype(np.int64) if feature.integer else values
 
   for index, feature in enumerate(spec.series):
     for visit, column in enumerate(feature.columns):
