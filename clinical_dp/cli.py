@@ -38,9 +38,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
   report = validate_table(args.data, spec)
   if not report.ok:
     raise InvalidInputError(report.findings)
+  if spec.models_missing:
+    kept = (f"{report.complete_rows} kept ({report.rows_with_holes} with missing values, "
+            f"modeled), {report.dropped_rows} would be dropped for a missing label")
+  else:
+    kept = (f"{report.complete_rows} complete, {report.dropped_rows} would be dropped for "
+            "missing values")
   print(f"{args.data}: valid against spec '{spec.name}' ({args.spec}): {report.rows} rows, "
-        f"{report.complete_rows} complete, {report.dropped_rows} would be dropped for missing "
-        "values")
+        + kept)
   return EXIT_OK
 
 

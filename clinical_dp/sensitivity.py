@@ -28,9 +28,20 @@ Sensitivities (k: the most rows one patient has; C: the clip):
   code of trainers/dp_statistics.py), a vector with m ones: L2 norm sqrt(m); a patient
   of k rows sqrt(m) k at most. (Replace-one: -1 in m bins and +1 in m others,
   sqrt(2 m).)
+  With missing values modeled (`missing: model`) m counts the released histograms: a
+  nullable value's histogram has one more bin, "missing", that a row with the hole adds
+  its one count to (its indicator is read off that histogram, not released again); a
+  visit's histogram counts only the rows observed at that visit (a row adds 1 or 0: at
+  most sqrt(m) still, reached by a row observed everywhere); the dropout code (visits
+  observed) is one histogram more, which a row adds `dropout_weight` w to
+  (`weighted_histograms`: sqrt(m - 1 + w^2); its counts are divided by w afterwards, so
+  its noise is w times smaller relative to them: the dropout curve is a running sum of
+  its bins, whose noise adds up). The same for a row a missing value or not: the
+  relation is unchanged, and tests/test_sensitivity.py enumerates a table with holes.
   The binning scales' trees are histograms too: per numeric column, `levels` of them,
   and a row adds one count to each (a series' row 1 / V to each of its V visits' nodes:
-  a vector of total 1 has L2 norm at most 1): sqrt(levels x columns).
+  a vector of total 1 has L2 norm at most 1; an unobserved value adds nothing):
+  sqrt(levels x columns).
 * Count (`count`): a row adds 1 (the released label count): 1, k per patient.
 * Second moment of clipped vectors (`second_moment`): each row contributes x x^T with
   |x| <= 1 and every |x_i| <= c <= 1; the released upper triangle (diagonal included)
@@ -76,6 +87,12 @@ def clipped_sum(clip: float, rows_per_patient: int = 1, examples_per_microbatch:
 def histograms(num_histograms: int, rows_per_patient: int = 1) -> float:
   """L2 sensitivity of m one-hot histograms that each row adds one count to."""
   return math.sqrt(num_histograms) * rows_per_patient
+
+
+def weighted_histograms(weights, rows_per_patient: int = 1) -> float:
+  """L2 sensitivity of histograms that each row adds weights[j] to one bin of histogram j
+  (histograms(m) is m weights of 1)."""
+  return math.sqrt(sum(float(w) ** 2 for w in weights)) * rows_per_patient
 
 
 def count(rows_per_patient: int = 1) -> float:

@@ -15,7 +15,15 @@ import yaml
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
-MISSING_POLICIES = ("drop", "error")
+# What a missing modeled value does: "model" keeps the patient and models the hole (every
+# modeled column nullable: a public schema input, never inferred from the data); "drop"
+# drops the row; "error" refuses the table.
+MISSING_POLICIES = ("model", "drop", "error")
+MODEL_MISSING = "model"
+# Feature keys the pipeline adds when missing values are modeled (trainers/preprocessing.py):
+# each static column's indicator, and the series' dropout code (visits observed).
+MISSING_SUFFIX = "__missing"
+DROPOUT_KEY = "visits__observed"
 
 LabelValue = Union[int, str]
 
@@ -91,6 +99,11 @@ class DatasetSpec:
   @property
   def num_visits(self) -> int:
     return len(self.series[0].columns) if self.series else 0
+
+  @property
+  def models_missing(self) -> bool:
+    """Missing values are kept and modeled (indicators and a dropout code)."""
+    return self.missing == MODEL_MISSING
 
   def to_dict(self) -> Dict[str, Any]:
     """The YAML form, with empty optional fields left out."""
@@ -212,6 +225,12 @@ def spec_from_dict(raw: Dict[str, Any], source: str = "<spec>") -> DatasetSpec:
                       | ({f.name for f in static} & {s.name for s in series}))
   if duplicates:
     raise SpecError(f"{source}: column(s) {duplicates} named more than once in the spec")
+  if spec.models_missing:
+    reserved = sorted(c for c in names if c.endswith(MISSING_SUFFIX) or c == DROPOUT_KEY)
+    if reserved:
+      raise SpecError(f"{source}: column(s) {reserved} use a name that 'missing: model' "
+                      f"reserves (names ending in '{MISSING_SUFFIX}', '{DROPOUT_KEY}'); rename "
+                      "them in the CSV and the spec")
   return spec
 
 

@@ -60,7 +60,8 @@ class ValidationReport:
   rows: int
   complete_rows: int
   findings: List[Finding]
-  table: Optional[pd.DataFrame] = None  # typed, complete-case rows; None when invalid
+  table: Optional[pd.DataFrame] = None  # typed rows kept; None when invalid
+  rows_with_holes: int = 0  # kept rows with a missing modeled value (missing: model)
 
   @property
   def ok(self) -> bool:
@@ -97,8 +98,8 @@ def _read_raw(path: str) -> pd.DataFrame:
 def validate_table(path: str, spec: DatasetSpec) -> ValidationReport:
   """Checks the CSV at `path` against `spec`; never modifies the file.
 
-  Returns a report whose `table` holds the typed complete-case rows (label mapped
-  to 0/1) when the table is valid; otherwise `findings` lists every broken rule.
+  Returns a report whose `table` holds the typed rows kept (label mapped to 0/1; with
+  `missing: model` every row with a label, holes as NaN / <NA>, else complete cases) when the table is valid; otherwise `findings` lists every broken rule.
   """
   try:
     raw = _read_raw(path)
@@ -138,7 +139,8 @@ def validate_table(path: str, spec: DatasetSpec) -> ValidationReport:
                                      series.integer, path, findings)
 
   modeled = [spec.label_column] + spec.feature_columns
-  incomplete = missing[modeled].any(axis=1)
+  # with missing values modeled only the label must be present: it cannot be imputed
+  incomplete = missing[[spec.label_column] if spec.models_missing else modeled].any(axis=1)
   if spec.missing == "error" and incomplete.any():
     columns = [c for c in modeled if missing[c].any()]
     for column in columns:
@@ -146,19 +148,18 @@ def validate_table(path: str, spec: DatasetSpec) -> ValidationReport:
                               int(missing[column].sum()), _lines(missing[column])))
   complete_rows = int((~incomplete).sum())
   if not findings and complete_rows == 0:
-    findings.append(Finding(path, "", "no complete rows left after dropping rows with missing "
-                            "values", len(raw)))
+    findings.append(Finding(path, "", "no rows left after dropping rows with missing "
+                            + ("labels" if spec.models_missing else "values"), len(raw)))
   if findings:
     return ValidationReport(path, len(raw), complete_rows, findings)
   table = typed.loc[~incomplete].reset_index(drop=True)
-  for series in spec.series:
-    if series.integer:
-      table[list(series.columns)] = table[list(series.columns)].astype(np.int64)
-  for feature in spec.static:
-    if feature.integer:
-      table[feature.name] = table[feature.name].astype(np.int64)
+  whole = [c for s in spec.series if s.integer for c in s.columns]
+  whole += [f.name for f in spec.static if f.integer]
+  for column in whole:  # nullable integers keep their holes empty in the prepared CSV
+    table[column] = table[column].astype("Int64" if table[column].hasnans else np.int64)
   table[spec.label_column] = table[spec.label_column].astype(np.int64)
-  return ValidationReport(path, len(raw), complete_rows, findings, table)
+  holes = int(missing.loc[~incomplete, spec.feature_columns].any(axis=1).sum())
+  return ValidationReport(path, len(raw), complete_rows, findings, table, holes)
 
 
 def load_valid_table(data_path: str, spec: DatasetSpec) -> ValidationReport:

@@ -27,8 +27,8 @@ from clinical_dp.files import write_text_atomically
 from clinical_dp.names import ColumnKeys, binary_label_spec, user_labels
 from clinical_dp.spec import DatasetSpec, parse_spec
 from clinical_dp.validation import InvalidInputError, validate_table
-from components.evaluation import (audit, baselines, disclosure, fidelity, plots, report,
-                                   utility)
+from components.evaluation import (audit, baselines, disclosure, fidelity, missingness, plots,
+                                   report, utility)
 from components.evaluation.audit import AuditConfig
 from components.evaluation.report import Thresholds
 from components.evaluation.utility import UtilityConfig
@@ -235,6 +235,14 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
                        config.utility)
   scored = score(synthetic, x_synthetic, y_synthetic)
   use, fid = scored["utility"], scored["fidelity"]
+  holes = None
+  if user_spec.models_missing:
+    complete = ~missingness.missing_mask(train, spec.feature_columns).any(axis=1).to_numpy()
+    use["complete_case_real"] = utility.complete_case(x_train, y_train, complete, x_test,
+                                                      y_test, config.utility)
+    use["missing_value_rule"] = missingness.MODEL_ENCODING_RULE
+    holes = missingness.missingness_fidelity(with_user_labels(train, user_spec),
+                                             with_user_labels(synthetic, user_spec), user_spec)
   use["dp_models"] = {}
   if evaluation_uri:
     slices = tfma_slices(evaluation_uri, ColumnKeys.for_spec(user_spec))
@@ -301,6 +309,8 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
       "utility": use, "fidelity": fid, "baselines": compared, "attack": attack,
       "disclosure": disc,
   }
+  if holes is not None:
+    result["missingness"] = holes
   if federated:
     result["federated"] = federated
   result["headline"] = {"utility": report.utility_verdict(use, config.thresholds),
@@ -311,6 +321,8 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
              "trajectories": plots.trajectories(fid, spec.label_column),
              "correlation": plots.correlation_matrices(fid),
              "attacks": plots.attack_bars(attack)}
+  if holes is not None:
+    figures["dropout"] = plots.dropout_curves(holes, spec.label_column)
   return result, figures
 
 

@@ -26,6 +26,15 @@ def _required_scalar(schema: schema_pb2.Schema, name: str, kind: int) -> schema_
   return feature
 
 
+def _nullable_scalar(schema: schema_pb2.Schema, name: str, kind: int) -> schema_pb2.Feature:
+  """At most one value, possibly none: Transform reads it as a SparseTensor whose
+  absent cells trainers/preprocessing.py imputes and marks."""
+  feature = schema.feature.add(name=name, type=kind)
+  feature.presence.min_fraction = 0.0
+  feature.value_count.min, feature.value_count.max = 0, 1
+  return feature
+
+
 def _is_integer_vocabulary(values) -> bool:
   return all(v.lstrip("-").isdigit() for v in values)
 
@@ -37,6 +46,8 @@ def schema_from_spec(spec: DatasetSpec, identifier_types=None) -> schema_pb2.Sch
   when not given.
   """
   identifier_types = identifier_types or {}
+  # nullability is the spec's (a public schema input), never inferred from the data
+  modeled = _nullable_scalar if spec.models_missing else _required_scalar
   schema = schema_pb2.Schema()
   for key in (spec.id_column, spec.site_column):
     if key:
@@ -46,27 +57,31 @@ def schema_from_spec(spec: DatasetSpec, identifier_types=None) -> schema_pb2.Sch
   for feature in spec.static:
     if feature.is_categorical:
       if _is_integer_vocabulary(feature.values):
-        column = _required_scalar(schema, feature.name, schema_pb2.INT)
+        column = modeled(schema, feature.name, schema_pb2.INT)
         numbers = [int(v) for v in feature.values]
         column.int_domain.min, column.int_domain.max = min(numbers), max(numbers)
       else:
-        column = _required_scalar(schema, feature.name, schema_pb2.BYTES)
+        column = modeled(schema, feature.name, schema_pb2.BYTES)
         column.string_domain.name = feature.name
         column.string_domain.value.extend(feature.values)
     else:
-      _bounded(schema, feature.name, feature.min, feature.max, feature.integer)
+      _bounded(modeled(schema, feature.name, _number_type(feature.integer)), feature.min,
+               feature.max, feature.integer)
   for series in spec.series:
     for name in series.columns:
-      _bounded(schema, name, series.min, series.max, series.integer)
+      _bounded(modeled(schema, name, _number_type(series.integer)), series.min, series.max,
+               series.integer)
   return schema
 
 
-def _bounded(schema: schema_pb2.Schema, name: str, low: float, high: float, integer: bool) -> None:
+def _number_type(integer: bool) -> int:
+  return schema_pb2.INT if integer else schema_pb2.FLOAT
+
+
+def _bounded(column: schema_pb2.Feature, low: float, high: float, integer: bool) -> None:
   if integer:
-    column = _required_scalar(schema, name, schema_pb2.INT)
     column.int_domain.min, column.int_domain.max = int(low), int(high)
   else:
-    column = _required_scalar(schema, name, schema_pb2.FLOAT)
     column.float_domain.min, column.float_domain.max = low, high
 
 

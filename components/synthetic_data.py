@@ -59,9 +59,10 @@ def write_examples(frame: pd.DataFrame, path: str) -> None:
   """One tf.Example per row, typed as CsvExampleGen types the input CSV."""
   with tf.io.TFRecordWriter(path, options="GZIP") as writer:
     for row in frame.itertuples(index=False):
+      # an empty cell is an absent feature, as CsvExampleGen writes one
       example = tf.train.Example(features=tf.train.Features(feature={
           column: _feature(value.item() if hasattr(value, "item") else value)
-          for column, value in zip(frame.columns, row)}))
+          for column, value in zip(frame.columns, row) if not pd.isna(value)}))
       writer.write(example.SerializeToString())
 
 

@@ -1,16 +1,23 @@
 """Loads a clinical table into per-site, per-split feature matrices.
 
 Two sources, the same rules as the pipeline:
-  a CSV + dataset spec (checked with the pipeline's own validation; complete-case
-    rows; patients split 8:1:1 train / eval / test by a hash of the patient id,
-    so all rows of a patient land in one split);
+  a CSV + dataset spec (checked with the pipeline's own validation, which decides which
+    rows are kept: complete-case rows, or with `missing: model` every row with a label;
+    patients split 8:1:1 train / eval / test by a hash of the patient id, so all rows
+    of a patient land in one split);
   a pipeline Examples directory (CsvExampleGen output: `Split-train/`, `Split-eval/`,
     `Split-test/` of GZIP TFRecords of raw tf.Examples), whose split is ExampleGen's
     patient hash split; each split goes through the same validation.
 Features are scaled by the spec's public bounds and one-hot encoded over the spec's
 categories (as trainers/preprocessing.py does): nothing here depends on the data's
-statistics, so preprocessing costs no privacy. The test split is only ever used for
-the final evaluation.
+statistics, so preprocessing costs no privacy. With `missing: model` the holes follow
+trainers/preprocessing.py's public rule too (its module docstring): a missing number is
+0, a missing category all zeros, each static column gains a "<name> missing" column,
+each series is filled from its nearest observed visit (earlier first) and the series
+share a one-hot dropout code "visits observed=<k>". The rule is re-implemented here in
+NumPy because the federated runtime cannot import TensorFlow Transform;
+tests/test_federated_encode_equivalence.py holds the two to the same values. The test
+split is only ever used for the final evaluation.
 """
 
 from __future__ import annotations
@@ -89,33 +96,75 @@ def read_spec(path: Optional[str] = None, text: Optional[str] = None) -> Dataset
 
 
 def feature_names(spec: DatasetSpec) -> Tuple[str, ...]:
+  """One name per column of `encode`, in its order."""
   names: List[str] = []
   for feature in spec.static:
     if feature.is_categorical:
       names += [f"{feature.name}={value}" for value in feature.values]
     else:
       names.append(feature.name)
+    if spec.models_missing:
+      names.append(f"{feature.name} missing")
   for series in spec.series:
     names += list(series.columns)
+  if spec.models_missing and spec.series:
+    names += [f"visits observed={k}" for k in range(spec.num_visits + 1)]
   return tuple(names)
 
 
 def encode(table: pd.DataFrame, spec: DatasetSpec) -> np.ndarray:
-  """Scaled numbers and one-hot categories, by the spec's bounds and values only."""
+  """Scaled numbers and one-hot categories, by the spec's bounds and values only.
+
+  Holes (NaN, <NA>, None) are encoded as trainers/preprocessing.py encodes them. The
+  pipeline's indicator is a one-hot [observed, missing]; here it is only its "missing"
+  column, since "observed" is its complement and would add nothing to a model with a
+  bias but a second coordinate for the DP clipping norm to spend on."""
   columns = []
   for feature in spec.static:
     values = table[feature.name]
+    present = values.notna().to_numpy()
     if feature.is_categorical:
-      columns += [(values.astype(str) == v).to_numpy(np.float32) for v in feature.values]
+      text = values.astype(str).to_numpy()
+      columns += [((text == v) & present).astype(np.float32) for v in feature.values]
     else:
-      columns.append(_scale(values, feature.min, feature.max))
+      columns.append(np.where(present, _scale(values, feature.min, feature.max), 0.0))
+    if spec.models_missing:
+      columns.append((~present).astype(np.float32))
+  observed = []
   for series in spec.series:
-    columns += [_scale(table[c], series.min, series.max) for c in series.columns]
+    cells = table[list(series.columns)]
+    present = cells.notna().to_numpy()
+    scaled = np.stack([_scale(cells[c], series.min, series.max) for c in series.columns], 1)
+    columns += list(_fill_series(scaled, present).T)
+    observed.append(present)
+  if spec.models_missing and spec.series:
+    # the visits up to the last one where any series is observed, as one ordinal code
+    visits = np.arange(1, spec.num_visits + 1)
+    count = np.where(np.any(observed, axis=0), visits, 0).max(axis=1)
+    columns += list(np.eye(spec.num_visits + 1, dtype=np.float32)[count].T)
   return np.stack(columns, axis=1).astype(np.float32)
 
 
+def _fill_series(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+  """(rows, visits) with holes -> each hole the last observed value before it, or the
+  first one after it when none is before (0 when the row has none). A complete table
+  passes unchanged, so a spec without `missing: model` encodes as it always did."""
+  visits = np.arange(values.shape[1])
+  last = np.maximum.accumulate(np.where(present, visits, -1), axis=1)
+  ahead = np.where(present, visits, values.shape[1])[:, ::-1]
+  first = np.minimum.accumulate(ahead, axis=1)[:, ::-1]
+  first = np.where(first < values.shape[1], first, -1)
+  source = np.where(last >= 0, last, first)
+  filled = np.take_along_axis(values, np.maximum(source, 0), axis=1)
+  return np.where(source >= 0, filled, np.float32(0.0)).astype(np.float32)
+
+
 def _scale(values: pd.Series, low: float, high: float) -> np.ndarray:
-  return np.clip((values.to_numpy(np.float64) - low) / (high - low), 0.0, 1.0).astype(np.float32)
+  """In float32 as the pipeline's TensorFlow does, so both give the same bits; a hole
+  becomes NaN, for the caller to replace."""
+  numbers = values.astype(np.float64).to_numpy().astype(np.float32)
+  scaled = (numbers - np.float32(low)) / np.float32(high - low)
+  return np.clip(scaled, np.float32(0.0), np.float32(1.0))
 
 
 def patient_split(patient_ids: pd.Series) -> pd.Series:
@@ -189,6 +238,9 @@ def load_examples(directory: str, spec: DatasetSpec) -> FederatedData:
       frame = _example_rows(files)
       if frame.empty:
         raise DataError(f"{directory}/Split-{split}: no examples")
+      if spec.models_missing:  # a column empty in every example of a split is a hole, not absent
+        frame = frame.reindex(columns=list(frame.columns)
+                              + [c for c in spec.feature_columns if c not in frame.columns])
       csv = os.path.join(tmp, f"{split}.csv")
       frame.to_csv(csv, index=False)
       try:

@@ -68,7 +68,10 @@ def column_types(rows: Sequence[Sequence[str]], width: int) -> List[int]:
 
 def feature_bytes(cell: str, kind: int) -> bytes:
   """tf.train.Feature of one CSV cell, serialized (bytes_list 1, float_list 2, int64_list 3;
-  numeric lists are packed)."""
+  numeric lists are packed). An empty cell is a feature with an empty list of its
+  column's kind, as CsvExampleGen writes it."""
+  if not cell:
+    return _field({INT: 3, FLOAT: 2}.get(kind, 1), b"")
   if kind == INT:
     return _field(3, _field(1, _varint(int(cell))))
   if kind == FLOAT:

@@ -43,7 +43,8 @@ def _released_table(labs, config: gan.GanConfig, seed=0):
 
 
 def _ks(labs, synthetic, column):
-  return stats.ks_2samp(labs[0][column], synthetic[column]).statistic
+  """On the observed values (a column the spec lets be empty can get holes)."""
+  return stats.ks_2samp(labs[0][column].dropna(), synthetic[column].dropna()).statistic
 
 
 def test_skewed_labs_keep_their_shape_where_equal_bins_lose_it(labs):
@@ -54,7 +55,7 @@ def test_skewed_labs_keep_their_shape_where_equal_bins_lose_it(labs):
     assert _ks(labs, scaled, column) < 0.07, column  # 0.03-0.06 over seeds
     assert _ks(labs, equal, column) > 0.2, column  # the control (0.29-0.36): a wide bin
     # the bulk of the values where the real ones are, not spread over the public range
-    assert np.quantile(scaled[column], 0.95) < 1.3 * np.quantile(real, 0.95)
+    assert np.quantile(scaled[column].dropna(), 0.95) < 1.3 * np.quantile(real, 0.95)
 
 
 def test_whole_numbers_and_reported_decimals_stay_on_their_values(labs):
@@ -63,11 +64,13 @@ def test_whole_numbers_and_reported_decimals_stay_on_their_values(labs):
   table = labs[0]
   _, synthetic = _released_table(labs, gan.GanConfig())
   for column in ("sample_yr", "flc_grp", "mgus"):
-    on_real = synthetic[column].isin(set(table[column])).mean()
+    on_real = synthetic[column].dropna().isin(set(table[column])).mean()
     assert on_real > 0.99, (column, on_real)
     assert _ks(labs, synthetic, column) < 0.1, column  # 0.01-0.07 over seeds
-  np.testing.assert_allclose(synthetic["creatinine"], synthetic["creatinine"].round(1))
-  assert _ks(labs, synthetic, "creatinine") < 0.08
+  creatinine = synthetic["creatinine"].dropna()
+  np.testing.assert_allclose(creatinine, creatinine.round(1))
+  # on its observed values: 0.04-0.095 over seeds, with 19% of them missing (informative)
+  assert _ks(labs, synthetic, "creatinine") < 0.1
   _, equal = _released_table(labs, gan.GanConfig(scale_weight=0.0))
   assert _ks(labs, equal, "sample_yr") > 0.2  # the control: 1990-1994 filled in
   assert _ks(labs, equal, "creatinine") > 0.2

@@ -106,12 +106,14 @@ def test_valid_table_passes_and_counts_dropped_rows(sprint_dir):
                    sprint_dir / "spec.yaml")
   assert result.returncode == 0, result.stderr
   assert "valid against spec 'sprint_like'" in result.stdout
-  assert "would be dropped for missing values" in result.stdout
+  # the simulated trial's spec models its missing visits: every patient with a label kept
+  assert "with missing values, modeled" in result.stdout
+  assert "0 would be dropped for a missing label" in result.stdout
 
 
 def test_missing_policy_error_refuses_incomplete_rows(sprint_dir, tmp_path):
   spec = tmp_path / "spec.yaml"
-  spec.write_text((sprint_dir / "spec.yaml").read_text().replace("missing: drop",
+  spec.write_text((sprint_dir / "spec.yaml").read_text().replace("missing: model",
                                                                  "missing: error"))
   result = run_cli("validate", "--data", sprint_dir / "data.csv", "--spec", spec)
   assert result.returncode == EXIT_INVALID

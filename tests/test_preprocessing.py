@@ -96,3 +96,79 @@ def test_schema_detects_out_of_range_and_unknown_values():
   bad.loc[1, "sex"] = "X"
   anomalies = tfdv.validate_statistics(tfdv.generate_statistics_from_dataframe(bad), schema)
   assert set(anomalies.anomaly_info) == {"age", "sex"}
+
+
+MISSING_SPEC = parse_spec("""
+name: holes
+label_column: died
+missing: model
+static:
+  - {name: age, type: numeric, min: 20, max: 100}
+  - {name: stage, type: categorical, values: [1, 2, 3]}
+series:
+  - {name: sbp, min: 60, max: 260, columns: [sbp_0, sbp_1, sbp_2]}
+  - {name: meds, min: 0, max: 6, integer: true, columns: [meds_0, meds_1, meds_2]}
+""")
+
+
+def _sparse(values, dtype):
+  """A nullable column as Transform reads it from tf.Examples: None cells absent."""
+  present = [i for i, v in enumerate(values) if v is not None]
+  return tf.SparseTensor([[i, 0] for i in present] or np.zeros((0, 2), np.int64),
+                         tf.constant([values[i] for i in present], dtype), [len(values), 1])
+
+
+def test_holes_are_imputed_by_public_rules_and_marked():
+  """Rows: complete; age and stage missing, sbp missing before its first visit; dropout
+  after the first visit; no visit observed; an intermittent hole (carried forward)."""
+  rows = {
+      "died": [0, 1, 0, 1, 0],
+      "age": [60.0, None, 100.0, 20.0, 60.0],
+      "stage": [1, None, 3, 2, 2],
+      "sbp_0": [160.0, None, 60.0, None, 110.0], "sbp_1": [260.0, 160.0, None, None, None],
+      "sbp_2": [60.0, 60.0, None, None, 160.0],
+      "meds_0": [0, 3, 6, None, 6], "meds_1": [3, 3, None, None, None],
+      "meds_2": [6, 6, None, None, 0],
+  }
+  kinds = {"died": tf.int64, "stage": tf.int64, "meds_0": tf.int64, "meds_1": tf.int64,
+           "meds_2": tf.int64}
+  inputs = {name: (_column(values, kinds[name]) if name == "died"
+                   else _sparse(values, kinds.get(name, tf.float32)))
+            for name, values in rows.items()}
+  out = {k: v.numpy() for k, v in preprocessing_fn(
+      inputs, {"spec": MISSING_SPEC.to_dict()}).items()}
+  np.testing.assert_allclose(out["age_xf"], [0.5, 0.0, 1.0, 0.0, 0.5])
+  np.testing.assert_allclose(out["age__missing_xf"][:, 1], [0, 1, 0, 0, 0])
+  np.testing.assert_allclose(out["stage_xf"][1], [0, 0, 0])
+  np.testing.assert_allclose(out["stage__missing_xf"][:, 1], [0, 1, 0, 0, 0])
+  np.testing.assert_allclose(out["sbp_xf"], [[0.5, 1.0, 0.0], [0.5, 0.5, 0.0],
+                                             [0.0, 0.0, 0.0], [0.0, 0.0, 0.0],
+                                             [0.25, 0.25, 0.5]])
+  np.testing.assert_allclose(out["meds_xf"][1], [0.5, 0.5, 1.0])
+  # visits up to the last observed one: 3, 3, 1, 0, 3
+  np.testing.assert_allclose(out["visits__observed_xf"].argmax(axis=1), [3, 3, 1, 0, 3])
+  # outside TFX a hole is NaN in a dense column: the same encoding
+  from trainers import features
+  table = pd.DataFrame(rows).astype({"stage": "Int64", "meds_0": "Int64", "meds_1": "Int64",
+                                     "meds_2": "Int64"})
+  inputs, _ = features.encode_table(table, MISSING_SPEC)
+  flat = features.flatten_inputs(inputs)
+  layout = features.PatientLayout.from_spec(MISSING_SPEC)
+  np.testing.assert_allclose(flat[:, layout.block_offsets()["age"]], out["age_xf"])
+  # the encoding agrees with its own indicators: masking changes nothing
+  np.testing.assert_allclose(features.apply_missingness(flat, layout).numpy(), flat)
+  # and decoding it back gives the holes where the table had them (after dropout only:
+  # the intermittent and leading holes are imputed, not modeled)
+  decoded = features.table_from_flat(flat, np.asarray(rows["died"]), MISSING_SPEC)
+  assert decoded["age"].isna().tolist() == [False, True, False, False, False]
+  assert decoded["stage"].isna().tolist() == [False, True, False, False, False]
+  assert decoded["sbp_1"].isna().tolist() == [False, False, True, True, False]
+  assert str(decoded["meds_1"].dtype) == "Int64"
+
+
+def test_nullable_columns_are_optional_in_the_schema_only_when_the_spec_says_so():
+  nullable = {f.name: f for f in schema_from_spec(MISSING_SPEC).feature}
+  assert nullable["age"].presence.min_fraction == 0.0
+  assert nullable["died"].presence.min_fraction == 1.0  # a label cannot be imputed
+  required = {f.name: f for f in schema_from_spec(SPEC).feature}
+  assert required["age"].presence.min_fraction == 1.0

@@ -58,24 +58,66 @@ def _small_flat_table(tmp_dir, rows=9, seed=3):
   return features.flatten_inputs(inputs), labels.reshape(-1), layout
 
 
-def test_histograms_move_by_sqrt_m_for_one_row_added_or_removed(tmp_path):
-  flat, labels, layout = _small_flat_table(tmp_path)
+def _table_with_holes():
+  """A hand-made table with every kind of hole `missing: model` keeps: a missing number,
+  a missing category, dropout after each visit, no visit observed."""
+  import pandas as pd
+  from clinical_dp.spec import spec_from_dict
+  from trainers import features
+  spec = spec_from_dict({
+      "name": "holes", "label_column": "y", "missing": "model",
+      "static": [{"name": "a", "type": "numeric", "min": 0, "max": 10},
+                 {"name": "c", "type": "categorical", "values": ["u", "v", "w"]}],
+      "series": [{"name": "s", "min": 0, "max": 10, "columns": ["s1", "s2", "s3"]}]})
+  nan = np.nan
+  table = pd.DataFrame({
+      "y": [0, 1, 0, 1, 0, 1, 1],
+      "a": [1.0, nan, 5, 9.5, nan, 3, 7],
+      "c": ["u", None, "v", "w", "u", None, "v"],
+      "s1": [1, 2, nan, 4, 5, nan, 8], "s2": [2, 5, nan, nan, 6, nan, 9],
+      "s3": [3, nan, nan, nan, 7, nan, 1]})
+  inputs, labels = features.encode_table(table, spec)
+  return features.flatten_inputs(inputs), labels.reshape(-1), PatientLayout.from_spec(spec)
+
+
+@pytest.mark.parametrize("table", ["sprint", "holes"])
+def test_histograms_move_by_sqrt_m_for_one_row_added_or_removed(tmp_path, table):
+  """m is the number of released histograms: with missing values modeled a nullable
+  value's histogram holds its "missing" bin (its indicator is not released on its own),
+  a visit's counts only the rows observed there, and the dropout code is one more."""
+  flat, _, layout = _small_flat_table(tmp_path) if table == "sprint" else _table_with_holes()
   codes_layout = dp_statistics.CodeLayout.from_layout(layout, bins=8)
   codes = codes_layout.encode(flat)
-  m = codes_layout.num_codes
+  m = codes_layout.num_released
+  if table == "holes":
+    assert codes_layout.nullable and codes_layout.dropout is not None
+    assert m == codes_layout.num_codes - 2
 
-  def released(kept):
-    return np.concatenate(dp_statistics.marginal_counts(codes[kept], codes_layout.sizes))
+  def released(kept, weight=1.0):
+    histograms = dp_statistics.released_histograms(codes[kept], codes_layout, weight)
+    return np.concatenate([histograms[j] for j in sorted(histograms)])
 
   stated = sensitivity.histograms(m)
   assert _largest_change(released, len(codes)) == pytest.approx(stated)
+  # the dropout code's histogram at weight w: sqrt(m - 1 + w^2), as the release states
+  weight = 3.0
+  stated = codes_layout.marginal_sensitivity(weight)
+  if codes_layout.dropout is not None:
+    assert stated == pytest.approx(math.sqrt(m - 1 + weight ** 2))
+  assert _largest_change(lambda kept: released(kept, weight), len(codes)) == pytest.approx(
+      stated)
   # Under replace-one the same histograms move by sqrt(2 m): a relation's sensitivity is
-  # its own (the first row replaced by a row with every code different).
+  # its own (the first row replaced by a row with every code different; plain codes).
+  plain = dataclasses.replace(codes_layout, nullable=(), dropout=None)
+
+  def plain_counts(rows):
+    histograms = dp_statistics.released_histograms(rows, plain)
+    return np.concatenate([histograms[j] for j in sorted(histograms)])
+
   other = (codes[0] + 1) % np.asarray(codes_layout.sizes)
-  replaced = np.concatenate(dp_statistics.marginal_counts(
-      np.vstack([other, codes[1:]]), codes_layout.sizes))
-  full = np.concatenate(dp_statistics.marginal_counts(codes, codes_layout.sizes))
-  assert np.linalg.norm(full - replaced) == pytest.approx(math.sqrt(2 * m))
+  replaced = plain_counts(np.vstack([other, codes[1:]]))
+  assert np.linalg.norm(plain_counts(codes) - replaced) == pytest.approx(
+      math.sqrt(2 * plain.num_codes))
 
 
 def test_binning_scale_trees_move_by_sqrt_levels_times_columns(tmp_path):
@@ -88,8 +130,10 @@ def test_binning_scale_trees_move_by_sqrt_levels_times_columns(tmp_path):
   columns = codes_layout.scale_columns
   assert len(columns) == layout.num_series + len(layout.numeric_static)
 
+  observed = codes_layout.observed(codes_layout.encode(flat))[:, :codes_layout.numeric]
+
   def trees(kept, columns=columns):
-    return dp_statistics.scale_tree_counts(flat[kept], columns, 3, 3).ravel()
+    return dp_statistics.scale_tree_counts(flat[kept], columns, 3, 3, observed[kept]).ravel()
 
   stated = sensitivity.histograms(3 * len(columns))
   assert _largest_change(trees, len(flat)) <= stated + 1e-12

@@ -49,6 +49,9 @@ class ClassifierModule(tf.Module):
     for column, feature in self._raw_spec.items():
       if column not in complete:
         complete[column] = tf.zeros([batch] + list(feature.shape), feature.dtype)
+      elif (isinstance(feature, tf.io.VarLenFeature)
+            and not isinstance(complete[column], tf.SparseTensor)):
+        complete[column] = _holes_dropped(complete[column])
     transformed = self.transform_layer(complete)
     logit = self.model(features.flat_features(features.network_inputs(transformed, self._spec)))
     return {"logit": logit, "probability": tf.sigmoid(logit)}
@@ -59,10 +62,26 @@ class ClassifierModule(tf.Module):
     return self._predict(tf.io.parse_example(serialized, self._feature_spec))
 
   def features_signature(self):
-    """One tensor per raw feature column, shaped [batch, 1] as in the Examples."""
-    specs = {column: tf.TensorSpec([None] + list(feature.shape), feature.dtype, name=column)
+    """One tensor per raw feature column, shaped [batch, 1] as in the Examples; with
+    missing values modeled a hole is NaN in a number, "" in a text column (an integer
+    column's holes can only be sent through serve_examples)."""
+    specs = {column: tf.TensorSpec([None] + list(getattr(feature, "shape", [1])),
+                                   feature.dtype, name=column)
              for column, feature in self._feature_spec.items()}
     return tf.function(lambda **raw: self._predict(raw)).get_concrete_function(**specs)
+
+
+def _holes_dropped(dense: tf.Tensor) -> tf.SparseTensor:
+  """A [batch, 1] column with NaN or "" for its holes -> the SparseTensor a nullable
+  column arrives as from tf.Examples (trainers/preprocessing.py reads its holes)."""
+  if dense.dtype.is_floating:
+    present = tf.logical_not(tf.math.is_nan(dense))
+  elif dense.dtype == tf.string:
+    present = tf.not_equal(dense, "")
+  else:
+    present = tf.ones_like(dense, tf.bool)
+  indices = tf.where(present)
+  return tf.SparseTensor(indices, tf.gather_nd(dense, indices), tf.shape(dense, tf.int64))
 
 
 def export_classifier(model: tf.keras.Model, transform_output: tft.TFTransformOutput,

@@ -19,24 +19,58 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from clinical_dp.names import SIGNATURE_INPUTS_FILE
-from clinical_dp.spec import DatasetSpec
-from trainers.preprocessing import LABEL_KEY, transform_features, transformed_name
+from clinical_dp.spec import DROPOUT_KEY, DatasetSpec
+from trainers.preprocessing import (LABEL_KEY, missing_key, transform_features,
+                                    transformed_name)
 
 
 @dataclasses.dataclass(frozen=True)
 class PatientLayout:
-  """How one patient is laid out for the networks, derived from the spec."""
+  """How one patient is laid out for the networks, derived from the spec.
+
+  With missing values modeled, the one-hot blocks end with each static column's
+  indicator [observed, missing] (missing_key) and the series' dropout code (DROPOUT_KEY,
+  visits + 1 wide): to the networks and the DP statistics they are categories like any
+  other, and apply_missingness makes the values agree with them."""
   num_visits: int
   num_series: int
   numeric_static: Tuple[str, ...]
   categorical_static: Tuple[Tuple[str, int], ...]
+  models_missing: bool = False
 
   @classmethod
   def from_spec(cls, spec: DatasetSpec) -> "PatientLayout":
+    categorical = tuple((f.name, len(f.values)) for f in spec.static if f.is_categorical)
+    if spec.models_missing:
+      categorical += tuple((missing_key(f.name), 2) for f in spec.static)
+      if spec.series:
+        categorical += ((DROPOUT_KEY, spec.num_visits + 1),)
     return cls(num_visits=spec.num_visits, num_series=len(spec.series),
                numeric_static=tuple(f.name for f in spec.static if not f.is_categorical),
-               categorical_static=tuple((f.name, len(f.values)) for f in spec.static
-                                        if f.is_categorical))
+               categorical_static=categorical, models_missing=spec.models_missing)
+
+  def block_offsets(self) -> Dict[str, int]:
+    """Flat column where each static feature (numeric value or one-hot block) starts."""
+    offset = self.num_visits * self.num_series
+    offsets = {}
+    for name in self.numeric_static:
+      offsets[name] = offset
+      offset += 1
+    for name, size in self.categorical_static:
+      offsets[name] = offset
+      offset += size
+    return offsets
+
+  @property
+  def nullable_static(self) -> Tuple[str, ...]:
+    """Static features that have a missingness indicator."""
+    names = {name for name, _ in self.categorical_static}
+    return tuple(n for n in self.numeric_static + tuple(n for n, _ in self.categorical_static)
+                 if missing_key(n) in names)
+
+  @property
+  def has_dropout(self) -> bool:
+    return any(name == DROPOUT_KEY for name, _ in self.categorical_static)
 
   @property
   def static_width(self) -> int:
@@ -67,6 +101,48 @@ def network_inputs(transformed: Dict, spec: DatasetSpec) -> List[tf.Tensor]:
   return inputs
 
 
+def missing_cells(flat, layout: PatientLayout) -> Dict[str, tf.Tensor]:
+  """Which cells of flat features (flat_features' order) are missing, as their indicators
+  and dropout code say: {static feature: (batch,) bool}, and under DROPOUT_KEY
+  (batch, visits) bool for the series' visits after the last observed one."""
+  flat = tf.convert_to_tensor(flat, tf.float32)
+  offsets, cells = layout.block_offsets(), {}
+  for name in layout.nullable_static:
+    indicator = flat[:, offsets[missing_key(name)]:offsets[missing_key(name)] + 2]
+    cells[name] = tf.argmax(indicator, axis=1) == 1
+  if layout.has_dropout:
+    start = offsets[DROPOUT_KEY]
+    observed = tf.argmax(flat[:, start:start + layout.num_visits + 1], axis=1, output_type=tf.int32)
+    cells[DROPOUT_KEY] = tf.range(layout.num_visits)[None, :] >= observed[:, None]
+  return cells
+
+
+def apply_missingness(flat, layout: PatientLayout) -> tf.Tensor:
+  """Flat features whose values agree with their own indicators and dropout code, as
+  trainers/preprocessing.py encodes a table with holes: a missing number 0, a missing
+  category all zeros, visits after dropout the last observed visit's values (0 when
+  none is observed). Generators apply it to what they sample, so a synthetic patient is
+  encoded like a real one with the same holes."""
+  flat = tf.convert_to_tensor(flat, tf.float32)
+  if not layout.models_missing:
+    return flat
+  cells, offsets = missing_cells(flat, layout), layout.block_offsets()
+  columns = tf.unstack(flat, axis=1) if flat.shape[1] else []
+  for name in layout.nullable_static:
+    width = dict(layout.categorical_static).get(name, 1)
+    for column in range(offsets[name], offsets[name] + width):
+      columns[column] = tf.where(cells[name], 0.0, columns[column])
+  if layout.has_dropout:
+    visits, width = layout.num_visits, layout.num_visits * layout.num_series
+    series = tf.reshape(flat[:, :width], [-1, visits, layout.num_series])
+    observed = visits - tf.reduce_sum(tf.cast(cells[DROPOUT_KEY], tf.int32), axis=1)
+    last = tf.gather(series, tf.maximum(observed - 1, 0), batch_dims=1)  # (batch, series)
+    last = tf.where(observed[:, None] > 0, last, 0.0)
+    series = tf.where(cells[DROPOUT_KEY][:, :, None], last[:, None, :], series)
+    columns[:width] = tf.unstack(tf.reshape(series, [-1, width]), axis=1)
+  return tf.stack(columns, axis=1)
+
+
 def flat_features(inputs: List) -> tf.Tensor:
   """The networks' inputs as one row per patient: series visit by visit, then static."""
   return tf.concat([tf.reshape(tf.cast(x, tf.float32), [tf.shape(x)[0], -1]) for x in inputs],
@@ -88,11 +164,22 @@ def flatten_inputs(inputs: List[np.ndarray]) -> np.ndarray:
 def encode_table(table: pd.DataFrame, spec: DatasetSpec) -> Tuple[List[np.ndarray], np.ndarray]:
   """A validated table (or a generated one, without id and site) through the pipeline's own
   preprocessing_fn, for use outside TFX."""
+  categorical = {f.name for f in spec.static if f.is_categorical}
   columns = {}
   for column in [c for c in spec.required_columns if c in table.columns]:
-    values = table[column].to_numpy()
-    if values.dtype == object:
-      values = values.astype(str).astype(bytes)
+    values = table[column]
+    if column in categorical and pd.api.types.is_numeric_dtype(values.dtype):
+      values = values.astype("Int64").astype(str)  # 1, not 1.0; a hole <NA>, made "" below
+      values = values.where(table[column].notna(), "")
+    if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+      values = values.astype(object).where(values.notna(), "").astype(str).to_numpy()
+      values = values.astype(bytes)
+    elif values.hasnans:  # a hole in a number: NaN marks it (trainers/preprocessing.py)
+      values = values.astype(np.float64).to_numpy()
+    elif isinstance(values.dtype, pd.api.extensions.ExtensionDtype):
+      values = values.to_numpy(values.dtype.numpy_dtype)  # a nullable integer, no hole
+    else:
+      values = values.to_numpy()
     columns[column] = tf.constant(values.reshape(-1, 1))
   transformed = {k: v.numpy() for k, v in transform_features(columns, spec).items()}
   return layout_arrays(transformed, spec)
@@ -136,25 +223,28 @@ def table_from_flat(flat: np.ndarray, labels: np.ndarray, spec: DatasetSpec) -> 
   layout = PatientLayout.from_spec(spec)
   flat = np.clip(np.asarray(flat, np.float64), 0.0, 1.0)
   columns = {spec.label_column: np.asarray(labels).reshape(-1).astype(np.int64)}
+  cells = {name: mask.numpy() for name, mask in missing_cells(flat, layout).items()}
+  no_hole = np.zeros(len(flat), bool)
 
-  def clinical(values, feature):
+  def clinical(values, feature, missing):
     values = feature.min + values * (feature.max - feature.min)
-    if feature.rounding is None:
-      return values
-    values = np.round(values, feature.rounding)
-    return values.astype(np.int64) if feature.integer else values
+    if feature.rounding is not None:
+      values = np.round(values, feature.rounding)
+    values = pd.Series(values).mask(missing)
+    return values.astype("Int64" if missing.any() else np.int64) if feature.integer else values
 
   for index, feature in enumerate(spec.series):
     for visit, column in enumerate(feature.columns):
-      columns[column] = clinical(flat[:, visit * layout.num_series + index], feature)
-  offset = layout.num_visits * layout.num_series
+      missing = cells[DROPOUT_KEY][:, visit] if DROPOUT_KEY in cells else no_hole
+      columns[column] = clinical(flat[:, visit * layout.num_series + index], feature, missing)
+  offsets = layout.block_offsets()
   for feature in spec.static:
-    if not feature.is_categorical:
-      columns[feature.name] = clinical(flat[:, offset], feature)
-      offset += 1
-  for feature in spec.static:
+    missing = cells.get(feature.name, no_hole)
+    start = offsets[feature.name]
     if feature.is_categorical:
-      block = flat[:, offset:offset + len(feature.values)]
-      columns[feature.name] = np.asarray(feature.values, dtype=object)[block.argmax(axis=1)]
-      offset += len(feature.values)
+      block = flat[:, start:start + len(feature.values)]
+      values = np.asarray(feature.values, dtype=object)[block.argmax(axis=1)]
+      columns[feature.name] = pd.Series(values).mask(missing)
+    else:
+      columns[feature.name] = clinical(flat[:, start], feature, missing)
   return pd.DataFrame(columns)[[spec.label_column] + spec.feature_columns]

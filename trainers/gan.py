@@ -21,7 +21,7 @@ import tensorflow as tf
 from clinical_dp.spec import DatasetSpec
 from trainers import dp_clipping, dp_statistics
 from trainers.dp_training import dp_adam
-from trainers.features import PatientLayout
+from trainers.features import PatientLayout, apply_missingness
 
 
 BATCH1_METHOD = "batch1"  # GanConfig.dp_method of paper mode (trainers/batch1_dp.py)
@@ -123,6 +123,7 @@ def build_generator(layout: PatientLayout, config: GanConfig,
   latent = tf.keras.Input((config.latent_dim,), name="latent")
   label = tf.keras.Input((1,), dtype=tf.int32, name="label")
   embedded = tf.keras.layers.Flatten()(tf.keras.layers.Embedding(2, config.latent_dim)(label))
+  raw = "_unmasked" if layout.models_missing else ""  # the masked outputs take the names
   hidden = tf.keras.layers.Multiply()([latent, embedded])
   outputs = []
   if layout.has_series:
@@ -135,7 +136,7 @@ def build_generator(layout: PatientLayout, config: GanConfig,
     x = tf.keras.layers.LeakyReLU(config.leaky_slope)(x)
     x = tf.keras.layers.Conv1D(layout.num_series, 3, padding="same", activation="sigmoid")(x)
     outputs.append(tf.keras.layers.Cropping1D((0, 2 * half - layout.num_visits),
-                                              name="series")(x))
+                                              name=f"series{raw}")(x))
   if layout.has_static:
     x = tf.keras.layers.Dense(config.generator_units)(hidden)
     x = tf.keras.layers.LeakyReLU(config.leaky_slope)(x)
@@ -145,8 +146,24 @@ def build_generator(layout: PatientLayout, config: GanConfig,
     for name, size in layout.categorical_static:
       parts.append(tf.keras.layers.Dense(size, activation="softmax", name=f"{name}_probs")(x))
     outputs.append(parts[0] if len(parts) == 1 else
-                   tf.keras.layers.Concatenate(name="static")(parts))
+                   tf.keras.layers.Concatenate(name=f"static{raw}")(parts))
+  if layout.models_missing:
+    flat = tf.keras.layers.Concatenate()([tf.keras.layers.Flatten()(x) for x in outputs])
+    outputs = _layout_outputs(layout, MissingnessMask(layout, name="missingness")(flat))
   return tf.keras.Model([latent, label], outputs, name="generator")
+
+
+class MissingnessMask(tf.keras.layers.Layer):
+  """Flat features -> the same with values that agree with their indicators and dropout
+  code (features.apply_missingness): what the discriminator sees of a synthetic patient is
+  encoded as a real one with the same holes. No weights."""
+
+  def __init__(self, layout: PatientLayout, **kwargs):
+    super().__init__(trainable=False, **kwargs)
+    self._layout = layout
+
+  def call(self, flat):  # pylint: disable=arguments-differ
+    return apply_missingness(flat, self._layout)
 
 
 class CopulaDecoder(tf.keras.layers.Layer):
@@ -228,6 +245,8 @@ def build_copula_generator(layout: PatientLayout, config: GanConfig,
   x = tf.keras.layers.LeakyReLU(config.leaky_slope)(x)
   residual = tf.keras.layers.Dense(m, kernel_initializer="zeros", name="residual")(x)
   flat = CopulaDecoder(copula, name="copula")(base + residual, label)
+  if layout.models_missing:
+    flat = MissingnessMask(layout, name="missingness")(flat)
   generator = tf.keras.Model([latent, label], _layout_outputs(layout, flat), name="generator")
   generator.add_loss(config.residual_penalty * tf.reduce_mean(tf.square(residual)))
   return generator

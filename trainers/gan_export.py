@@ -7,11 +7,12 @@ generator weights.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from clinical_dp.spec import DatasetSpec
-from trainers import gan
+from clinical_dp.spec import DROPOUT_KEY, DatasetSpec
+from trainers import features, gan
 
 SIGNATURE = "generate"
 
@@ -52,24 +53,24 @@ class GeneratorModule(tf.Module):
     labels = tf.cast(tf.random.uniform(tf.stack([num_patients, 1])) < positive_rate, tf.int32)
     outputs = self.generator([latent, labels], training=False)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    flat = features.flat_features(outputs)
+    holes = features.missing_cells(flat, self._layout)
+    no_hole = tf.zeros_like(labels[:, 0], tf.bool)
     columns = {self._spec.label_column: tf.gather(self._label_values, labels[:, 0])}
-    if self._layout.has_series:
-      series = outputs[0]
-      for index, feature in enumerate(self._spec.series):
-        for visit, column in enumerate(feature.columns):
-          columns[column] = _unscale(series[:, visit, index], feature)
-    if self._layout.has_static:
-      static, offset = outputs[-1], 0
-      numeric = [f for f in self._spec.static if not f.is_categorical]
-      for feature in numeric:
-        columns[feature.name] = _unscale(static[:, offset], feature)
-        offset += 1
-      for feature in self._spec.static:
-        if feature.is_categorical:
-          block = static[:, offset:offset + len(feature.values)]
-          columns[feature.name] = tf.gather(self._vocabularies[feature.name],
-                                            tf.argmax(block, axis=1))
-          offset += len(feature.values)
+    for index, feature in enumerate(self._spec.series):
+      for visit, column in enumerate(feature.columns):
+        missing = holes[DROPOUT_KEY][:, visit] if DROPOUT_KEY in holes else no_hole
+        values = _unscale(flat[:, visit * self._layout.num_series + index], feature)
+        columns[column] = tf.where(missing, np.nan, values)
+    offsets = self._layout.block_offsets()
+    for feature in self._spec.static:
+      start, missing = offsets[feature.name], holes.get(feature.name, no_hole)
+      if feature.is_categorical:
+        block = flat[:, start:start + len(feature.values)]
+        values = tf.gather(self._vocabularies[feature.name], tf.argmax(block, axis=1))
+        columns[feature.name] = tf.where(missing, "", values)  # an empty cell
+      else:
+        columns[feature.name] = tf.where(missing, np.nan, _unscale(flat[:, start], feature))
     return columns
 
 
@@ -90,10 +91,11 @@ def generate_table(export_dir: str, spec: DatasetSpec, num_patients: int,
   frame = pd.DataFrame({c: outputs[c].numpy() for c in columns})
   for column in frame.columns:
     if frame[column].dtype == object:
-      frame[column] = frame[column].str.decode("utf-8")
+      frame[column] = frame[column].str.decode("utf-8").replace("", None)
   integers = [f.name for f in spec.static if f.integer and not f.is_categorical]
   integers += [c for s in spec.series if s.integer for c in s.columns]
-  frame[integers] = frame[integers].astype("int64")
+  for column in integers:  # nullable where the generator left a hole
+    frame[column] = frame[column].astype("Int64" if frame[column].hasnans else "int64")
   # float32 holds 1.1 as 1.10000002: round again in float64 for the CSV
   reported = [([f.name], f.decimals) for f in spec.static if not f.is_categorical]
   reported += [(list(s.columns), s.decimals) for s in spec.series]

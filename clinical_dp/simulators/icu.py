@@ -9,6 +9,11 @@ Generative model:
     pressure, respiratory rate, temperature, SpO2, GCS) and labs (creatinine,
     lactate, white cells, sodium) drawn around type- and acuity-dependent means;
     an APACHE-like acuity score summarising the derangements plus noise.
+  the skewed labs (creatinine, lactate, white cells) are log-normal, so that, as in real
+    ICU tables, their bulk fills a sliver of wide public bounds (median creatinine about
+    1.0 of 0.1-15 mg/dL, lactate about 1.5 of 0-30 mmol/L) with a long right tail.
+  lactate is not drawn for about 5% of stays, mostly the stable ones (informative), and
+    white cells for about 2% at random: the spec says missing: model.
   in-hospital mortality ~ Bernoulli(sigmoid(offset_k + (beta + delta_k) . f(x))),
     with U-shaped terms for temperature, heart rate and sodium.
 About 6% of patients have a second stay in the same hospital, so the privacy unit
@@ -29,7 +34,7 @@ ADMISSION_TYPES = ("cardiac", "surgical", "sepsis", "respiratory", "other")
 _NUMERIC_BOUNDS = {
     "age": (16, 100), "heart_rate": (20, 250), "mean_bp": (20, 200), "resp_rate": (4, 70),
     "temperature": (30, 43), "spo2": (50, 100), "gcs": (3, 15), "creatinine": (0.1, 15),
-    "lactate": (0.2, 25), "wbc": (0.1, 100), "sodium": (110, 170), "acuity_score": (0, 200),
+    "lactate": (0, 30), "wbc": (0.1, 100), "sodium": (110, 170), "acuity_score": (0, 200),
 }
 # Recorded as whole numbers (vital signs, scores, age in years), as the table holds them.
 _INTEGER_COLUMNS = frozenset({"age", "heart_rate", "mean_bp", "resp_rate", "spo2", "gcs",
@@ -37,6 +42,8 @@ _INTEGER_COLUMNS = frozenset({"age", "heart_rate", "mean_bp", "resp_rate", "spo2
 # Shared log-odds per unit of each standardized risk term.
 _RISK_TERMS = ("age", "map_low", "resp_rate", "temp_dev", "hr_dev", "spo2_low", "gcs_low",
                "creatinine", "lactate", "wbc_dev", "sodium_dev", "acuity")
+# The labs that are log-normal on wide bounds (their medians sit low in the public range).
+SKEWED_LABS = ("creatinine", "lactate", "wbc")
 _BETA = np.array([0.45, 0.30, 0.20, 0.20, 0.20, 0.25, 0.55, 0.25, 0.55, 0.15, 0.15, 0.50])
 
 
@@ -50,6 +57,11 @@ class IcuConfig:
   risk_scale: float = 1.2
   readmission_rate: float = 0.06
   base_mortality_logit: float = -3.3
+  # Log-odds that lactate is not drawn: for a stay of average severity, and per unit of
+  # severity (negative: the sicker, the likelier it is measured); white cells at random.
+  lactate_missing_logit: float = -3.15
+  lactate_missing_per_severity: float = -0.9
+  wbc_missing_rate: float = 0.02
 
 
 def icu_spec(config: IcuConfig = IcuConfig()) -> DatasetSpec:
@@ -63,7 +75,7 @@ def icu_spec(config: IcuConfig = IcuConfig()) -> DatasetSpec:
       static.append(StaticFeature(name, "numeric", min=lo, max=hi, integer=name in _INTEGER_COLUMNS))
   return DatasetSpec(name="icu_like", id_column="patient_id", label_column="hospital_death",
                      label_positive=1, label_negative=0, site_column="hospital",
-                     missing="drop", static=tuple(static))
+                     missing="model", static=tuple(static))
 
 
 def _hospitals(rng: np.random.Generator, sites: int, config: IcuConfig) -> dict:
@@ -106,9 +118,14 @@ def simulate_icu(config: IcuConfig = IcuConfig()) -> pd.DataFrame:
   temperature = noisy(36.9 + 0.8 * (adm == 2), 0.7, 32, 42, 0.2)
   spo2 = noisy(96 - 3 * (adm == 3), 2.5, 60, 100, -1.5)
   gcs = np.clip(np.round(14 - 1.5 * np.maximum(severity, 0) + rng.normal(0, 1.8, n)), 3, 15)
-  creatinine = np.clip(np.exp(rng.normal(0.1 + 0.2 * severity, 0.5)), 0.2, 14)
-  lactate = np.clip(np.exp(rng.normal(0.4 + 0.3 * severity, 0.45)), 0.3, 24)
-  wbc = np.clip(np.exp(rng.normal(2.3 + 0.15 * severity + 0.3 * (adm == 2), 0.4)), 0.5, 90)
+  # Log-normal, held only by the public bounds (no inner clip piling values on one number);
+  # lactate at least 0.1, the one decimal it is reported at.
+  creatinine = np.clip(np.exp(rng.normal(-0.05 + 0.25 * severity, 0.55)),
+                       *_NUMERIC_BOUNDS["creatinine"])
+  lactate = np.clip(np.exp(rng.normal(0.3 + 0.35 * severity, 0.5)), 0.1,
+                    _NUMERIC_BOUNDS["lactate"][1])
+  wbc = np.clip(np.exp(rng.normal(2.3 + 0.15 * severity + 0.3 * (adm == 2), 0.42)),
+                *_NUMERIC_BOUNDS["wbc"])
   sodium = noisy(139, 4.0, 115, 165, 0.8)
   derangement = np.stack([
       (age - 64) / 16, np.maximum(70 - mean_bp, 0) / 10, (resp_rate - 19) / 5,
@@ -124,6 +141,11 @@ def simulate_icu(config: IcuConfig = IcuConfig()) -> pd.DataFrame:
   logit = (config.base_mortality_logit + hospitals["offset"][site]
            + (coefficients * terms).sum(axis=1))
   death = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+  # Holes drawn after the label, which was drawn from the values as measured or not.
+  lactate = np.where(rng.random(n) < 1 / (1 + np.exp(-(
+      config.lactate_missing_logit + config.lactate_missing_per_severity * severity))),
+      np.nan, lactate)
+  wbc = np.where(rng.random(n) < config.wbc_missing_rate, np.nan, wbc)
 
   return pd.DataFrame({
       "patient_id": [f"P{p:06d}" for p in patient],

@@ -22,10 +22,12 @@ def two_nearest(queries: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def exact_copies(train: pd.DataFrame, synthetic: pd.DataFrame, columns: List[str],
                  decimals: int = 4) -> int:
-  """Synthetic rows equal to some training row in every feature column (label included)."""
+  """Synthetic rows equal to some training row in every feature column (label included);
+  an empty cell equals an empty cell."""
   def keys(frame):
     return frame[columns].apply(
-        lambda c: c.round(decimals) if np.issubdtype(c.dtype, np.number) else c.astype(str))
+        lambda c: (c.astype(np.float64).round(decimals).astype(str)
+                   if pd.api.types.is_numeric_dtype(c.dtype) else c.astype(str)))
   merged = keys(synthetic).merge(keys(train).drop_duplicates(), on=columns, how="inner")
   return int(len(merged))
 

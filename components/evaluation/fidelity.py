@@ -25,13 +25,20 @@ def numeric_marginal(real: np.ndarray, synthetic: np.ndarray, low: float, high: 
   Both are defined for constant columns (0 when both tables hold the same single value);
   with no rows on a side they are None, with the reason.
   """
-  real, synthetic = np.asarray(real, float), np.asarray(synthetic, float)
+  real, synthetic = _floats(real), _floats(synthetic)
+  # Missing cells (missing: model) are left out: missingness.py compares the holes.
   real, synthetic = real[np.isfinite(real)], synthetic[np.isfinite(synthetic)]
   if not len(real) or not len(synthetic):
     return {"ks": None, "wasserstein": None,
             "reason": f"no {'real' if not len(real) else 'synthetic'} values to compare"}
   return {"ks": _finite(stats.ks_2samp(real, synthetic).statistic),
           "wasserstein": _finite(stats.wasserstein_distance(real, synthetic) / (high - low))}
+
+
+def _floats(values) -> np.ndarray:
+  """Values as floats with NaN for a missing cell (pandas' nullable "Int64" refuses a
+  plain float conversion while it holds <NA>)."""
+  return pd.Series(values).astype(float).to_numpy()
 
 
 def _finite(value) -> Optional[float]:
@@ -41,9 +48,11 @@ def _finite(value) -> Optional[float]:
 
 
 def total_variation(real, synthetic, values) -> float:
-  """Half the L1 distance between the category frequencies (0 same, 1 disjoint)."""
-  real = pd.Series(np.asarray(real).astype(str)).value_counts(normalize=True)
-  synthetic = pd.Series(np.asarray(synthetic).astype(str)).value_counts(normalize=True)
+  """Half the L1 distance between the category frequencies (0 same, 1 disjoint), over
+  the non-missing cells (None read from the examples and NaN from a generated table would
+  otherwise count as two different categories)."""
+  real = pd.Series(real).dropna().astype(str).value_counts(normalize=True)
+  synthetic = pd.Series(synthetic).dropna().astype(str).value_counts(normalize=True)
   names = set(map(str, values)) | set(real.index) | set(synthetic.index)
   return float(0.5 * sum(abs(real.get(v, 0.0) - synthetic.get(v, 0.0)) for v in names))
 
@@ -62,7 +71,8 @@ def lower_triangle(matrix: np.ndarray) -> np.ndarray:
 
 def correlation_agreement(real: pd.DataFrame, synthetic: pd.DataFrame) -> Dict:
   """Spearman rank correlation between the real and synthetic pairwise (Pearson)
-  correlations of the same columns; columns constant in either table are left out."""
+  correlations of the same columns; columns constant in either table are left out. A
+  correlation is taken over the rows where both of its columns are present."""
   usable = [c for c in real.columns
             if real[c].astype(float).std() > 0 and synthetic[c].astype(float).std() > 0]
   left_out = [c for c in real.columns if c not in usable]
@@ -76,8 +86,9 @@ def correlation_agreement(real: pd.DataFrame, synthetic: pd.DataFrame) -> Dict:
                 + ")")
     return {"spearman": None, "columns": usable, "left_out_constant": left_out,
             "reason": reason}
-  real_corr = np.corrcoef(real[usable].to_numpy(float), rowvar=False)
-  synthetic_corr = np.corrcoef(synthetic[usable].to_numpy(float), rowvar=False)
+  # Pairwise-complete (pandas' corr): a missing cell costs its row only the pairs it is in.
+  real_corr = real[usable].astype(float).corr().to_numpy()
+  synthetic_corr = synthetic[usable].astype(float).corr().to_numpy()
   real_lower, synthetic_lower = lower_triangle(real_corr), lower_triangle(synthetic_corr)
   result = {"spearman": None, "columns": usable, "left_out_constant": left_out,
             "real_matrix": np.nan_to_num(real_corr).round(4).tolist(),
@@ -145,7 +156,7 @@ def saturation(real: pd.DataFrame, synthetic: pd.DataFrame, spec: DatasetSpec) -
   for column, (low, high) in _bounds(spec).items():
     shares = {}
     for name, table in (("synthetic", synthetic), ("real", real)):
-      values = table[column].to_numpy(float)
+      values = _floats(table[column])
       values = values[np.isfinite(values)]
       tolerance = 1e-6 * (high - low)
       at_bound = (np.abs(values - low) <= tolerance) | (np.abs(values - high) <= tolerance)

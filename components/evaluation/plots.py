@@ -80,6 +80,29 @@ def trajectories(fidelity: Dict, label_column: str) -> Optional[bytes]:
   return _png(figure)
 
 
+def dropout_curves(missingness: Dict, label_column: str) -> Optional[bytes]:
+  """Share of patients still observed at each visit, real (solid) vs synthetic (dashed),
+  overall and per label class; None when the table has no series."""
+  curves = missingness.get("dropout_curve")
+  if not curves:
+    return None
+  panels = [("all patients", curves["overall"])] + [
+      (f"{label_column}={label}", pair) for label, pair in curves["by_class"].items()]
+  figure, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.1),
+                              squeeze=False, sharey=True)
+  for axis, (title, pair) in zip(axes[0], panels):
+    for key, color, style in (("real", _REAL, "-"), ("synthetic", _SYNTHETIC, "--")):
+      if pair.get(key) is not None:  # a class one table lacks has no curve
+        axis.plot(curves["visits"], pair[key], color=color, linestyle=style, marker="o",
+                  markersize=3, label=key)
+    axis.set_title(title, fontsize=9)
+    axis.set_xlabel("visit")
+    axis.set_ylim(0.0, 1.05)
+  axes[0][0].set_ylabel("share still observed")
+  axes[0][-1].legend(fontsize=7)
+  return _png(figure)
+
+
 def correlation_matrices(fidelity: Dict) -> Optional[bytes]:
   correlation = fidelity["correlation"]
   if correlation.get("spearman") is None:

@@ -271,7 +271,7 @@ def _utility_section(report: Dict, plots: Dict[str, bytes]) -> str:
       f"their labels permuted): AUROC {_ci(control, 'auroc')}. It must be near 0.5; if it "
       "were not, the evaluation itself would be leaking labels.</p>",
       _image(plots.get("utility"), "AUROC by model, real vs synthetic training data"),
-      _baseline_utility(report)]
+      _complete_case(utility), _baseline_utility(report)]
   models = utility.get("dp_models", {})
   if models:
     rows = []
@@ -285,6 +285,27 @@ def _utility_section(report: Dict, plots: Dict[str, bytes]) -> str:
               "<p>On the same real test split, overall and by slice.</p>",
               _table(["model", "slice", "AUROC", "accuracy", "test rows"], rows)]
   return "\n".join(parts)
+
+
+def _complete_case(utility: Dict) -> str:
+  """With missing values modeled: the real-data models on the complete training rows only,
+  beside the same models on all of them, and how the models see a hole."""
+  case = utility.get("complete_case_real")
+  if not case:
+    return ""
+  rows = [["real (TRTR)", f"{case['rows_all']}"]
+          + [_ci(utility["real"][m], "auroc") for m in MODELS],
+          ["complete-case real (TRTR)", f"{case['rows_kept']} of {case['rows_all']}"]
+          + [_ci(case["models"][m], "auroc") for m in MODELS]]
+  return "\n".join([
+      "<h3>Complete cases only</h3>",
+      f"<p>The same real-data models trained only on the {case['rows_kept']} of "
+      f"{case['rows_all']} real training rows without any missing modeled cell, scored by "
+      "the same code on the same full test split: what dropping incomplete patients would "
+      "give. The models' encoding of "
+      f"{html.escape(utility.get('missing_value_rule', 'missing values'))}.</p>",
+      _table(["trained on", "training rows"] + [f"AUROC, {MODEL_NAMES[m]}" for m in MODELS],
+             rows)])
 
 
 def _sources(report: Dict) -> List[tuple]:
@@ -405,6 +426,54 @@ def _fidelity_section(report: Dict, plots: Dict[str, bytes]) -> str:
       "column's clinical range) for numbers, total variation for categories; 0 is "
       "identical.</p>",
       _table(["column", "KS", "Wasserstein", "total variation"], rows)])
+
+
+def _missingness_section(report: Dict, plots: Dict[str, bytes]) -> str:
+  """Real vs synthetic holes (components/evaluation/missingness.py); only with missing
+  values modeled."""
+  holes = report.get("missingness")
+  if not holes:
+    return ""
+  pair = holes.get("co_missingness_columns") or []
+  rows = [["missing rate: largest difference of a column", "", "",
+           _fmt(holes["max_rate_error"])],
+          ["missingness patterns: distinct, and total variation distance",
+           _fmt(holes["patterns"]["real"]), _fmt(holes["patterns"]["synthetic"]),
+           _fmt(holes["pattern_tvd"])],
+          ["co-missingness: largest difference of the indicator correlations", "", "",
+           _fmt(holes["co_missingness_error"])
+           + (f" <small>({html.escape(' and '.join(pair))})</small>" if pair else "")]]
+  if "monotonicity_violations" in holes:
+    share = lambda v: f"{_fmt(v['share'])} <small>({v['rows']} rows)</small>"
+    violations = holes["monotonicity_violations"]
+    rows += [["rows with a visit observed after a missing one", share(violations["real"]),
+              share(violations["synthetic"]), ""],
+             ["dropout curve: largest difference of the share still observed", "", "",
+              _fmt(holes.get("max_dropout_curve_error"))]]
+  columns = sorted(((c, r) for c, r in holes["columns"].items()
+                    if r["real"] or r["synthetic"]), key=lambda kv: -(kv[1]["difference"] or 0))
+  labels = list(next(iter(holes["columns"].values()))["by_class"]) if holes["columns"] else []
+  by_column = [[html.escape(column), _fmt(r["real"]), _fmt(r["synthetic"]),
+                _fmt(r["difference"])]
+               + [f"{_fmt(r['by_class'][k]['real'])} / {_fmt(r['by_class'][k]['synthetic'])}"
+                  for k in labels] for column, r in columns]
+  return "\n".join([
+      "<h2>Missing values: do synthetic patients have holes where real ones do?</h2>",
+      "<p>Missing rate per column, real training vs synthetic patients (SDMetrics' "
+      "MissingValueSimilarity is 1 minus the difference); which columns go missing together "
+      "(correlation of the missingness indicators; an indicator constant in a table counts "
+      "as uncorrelated); the joint missingness patterns of the rows (as Mohapatra et al., "
+      "PVLDB 2024, evaluate DP generation with missing data); and for the series, visits "
+      "observed after a missing one (intermittent holes; a synthetic table drops out "
+      "monotonically by construction) and the share of patients still observed at each "
+      "visit. 0 is identical for every difference.</p>",
+      _table(["measure", "real", "synthetic", "difference"], rows),
+      _image(plots.get("dropout"), "share of patients still observed per visit, real vs "
+             "synthetic, by class"),
+      "<h3>Missing rate per column</h3>",
+      _table(["column", "real", "synthetic", "difference"]
+             + [f"class {html.escape(k)}: real / synthetic" for k in labels], by_column)
+      if by_column else "<p>No cell is missing in either table.</p>"])
 
 
 def _attack_section(report: Dict, plots: Dict[str, bytes]) -> str:
@@ -536,6 +605,6 @@ def render_html(report: Dict, plots: Dict[str, bytes]) -> str:
       f"<p><small>{html.escape(report['data_note'])}</small></p>",
       f'<div class="headline">{cards}</div>',
       _utility_section(report, plots), _fidelity_section(report, plots),
-      _attack_section(report, plots), _disclosure_section(report),
+      _missingness_section(report, plots), _attack_section(report, plots), _disclosure_section(report),
       _federated_section(report.get("federated")), _privacy_section(report),
       "</body></html>"])
