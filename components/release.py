@@ -243,7 +243,9 @@ def privacy_markdown(privacy: Dict, dataset: str) -> str:
       f"Every guarantee below is stated for **{sensitivity.RELATION}**: "
       f"{sensitivity.RELATION_DETAIL}. Each mechanism's noise is calibrated to its L2 "
       "sensitivity under this relation (one clip for a clipped-gradient sum, the square "
-      "root of the number of histograms for one-hot histograms, one for a count), and "
+      "root of the number of histograms for one-hot histograms, each weighted histogram "
+      "counting its weight squared (the dropout code's, when missing values are modeled), "
+      "one for a count), and "
       "each artifact's record says which relation it was accounted under.", "",
       "## Released together", "",
       f"Per patient ({sensitivity.RELATION}): epsilon {together['epsilon']:.3f} at delta "

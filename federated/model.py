@@ -176,8 +176,16 @@ class ExportedModel(tf.Module):
 
   `serving_default` / `predict_features`: the scaled feature matrix (federated/data.py
     `encode`), [batch, features] float32 -> probability;
-  `predict_raw`: one [batch] tensor per raw clinical column (numbers in clinical units,
-    categories as strings), scaled inside by the spec's bounds and values, as `encode`.
+  `predict_raw`: one [batch] tensor per raw clinical column (numbers in clinical units
+    as float32, categories as strings), encoded inside by `encode_raw`, which is
+    federated/data.py `encode` written in TensorFlow step for step, holes included.
+
+  A hole is sent as the pipeline's classifier sends it to its `predict_features`
+  signature: NaN in a number, "" in a category. Unlike there, every number here is a
+  float32 input, integer columns too, so an integer column's hole is float NaN as well
+  (integers up to 2^24 are exact in float32, far beyond any clinical bound). The same
+  convention holds for a spec without `missing: model`: a hole is encoded as `encode`
+  encodes it, though such a model never saw one in training.
   """
 
   def __init__(self, weights: Sequence[np.ndarray], feature_names: Sequence[str], spec=None):
@@ -188,6 +196,7 @@ class ExportedModel(tf.Module):
     self.predict_features = tf.function(
         self._predict,
         input_signature=[tf.TensorSpec([None, len(feature_names)], tf.float32, "features")])
+    self._names = list(feature_names)
     self._spec = spec
     if spec is not None:
       signature = {}
@@ -197,25 +206,95 @@ class ExportedModel(tf.Module):
       for series in spec.series:
         for column in series.columns:
           signature[column] = tf.TensorSpec([None], tf.float32, column)
-      self.predict_raw = tf.function(self._predict_raw, input_signature=[signature])
+      # Saved with the model (not a serving signature), so a test can hold the saved
+      # graph's features to `encode`'s bit for bit rather than through a probability.
+      # No autograph: the loops run over the spec at trace time, and the name check's
+      # ValueError reaches the caller as it is.
+      self.encode_raw = tf.function(self._encode_raw, input_signature=[signature],
+                                    autograph=False)
+      self.predict_raw = tf.function(lambda columns: self._predict(self.encode_raw(columns)),
+                                     input_signature=[signature], autograph=False)
+      # Traced now, so a spec whose features differ from `feature_names` (the weights'
+      # layout) fails at construction, not when the model is first served.
+      self.encode_raw.get_concrete_function()
 
   def _predict(self, features):
     return {"probability": tf.sigmoid(logits(self.weights, features))}
 
-  def _predict_raw(self, columns):
-    def scale(values, low, high):
-      return tf.clip_by_value((values - low) / (high - low), 0.0, 1.0)[:, None]
-    parts = []
-    for feature in self._spec.static:
+  def _encode_raw(self, columns):
+    """federated/data.py `encode`, line for line, on raw [batch] columns.
+
+    Each column is built beside its name, and the names must equal `feature_names`
+    (federated/data.py `feature_names`, which the weights were trained on): the width
+    and order of `encode` are then checked by construction, and the values by
+    tests/federated/test_export.py, which feeds one table with holes through both."""
+    spec = self._spec
+    named = []
+    for feature in spec.static:
       values = columns[feature.name]
       if feature.is_categorical:
-        parts.append(tf.cast(tf.equal(values[:, None], tf.constant(list(feature.values))[None]),
-                             tf.float32))
+        present = tf.not_equal(values, "")
+        named += [(f"{feature.name}={value}", _as_float(tf.equal(values, value) & present))
+                  for value in feature.values]
       else:
-        parts.append(scale(values, feature.min, feature.max))
-    for series in self._spec.series:
-      parts += [scale(columns[c], series.min, series.max) for c in series.columns]
-    return self._predict(tf.concat(parts, axis=1))
+        present = tf.logical_not(tf.math.is_nan(values))
+        named.append((feature.name,
+                      tf.where(present, _scale(values, feature.min, feature.max), 0.0)))
+      if spec.models_missing:
+        named.append((f"{feature.name} missing", _as_float(tf.logical_not(present))))
+    observed = []
+    for series in spec.series:
+      cells = tf.stack([columns[c] for c in series.columns], axis=1)
+      present = tf.logical_not(tf.math.is_nan(cells))
+      filled = _fill_series(_scale(cells, series.min, series.max), present)
+      named += [(column, filled[:, v]) for v, column in enumerate(series.columns)]
+      observed.append(present)
+    if spec.models_missing and spec.series:
+      # the visits up to the last one where any series is observed, as one ordinal code
+      visits = tf.range(1, spec.num_visits + 1)
+      any_observed = tf.reduce_any(tf.stack(observed), axis=0)
+      count = tf.reduce_max(tf.where(any_observed, visits[None], 0), axis=1)
+      code = tf.one_hot(count, spec.num_visits + 1, dtype=tf.float32)
+      named += [(f"visits observed={k}", code[:, k]) for k in range(spec.num_visits + 1)]
+    names = [name for name, _ in named]
+    if names != self._names:
+      raise ValueError(f"the spec's raw columns encode to features {names}, but the model "
+                       f"was trained on {self._names} (federated/data.py feature_names)")
+    return tf.stack([column for _, column in named], axis=1)
+
+
+def _as_float(mask: tf.Tensor) -> tf.Tensor:
+  return tf.cast(mask, tf.float32)
+
+
+def _scale(values: tf.Tensor, low: float, high: float) -> tf.Tensor:
+  """federated/data.py `_scale` in float32 with the same constants (the bound and the
+  width each rounded once to float32), so both give the same bits; a hole stays NaN
+  for the caller to replace.
+
+  divide_no_nan, not `/`: in a traced graph Grappler's constant folding turns a
+  division by a constant into a multiplication by its rounded reciprocal, one ulp off
+  the division on a quarter of the values; it leaves DivNoNan alone, and the width is
+  never 0 (the spec requires min < max)."""
+  scaled = tf.math.divide_no_nan(values - np.float32(low), np.float32(high - low))
+  return tf.clip_by_value(scaled, 0.0, 1.0)
+
+
+def _fill_series(values: tf.Tensor, present: tf.Tensor) -> tf.Tensor:
+  """federated/data.py `_fill_series`: (rows, visits) with holes -> each hole the last
+  observed value before it, else the first one after it, else 0. Its cumulative max
+  and min over visits are masked reductions here (TF has no cumulative max), over a
+  [visits, visits] mask: the visit counts of a spec are small."""
+  num_visits = values.shape[1]
+  visits = tf.range(num_visits)
+  up_to = visits[None, :] <= visits[:, None]  # [v, u]: u <= v
+  last = tf.reduce_max(tf.where(up_to[None] & present[:, None, :], visits, -1), axis=2)
+  first = tf.reduce_min(tf.where(tf.transpose(up_to)[None] & present[:, None, :], visits,
+                                 num_visits), axis=2)
+  first = tf.where(first < num_visits, first, -1)
+  source = tf.where(last >= 0, last, first)
+  filled = tf.gather(values, tf.maximum(source, 0), axis=1, batch_dims=1)
+  return tf.where(source >= 0, filled, 0.0)
 
 
 def export(weights: Sequence[np.ndarray], feature_names: Sequence[str], path: str,

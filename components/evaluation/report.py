@@ -461,8 +461,8 @@ def _missingness_section(report: Dict, plots: Dict[str, bytes]) -> str:
       "<h2>Missing values: do synthetic patients have holes where real ones do?</h2>",
       "<p>Missing rate per column, real training vs synthetic patients (SDMetrics' "
       "MissingValueSimilarity is 1 minus the difference); which columns go missing together "
-      "(correlation of the missingness indicators; an indicator constant in a table counts "
-      "as uncorrelated); the joint missingness patterns of the rows (as Mohapatra et al., "
+      "(correlation of the missingness indicators, over the columns missing in at least 1% "
+      "of the rows of both tables); the joint missingness patterns of the rows (as Mohapatra et al., "
       "PVLDB 2024, evaluate DP generation with missing data); and for the series, visits "
       "observed after a missing one (intermittent holes; a synthetic table drops out "
       "monotonically by construction) and the share of patients still observed at each "
