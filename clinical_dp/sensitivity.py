@@ -33,7 +33,8 @@ Sensitivities (k: the most rows one patient has; C: the clip):
   its one count to (its indicator is read off that histogram, not released again); a
   visit's histogram counts only the rows observed at that visit (a row adds 1 or 0: at
   most sqrt(m) still, reached by a row observed everywhere); the dropout code (visits
-  observed) is one histogram more, which a row adds `dropout_weight` w to
+  observed) is one histogram more, which a row adds a weight w to (StatisticsConfig:
+  w^2 = 1 + 0.2 (m - 1))
   (`weighted_histograms`: sqrt(m - 1 + w^2); its counts are divided by w afterwards, so
   its noise is w times smaller relative to them: the dropout curve is a running sum of
   its bins, whose noise adds up). The same for a row a missing value or not: the

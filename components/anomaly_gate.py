@@ -36,9 +36,15 @@ class AnomalyReport:
   rows: int
 
 
+def _required(feature: schema_pb2.Feature) -> bool:
+  """A column the spec does not let be empty (with `missing: model` only the label and
+  the identifiers must be present)."""
+  return feature.presence.min_fraction > 0
+
+
 def _value_breaks(feature: schema_pb2.Feature, values) -> bool:
   if not values:
-    return True
+    return _required(feature)
   value = values[0]
   if feature.HasField("float_domain"):
     return not feature.float_domain.min <= value <= feature.float_domain.max
@@ -56,7 +62,8 @@ def _feature_values(feature: tf.train.Feature):
 
 def count_breaking_rows(example_files: List[str], schema: schema_pb2.Schema,
                         columns: List[str]) -> Dict[str, int]:
-  """Counts, per column, rows whose value is absent, of the wrong type, or out of domain."""
+  """Counts, per column, rows whose value is absent (where the schema requires one), of
+  the wrong type, or out of domain."""
   features = {f.name: f for f in schema.feature}
   counts = {c: 0 for c in columns}
   expected_kind = {schema_pb2.FLOAT: "float_list", schema_pb2.INT: "int64_list",
@@ -68,7 +75,9 @@ def count_breaking_rows(example_files: List[str], schema: schema_pb2.Schema,
         continue
       value = example.features.feature.get(column)
       feature = features[column]
-      if value is None or value.WhichOneof("kind") != expected_kind.get(feature.type):
+      if value is None or value.WhichOneof("kind") is None:
+        counts[column] += _required(feature)  # an empty cell
+      elif value.WhichOneof("kind") != expected_kind.get(feature.type):
         counts[column] += 1
       elif _value_breaks(feature, _feature_values(value)):
         counts[column] += 1

@@ -85,7 +85,7 @@ def marginal_noise_share(gan, budget, spec: DatasetSpec, train_rows: int, max_ro
   codes = dp_statistics.CodeLayout.from_layout(features.PatientLayout.from_spec(spec),
                                                statistics.bins)
   per_bin = (dp_training.statistics_noise(gan, budget, max_rows)[0]
-             * codes.marginal_sensitivity(statistics.dropout_weight))
+             * codes.marginal_sensitivity(statistics.dropout_weight(codes.num_released)))
   return per_bin * math.sqrt(statistics.bins) / max(train_rows / max_rows / 2, 1.0)
 
 

@@ -277,7 +277,7 @@ def test_the_dp_generator_beats_independent_marginals_on_a_small_table(tmp_path)
   frame, spec = simulate("sprint", patients=1500, seed=12)
   table = validate_table(write_simulated(str(tmp_path), frame, spec)[0], spec).table
   spec = binary_label_spec(spec)
-  cut = int(0.8 * len(table))  # complete patients only: about 1000 train, 250 test
+  cut = int(0.8 * len(table))  # every patient (dropouts kept): 1200 train, 300 test
   train = table.iloc[:cut].reset_index(drop=True)
   inputs, labels = features.encode_table(train, spec)
   config = dataclasses.replace(gan.GanConfig(), epochs=3)  # the DP steps run; a few suffice
@@ -298,10 +298,12 @@ def test_the_dp_generator_beats_independent_marginals_on_a_small_table(tmp_path)
   test = table.iloc[cut:].reset_index(drop=True)
   x_test, _, y_test = evaluation_report.encode(test, spec)
   scores = {}
-  for name, rows in (("generator", synthetic), ("floor", independent)):
+  for name, rows in (("real", train), ("generator", synthetic), ("floor", independent)):
     x, _, y = evaluation_report.encode(rows, spec)
     scores[name] = utility.utility_table({name: (x, y)}, x_test, y_test,
                                          FAST_UTILITY)[name]["lr"]["auroc"]
   # A fit to labels drawn independently of the features points anywhere (its AUROC is
-  # chance, but one draw can land far from 0.5); the generator's carries the signal.
-  assert scores["generator"] > max(0.9, scores["floor"] + 0.1), scores
+  # chance, but one draw can land far from 0.5); the generator's carries the signal
+  # (measured: real 0.928, generator 0.835, floor 0.461, with every patient kept; on the
+  # complete patients alone, before issue 24, the generator reached 0.9).
+  assert scores["generator"] > max(0.85 * scores["real"], scores["floor"] + 0.1), scores

@@ -23,7 +23,9 @@ def sprint_arrays(tmp_path_factory):
 @pytest.mark.parametrize("kind", ["logistic", "mlp"])
 def test_private_and_twin_classifiers_learn_the_arm(kind, sprint_arrays):
   x_train, y_train, x_test, y_test = sprint_arrays
-  # 10 epochs: the logistic twin reaches about 0.89 here, well clear of the 0.85 bar.
+  # 10 epochs: the logistic twin reaches about 0.85 here with every patient kept (0.89 on
+  # the complete patients: one who left after a few visits shows less of the arm's
+  # trajectory), clear of the 0.8 bar.
   config = classifier.ClassifierConfig(kind=kind, epochs=10, batch_size=64, noise_multiplier=1.1)
   budget = dp_training.PrivacyBudget(target_epsilon=10.0, delta=1e-5)
   logs = []
@@ -36,7 +38,7 @@ def test_private_and_twin_classifiers_learn_the_arm(kind, sprint_arrays):
   assert record.epsilon <= 10.0 and record.num_examples == len(y_train)
   private_accuracy = classifier.accuracy(private, x_test, y_test)
   twin_accuracy = classifier.accuracy(twin, x_test, y_test)
-  assert twin_accuracy > 0.85, twin_accuracy
+  assert twin_accuracy > 0.8, twin_accuracy
   assert private_accuracy > 0.7, private_accuracy
   assert any("epsilon so far" in line for line in logs)
 

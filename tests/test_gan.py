@@ -40,9 +40,12 @@ def test_generator_emits_the_spec_layout_on_the_unit_scale(spec):
   for tensor in fake:
     assert float(tf.reduce_min(tensor)) >= 0.0 and float(tf.reduce_max(tensor)) <= 1.0
   start = len(layout.numeric_static)
-  for _, size in layout.categorical_static:  # each categorical block is a distribution
-    np.testing.assert_allclose(tf.reduce_sum(fake[-1][:, start:start + size], axis=1), 1.0,
-                               rtol=1e-5)
+  for name, size in layout.categorical_static:  # each categorical block is a distribution
+    sums = tf.reduce_sum(fake[-1][:, start:start + size], axis=1).numpy()
+    if name in layout.nullable_static:  # ... or all zeros where its indicator says missing
+      assert np.all(np.isclose(sums, 1.0, rtol=1e-5) | (sums == 0.0)), (name, sums)
+    else:
+      np.testing.assert_allclose(sums, 1.0, rtol=1e-5)
     start += size
 
 
@@ -166,16 +169,21 @@ def test_exported_generator_returns_patients_in_clinical_units(tmp_path):
   assert list(frame.columns) == [SPRINT_SPEC.label_column] + SPRINT_SPEC.feature_columns
   assert len(frame) == 200 and set(frame["intensive"]) <= {0, 1}
   assert 0.35 < frame["intensive"].mean() < 0.65
-  for feature in SPRINT_SPEC.static:
+  for feature in SPRINT_SPEC.static:  # holes are empty cells (the spec models them)
     if feature.is_categorical:
-      assert set(frame[feature.name]) <= set(feature.values)
+      assert set(frame[feature.name].dropna()) <= set(feature.values)
     else:
-      assert frame[feature.name].between(feature.min, feature.max).all()
+      assert frame[feature.name].dropna().between(feature.min, feature.max).all()
   for series in SPRINT_SPEC.series:
-    values = frame[list(series.columns)]
-    assert values.ge(series.min).all().all() and values.le(series.max).all().all()
+    values = frame[list(series.columns)].astype(float)
+    observed = values.notna()
+    assert (values.ge(series.min) | ~observed).all().all()
+    assert (values.le(series.max) | ~observed).all().all()
+    # monotone: once a visit is empty, every later one is
+    assert not (observed.to_numpy()[:, 1:] & ~observed.to_numpy()[:, :-1]).any()
     if series.integer:
-      assert (values.to_numpy() == np.round(values.to_numpy())).all()
+      kept = values.to_numpy()[observed.to_numpy()]
+      assert (kept == np.round(kept)).all()
   assert "patient_id" not in frame.columns
 
 
@@ -299,7 +307,11 @@ def test_the_copula_generator_samples_the_released_copula_before_any_step(tmp_pa
   direct = copula.sample(fake_labels.numpy(), rng)
   assert keras_flat.min() >= 0 and keras_flat.max() <= 1
   width = layout.num_visits * layout.num_series + len(layout.numeric_static)
-  np.testing.assert_allclose(keras_flat[:, width:].sum(axis=1), len(layout.categorical_static))
+  holes = features.missing_cells(keras_flat, layout)  # a missing category is all zeros
+  masked = sum(holes[name].numpy().astype(int) for name, _ in layout.categorical_static
+               if name in layout.nullable_static)
+  np.testing.assert_allclose(keras_flat[:, width:].sum(axis=1),
+                             len(layout.categorical_static) - masked)
   def correlations(sample):
     return np.corrcoef(sample[:, :width], rowvar=False)[np.tril_indices(width, -1)]
 

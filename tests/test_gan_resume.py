@@ -97,7 +97,8 @@ def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(
     _train(table, checkpoint, stop_at_epoch=STOP_AT_EPOCH, config=config,
            stop_by=stop_by)
   stopped = gan_checkpoint.read_progress(checkpoint.directory)
-  steps_per_epoch = reference.record.steps // EPOCHS
+  # the progress line's epoch (dp_training.TrainingProgress): ceil(rows / batch) steps
+  steps_per_epoch = -(-reference.record.num_examples // config.batch_size)
   if dp_method == gan.BATCH1_METHOD:
     # The epoch's last step ran in a call of many; the signal waits for that call to end.
     per_call = batch1_dp.Batch1Settings().steps_per_call

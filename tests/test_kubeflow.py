@@ -364,8 +364,11 @@ def test_prepare_data_writes_the_validated_table_or_nothing(sprint_dir, tmp_path
   prepared = pd.read_csv(tmp_path / "data" / "data.csv")
   raw = pd.read_csv(sprint_dir / "data.csv")
   assert list(prepared.columns) == spec.required_columns
-  assert len(prepared) == len(raw[spec.required_columns].dropna()) > 0
-  assert not prepared.isna().any().any()
+  # the spec models missing values: every patient kept, holes left empty
+  assert spec.models_missing and len(prepared) == len(raw) > 0
+  assert prepared[spec.feature_columns].isna().any(axis=1).sum() == (
+      raw[spec.feature_columns].isna().any(axis=1).sum()) > 0
+  assert not prepared[[spec.id_column, spec.label_column]].isna().any().any()
   broken = raw.copy()
   broken.loc[0, "age"] = "sixty"
   broken.to_csv(tmp_path / "broken.csv", index=False)
@@ -469,6 +472,7 @@ print("LAUNCHER " + json.dumps({"code": code, "files": files,
 
 def _write_examples(table, directory, id_column):
   """The table as ExampleGen writes it: gzipped tf.Examples under Split-<name>/."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   split_of = {0: "test", 1: "eval"}
   for split in ("train", "eval", "test"):
@@ -479,6 +483,8 @@ def _write_examples(table, directory, id_column):
   for _, row in table.iterrows():
     features = {}
     for column, value in row.items():
+      if pd.isna(value):
+        continue  # a hole: the feature is absent, as in an example without the value
       if isinstance(value, str):
         features[column] = tf.train.Feature(bytes_list=tf.train.BytesList(
             value=[value.encode()]))

@@ -113,11 +113,17 @@ def test_dp_classifier_serves_raw_clinical_features(tfx_cli_run):
   assert ((probability > 0) & (probability < 1)).all()
   features = model.signatures["predict_features"]
   inputs = {}
+  holes = 0
   for name, spec in features.structured_input_signature[1].items():
-    values = [getattr(e.features.feature[name], kind).value[0] for e in examples
-              for kind in ("float_list", "int64_list", "bytes_list")
-              if getattr(e.features.feature[name], kind).value]
+    # an absent value (a hole the spec models) is NaN in a number, "" in a text
+    hole = "" if spec.dtype == tf.string else float("nan")
+    values = [next((getattr(e.features.feature[name], kind).value[0]
+                    for kind in ("float_list", "int64_list", "bytes_list")
+                    if getattr(e.features.feature[name], kind).value), hole)
+              for e in examples]
+    holes += sum(v == "" or v != v for v in values)
     inputs[name] = tf.constant(values, spec.dtype)[:, None]
+  assert holes  # the simulated trial's dropouts reach the model with their holes
   np.testing.assert_allclose(features(**inputs)["probability"].numpy(), probability, rtol=1e-5)
 
 

@@ -51,7 +51,7 @@ class ClassifierModule(tf.Module):
         complete[column] = tf.zeros([batch] + list(feature.shape), feature.dtype)
       elif (isinstance(feature, tf.io.VarLenFeature)
             and not isinstance(complete[column], tf.SparseTensor)):
-        complete[column] = _holes_dropped(complete[column])
+        complete[column] = _holes_dropped(complete[column], feature.dtype)
     transformed = self.transform_layer(complete)
     logit = self.model(features.flat_features(features.network_inputs(transformed, self._spec)))
     return {"logit": logit, "probability": tf.sigmoid(logit)}
@@ -63,17 +63,24 @@ class ClassifierModule(tf.Module):
 
   def features_signature(self):
     """One tensor per raw feature column, shaped [batch, 1] as in the Examples; with
-    missing values modeled a hole is NaN in a number, "" in a text column (an integer
-    column's holes can only be sent through serve_examples)."""
+    missing values modeled a hole is NaN in a number (a nullable integer column is then
+    taken as float32), "" in a text column."""
     specs = {column: tf.TensorSpec([None] + list(getattr(feature, "shape", [1])),
-                                   feature.dtype, name=column)
+                                   _signature_dtype(feature), name=column)
              for column, feature in self._feature_spec.items()}
     return tf.function(lambda **raw: self._predict(raw)).get_concrete_function(**specs)
 
 
-def _holes_dropped(dense: tf.Tensor) -> tf.SparseTensor:
-  """A [batch, 1] column with NaN or "" for its holes -> the SparseTensor a nullable
-  column arrives as from tf.Examples (trainers/preprocessing.py reads its holes)."""
+def _signature_dtype(feature) -> tf.DType:
+  """A nullable integer column is sent as float32, so that NaN can mark its holes."""
+  if isinstance(feature, tf.io.VarLenFeature) and feature.dtype.is_integer:
+    return tf.float32
+  return feature.dtype
+
+
+def _holes_dropped(dense: tf.Tensor, dtype: tf.DType) -> tf.SparseTensor:
+  """A [batch, 1] column with NaN or "" for its holes -> the SparseTensor of `dtype` a
+  nullable column arrives as from tf.Examples (trainers/preprocessing.py reads its holes)."""
   if dense.dtype.is_floating:
     present = tf.logical_not(tf.math.is_nan(dense))
   elif dense.dtype == tf.string:
@@ -81,7 +88,10 @@ def _holes_dropped(dense: tf.Tensor) -> tf.SparseTensor:
   else:
     present = tf.ones_like(dense, tf.bool)
   indices = tf.where(present)
-  return tf.SparseTensor(indices, tf.gather_nd(dense, indices), tf.shape(dense, tf.int64))
+  values = tf.gather_nd(dense, indices)
+  if dtype.is_integer and values.dtype.is_floating:
+    values = tf.cast(tf.round(values), dtype)
+  return tf.SparseTensor(indices, values, tf.shape(dense, tf.int64))
 
 
 def export_classifier(model: tf.keras.Model, transform_output: tft.TFTransformOutput,
