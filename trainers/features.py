@@ -37,6 +37,10 @@ class PatientLayout:
   numeric_static: Tuple[str, ...]
   categorical_static: Tuple[Tuple[str, int], ...]
   models_missing: bool = False
+  # Per numeric flat column (series visit by visit, then static): (step, offset) of the
+  # values it can take on the [0, 1] scale, offset + k step, for a whole-number column or
+  # one reported to `decimals` (public facts of the spec); (0, 0) for a continuous one.
+  numeric_atoms: Tuple[Tuple[float, float], ...] = ()
 
   @classmethod
   def from_spec(cls, spec: DatasetSpec) -> "PatientLayout":
@@ -45,9 +49,12 @@ class PatientLayout:
       categorical += tuple((missing_key(f.name), 2) for f in spec.static)
       if spec.series:
         categorical += ((DROPOUT_KEY, spec.num_visits + 1),)
+    numeric = [f for f in spec.static if not f.is_categorical]
+    atoms = tuple(_atoms(f) for _ in range(spec.num_visits) for f in spec.series)
     return cls(num_visits=spec.num_visits, num_series=len(spec.series),
-               numeric_static=tuple(f.name for f in spec.static if not f.is_categorical),
-               categorical_static=categorical, models_missing=spec.models_missing)
+               numeric_static=tuple(f.name for f in numeric),
+               categorical_static=categorical, models_missing=spec.models_missing,
+               numeric_atoms=atoms + tuple(_atoms(f) for f in numeric))
 
   def block_offsets(self) -> Dict[str, int]:
     """Flat column where each static feature (numeric value or one-hot block) starts."""
@@ -85,6 +92,7 @@ class PatientLayout:
     return self.static_width > 0
 
 
+@tf.autograph.experimental.do_not_convert  # plain Python on the spec, TF ops on tensors
 def network_inputs(transformed: Dict, spec: DatasetSpec) -> List[tf.Tensor]:
   """Transformed features -> [series (batch, visits, series)], [static (batch, width)]."""
   layout = PatientLayout.from_spec(spec)
@@ -99,6 +107,42 @@ def network_inputs(transformed: Dict, spec: DatasetSpec) -> List[tf.Tensor]:
                    for n, _ in layout.categorical_static]
     inputs.append(tf.concat(numeric + categorical, axis=1))
   return inputs
+
+
+def _atoms(feature) -> Tuple[float, float]:
+  """(step, offset) of a numeric feature's reported values on the [0, 1] scale."""
+  if feature.rounding is None:
+    return (0.0, 0.0)
+  step = 10.0 ** -feature.rounding
+  first = np.ceil(feature.min / step - 1e-9) * step
+  width = feature.max - feature.min
+  return (step / width, (first - feature.min) / width)
+
+
+def snap_to_atoms(values, low, high, layout: PatientLayout, columns=None) -> tf.Tensor:
+  """Numeric values (batch, numeric columns, [0, 1] scale), each drawn within its bin
+  [low, high), -> the same where a column's values are whole numbers or reported to
+  `decimals`: the nearest of the column's values that lies inside the bin, so rounding
+  cannot carry a value into a neighbouring bin. (Drawn uniformly in a bin of 0 to 0.9
+  medication classes and rounded, 45% of the patients with none were given one: a
+  per-visit KS of 0.10 with noise-free statistics.) A bin that holds none of the
+  column's values keeps the value drawn; so does a column left out of `columns` (a bool
+  per column; None: all), e.g. one on a DP binning scale, whose bins already follow its
+  values (dp_statistics.BinningScales.to_binning)."""
+  values = tf.convert_to_tensor(values, tf.float32)
+  steps = [step if columns is None or columns[j] else 0.0
+           for j, (step, _) in enumerate(layout.numeric_atoms)]
+  if not any(steps):
+    return values
+  step = tf.constant(steps, tf.float32)
+  offset = tf.constant([o for _, o in layout.numeric_atoms], tf.float32)
+  safe = tf.where(step > 0, step, 1.0)
+  first = tf.math.ceil((low - offset) / safe - 1e-4)
+  # an atom on a bin's upper edge belongs to the next bin, but the top bin keeps the bound
+  last = tf.math.floor((high - offset) / safe + tf.where(high >= 1.0 - 1e-6, 1e-4, -1e-4))
+  nearest = tf.clip_by_value(tf.round((values - offset) / safe), first, tf.maximum(last, first))
+  snapped = tf.clip_by_value(offset + nearest * safe, 0.0, 1.0)
+  return tf.where((step > 0) & (last >= first), snapped, values)
 
 
 def missing_cells(flat, layout: PatientLayout) -> Dict[str, tf.Tensor]:

@@ -21,7 +21,7 @@ import tensorflow as tf
 from clinical_dp.spec import DatasetSpec
 from trainers import dp_clipping, dp_statistics
 from trainers.dp_training import dp_adam
-from trainers.features import PatientLayout, apply_missingness
+from trainers.features import PatientLayout, apply_missingness, snap_to_atoms
 
 
 BATCH1_METHOD = "batch1"  # GanConfig.dp_method of paper mode (trainers/batch1_dp.py)
@@ -190,6 +190,8 @@ class CopulaDecoder(tf.keras.layers.Layer):
     self._by_class = copula.by_class
     self._scale_knots = None if copula.scales is None else tf.constant(
         copula.scales.code_knots, tf.float32)  # (numeric codes, leaves + 1)
+    self._patient = codes.patient
+    self._snapped = None if copula.scales is None else copula.scales.public_codes
 
   def call(self, z, labels):
     group = labels[:, 0] if self._by_class else tf.zeros_like(labels[:, 0])
@@ -203,8 +205,14 @@ class CopulaDecoder(tf.keras.layers.Layer):
       low = tf.gather(knots, bins, batch_dims=2)
       high = tf.gather(knots, bins + 1, batch_dims=2)
       within = tf.clip_by_value((u_numeric - low) / tf.maximum(high - low, 1e-9), 0.0, 1.0)
+      edges = tf.cast(bins, tf.float32)[:, :, 0]
+      low, high = edges / self._bins, (edges + 1) / self._bins
       numeric = ((tf.cast(bins, tf.float32) + within) / self._bins)[:, :, 0]
-      parts.append(numeric if self._scale_knots is None else self._from_binning(numeric))
+      if self._scale_knots is not None:
+        numeric, low, high = (self._from_binning(x) for x in (numeric, low, high))
+      if self._patient is not None:  # whole numbers and reported decimals: see snap_to_atoms
+        numeric = snap_to_atoms(numeric, low, high, self._patient, self._snapped)
+      parts.append(numeric)
     for j, size in enumerate(self._categories):
       knots = tf.gather(self._category_knots[j], group)  # (batch, size - 1)
       category = tf.searchsorted(knots, u[:, self._numeric + j, None], side="right")[:, 0]
