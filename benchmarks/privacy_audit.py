@@ -68,10 +68,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from clinical_dp import privacy_audit, sensitivity  # noqa: E402
-from clinical_dp.simulators import simulate  # noqa: E402
 from federated.processes import run_in_own_session  # noqa: E402
 from trainers import accounting, dp_clipping, dp_statistics, dp_training  # noqa: E402
-from trainers.features import PatientLayout  # noqa: E402
 
 # The default table's training split (`clinical-dp simulate --kind sprint`, default size:
 # 6511 complete patients, hash split 8:1:1); the trainers' defaults and budgets are
@@ -291,12 +289,6 @@ def demo_statistics_mechanism(num_examples: int = DEMO_TRAINING_PATIENTS, config
     config, budget = config or training.gan, budget or training.gan_budget
   noise = dp_training.statistics_noise(config, budget)
   statistics = config.statistics(num_examples)
-  demo_codes = dp_statistics.CodeLayout.from_layout(
-      PatientLayout.from_spec(simulate("sprint", patients=20)[1]), statistics.bins)
-  if config.correlation_by_class is None:
-    by_class = dp_statistics.class_correlations_affordable(statistics, noise[1],
-                                                          demo_codes.num_codes, num_examples)
-    statistics = dataclasses.replace(statistics, pooled_correlation=not by_class)
   return StatisticsMechanism(tuple(noise), config.label_count_noise_multiplier, statistics,
                              budget.delta, num_examples)
 

@@ -197,7 +197,7 @@ def test_the_record_counts_every_statistic_the_generator_releases(tmp_path):
   record = trained.record
   released = dp_training.statistics_noise(trained.config, budget)
   assert len(released) == 3 and record.released_noise_multipliers == released
-  assert trained.config.correlation_by_class is False  # recorded: too few rows for two
+  assert trained.config.correlation_by_class is False  # the default: pooled
   assert any("released DP marginals" in line for line in logs)
   plan = dp_training.plan_for(len(labels), trained.config, budget,
                               label_count_noise_multiplier=SMALL.label_count_noise_multiplier)
@@ -209,15 +209,24 @@ def test_the_record_counts_every_statistic_the_generator_releases(tmp_path):
   assert 0 < accounting.compute_epsilon(no_steps).epsilon < record.epsilon
 
 
-def test_correlations_per_class_only_where_the_table_affords_them():
-  """The trainer's rule: the default trial (5200 training patients at epsilon 1: noise
-  multiplier about 6.2, 43 codes) gets a correlation per class; 1000 patients, or a
-  third of the budget, one pooled correlation."""
+def test_class_correlations_are_pooled_where_the_noise_explains_their_difference():
+  """shrunk_class_correlations: classes with one correlation and noisy moments get the
+  pooled correlation; classes whose correlations differ far beyond the noise keep their
+  own (a pair correlated +0.7 in one class and -0.7 in the other)."""
   from trainers import dp_statistics
-  statistics = gan.GanConfig().statistics(5200)
-  assert dp_statistics.class_correlations_affordable(statistics, 6.2, 43, 5200)
-  assert not dp_statistics.class_correlations_affordable(statistics, 6.2, 43, 1000)
-  assert not dp_statistics.class_correlations_affordable(statistics, 3 * 6.2, 43, 5200)
+  rng = np.random.default_rng(0)
+
+  def moment(rho, rows, noise):
+    scores = rng.multivariate_normal(np.zeros(3), [[1, rho, 0], [rho, 1, 0], [0, 0, 1]], rows)
+    return scores.T @ scores + noise * rng.normal(size=(3, 3))
+
+  same = dp_statistics.shrunk_class_correlations([moment(0.3, 400, 40.0),
+                                                  moment(0.3, 300, 40.0)], 40.0)
+  np.testing.assert_allclose(same[0], same[1], atol=1e-12)
+  apart = dp_statistics.shrunk_class_correlations([moment(0.7, 4000, 5.0),
+                                                   moment(-0.7, 3000, 5.0)], 5.0)
+  assert apart[0][0, 1] > 0.6 and apart[1][0, 1] < -0.6
+  assert abs(apart[0][0, 2]) < 0.1 and abs(apart[1][0, 2]) < 0.1
 
 
 def test_the_correlation_sensitivity_bounds_every_row_and_is_reached():

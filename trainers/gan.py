@@ -74,15 +74,13 @@ class GanConfig:
   scale_mix: float = 0.8
   marginal_weight: float = 0.5
   correlation_clip: float = 0.6
-  # One normal-score correlation per label class, or one for all patients. Per class
-  # doubles each matrix's relative noise, but how columns move together may differ by
-  # class (on the simulated trial, how medication follows blood pressure differs by arm),
-  # which a forest trained on the synthetic table needs. None: per class when the
-  # table affords it (dp_statistics.class_correlations_affordable; the trainer records
-  # the choice). Sweep, sprint seed 11, epsilon 1: per class RF ratio 0.969 against
-  # 0.954, correlation Spearman 0.961 against 0.968; on 1000 patients per class fell to
-  # Spearman 0.3.
-  correlation_by_class: Optional[bool] = None
+  # One normal-score correlation of the within-class scores for all patients, or one per
+  # label class (each pulled towards their pooled sum where the noise explains their
+  # difference: dp_statistics.shrunk_class_correlations). Per class doubles each matrix's
+  # relative noise; with every patient kept (issue 24) it no longer buys utility. Sweep,
+  # seed 11, epsilon 1, two seeds: sprint pooled Spearman 0.983 against 0.977, RF ratio
+  # 0.955 against 0.952; the skewed-lab test table 0.822 against 0.754 (0.768 shrunk).
+  correlation_by_class: bool = False
   # Each visit's DP histogram shrunk towards its neighbouring visits' where the noise
   # explains their difference (dp_statistics.smooth_visits; post-processing).
   smooth_visits: bool = True
@@ -94,7 +92,7 @@ class GanConfig:
     """The release's settings on a table of num_rows training rows."""
     return dp_statistics.StatisticsConfig(
         bins=self.statistics_bins or dp_statistics.default_bins(num_rows),
-        pooled_correlation=not self.correlation_by_class,  # None: pooled until resolved
+        pooled_correlation=not self.correlation_by_class,
         smooth_visits=self.smooth_visits, scale_weight=self.scale_weight,
         scale_mix=self.scale_mix, marginal_weight=self.marginal_weight,
         correlation_clip=self.correlation_clip)

@@ -68,11 +68,6 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
   # (marginals, correlation[, binning scales]) noise multipliers; () for a config that
   # releases no statistics
   noise = statistics_noise(config, budget, max_rows_per_patient)
-  if noise and config.correlation_by_class is None:
-    config = dataclasses.replace(config, correlation_by_class=len(noise) > 1 and (
-        dp_statistics.class_correlations_affordable(statistics, noise[1], codes.num_codes,
-                                                    num_examples)))
-    statistics = config.statistics(num_examples)
   config = with_noise_for_budget(config, plan(config), budget)
   record = accounting.check_budget(plan(config), budget.target_epsilon)
   log(f"  DP AC-GAN: {num_examples} rows, {record.steps} steps of batch {config.batch_size}, "
