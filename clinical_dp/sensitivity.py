@@ -31,7 +31,7 @@ Sensitivities (k: the most rows one patient has; C: the clip):
   With missing values modeled (`missing: model`) m counts the released histograms: a
   nullable value's histogram has one more bin, "missing", that a row with the hole adds
   its one count to (its indicator is read off that histogram, not released again); a
-  visit after a row's dropout counts its carried-forward value; the dropout code (visits
+  visit after a row's dropout counts nowhere (such a row adds less); the dropout code (visits
   observed) is one histogram more, which a row adds a weight w to (StatisticsConfig:
   w^2 = 1 + 0.2 (m - 1))
   (`weighted_histograms`: sqrt(m - 1 + w^2); its counts are divided by w afterwards, so

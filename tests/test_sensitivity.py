@@ -84,7 +84,7 @@ def _table_with_holes():
 def test_histograms_move_by_sqrt_m_for_one_row_added_or_removed(tmp_path, table):
   """m is the number of released histograms: with missing values modeled a nullable
   value's histogram holds its "missing" bin (its indicator is not released on its own),
-  a visit after dropout counts its carried-forward value, and the dropout code is one more."""
+  a visit after dropout counts nowhere, and the dropout code is one more."""
   flat, _, layout = _small_flat_table(tmp_path) if table == "sprint" else _table_with_holes()
   codes_layout = dp_statistics.CodeLayout.from_layout(layout, bins=8)
   codes = codes_layout.encode(flat)
