@@ -58,8 +58,9 @@ class GanConfig:
   # batch of 1, trainers/batch1_dp.py's loop (many steps per call, NumPy noise drawn
   # ahead); elsewhere the same update by DPKerasAdamOptimizer.
   dp_method: str = "fast"
-  # The generator starts as the Gaussian copula of DP summary statistics (marginals and a
-  # normal-score correlation per label class; trainers/dp_statistics.py) released from
+  # The generator starts as the Gaussian copula of DP summary statistics (marginals per
+  # label class and a normal-score correlation of the within-class scores;
+  # trainers/dp_statistics.py) released from
   # this share of the budget (of its 1 / sigma^2); the DP discriminator spends the rest
   # refining it through a residual. 0: SPRINT_gan's generator, learned from noise alone.
   # Chosen by benchmarks/gan_settings_sweep.py on simulated tables only (0.95 against
