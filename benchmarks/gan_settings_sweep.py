@@ -27,31 +27,38 @@ Candidates that need a word:
 - paper_generator: statistics_share 0, SPRINT_gan's generator learned from noise alone,
   at the default batch and epochs.
 
-  nice -n 5 .venv/bin/python benchmarks/gan_settings_sweep.py --kinds sprint,icu \
+  nice -n 5 .venv/bin/python benchmarks/gan_settings_sweep.py --kinds sprint,icu,skewed \
       --candidates default,copula_only,residual_penalty_1 --repeats 2 [--out sweep.json]
 """
 
-import clinical_dp  # noqa: F401  (selects Keras 2 before TensorFlow)
+import os
+import sys
 
-import dataclasses
-import json
-import tempfile
-import time
-from typing import Dict, List, Optional, Tuple
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, PROJECT_ROOT)  # this checkout's modules, tests/ among them
 
-from absl import app, flags, logging
-import numpy as np
-import pandas as pd
+import clinical_dp  # noqa: E402,F401  (selects Keras 2 before TensorFlow)
 
-from clinical_dp.names import binary_label_spec
-from clinical_dp.simulators import KINDS, simulate, write_simulated
-from clinical_dp.spec import DatasetSpec
-from clinical_dp.validation import validate_table
-from components import evaluation_report
-from components.evaluation import baselines, fidelity, utility
-from components.evaluation.utility import UtilityConfig
-from trainers import features, gan, gan_export, gan_trainer
-from trainers.dp_training import PrivacyBudget
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from typing import Dict, List, Optional, Tuple  # noqa: E402
+
+from absl import app, flags, logging  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from clinical_dp.names import binary_label_spec  # noqa: E402
+from clinical_dp.simulators import KINDS, simulate, write_simulated  # noqa: E402
+from clinical_dp.spec import DatasetSpec  # noqa: E402
+from clinical_dp.validation import validate_table  # noqa: E402
+from components import evaluation_report  # noqa: E402
+from components.evaluation import baselines, fidelity, utility  # noqa: E402
+from components.evaluation.utility import UtilityConfig  # noqa: E402
+from trainers import features, gan, gan_export, gan_trainer  # noqa: E402
+from trainers.dp_training import PrivacyBudget  # noqa: E402
+from tests import real_shaped  # noqa: E402
 
 _UNREFINED = dict(generator_learning_rate=0.0, epochs=1)  # see copula_only above
 CANDIDATES = {
@@ -82,11 +89,14 @@ CANDIDATES = {
     "scale_mix_0.95": gan.GanConfig(scale_mix=0.95),
 }
 DELTA = 1e-5
+SKEWED = "skewed"
 # Fewer bootstrap draws and trees than the report: the sweep reads point estimates.
 UTILITY = UtilityConfig(bootstrap_samples=20, forest_trees=50)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("kinds", ["sprint", "icu"], f"simulated tables, of {list(KINDS)}")
+flags.DEFINE_list("kinds", ["sprint", "icu"],
+                  f"simulated tables, of {list(KINDS) + [SKEWED]} ({SKEWED}: the skewed-lab "
+                  "test table of tests/real_shaped.py, 4000 patients with holes and dropout)")
 flags.DEFINE_integer("seed", 11, "simulation seed (never 0, the demo table's)")
 flags.DEFINE_float("target_epsilon", 1.0, "budget of each candidate and baseline")
 flags.DEFINE_list("candidates", list(CANDIDATES), "names of the configurations to try")
@@ -132,7 +142,8 @@ def _patient_split(table: pd.DataFrame, id_column: Optional[str], seed: int
 
 
 def _simulated_split(kind: str, seed: int, directory: str) -> _Split:
-  frame, user_spec = simulate(kind, seed=seed)
+  frame, user_spec = (real_shaped.skewed_labs_with_dropout(seed=seed) if kind == SKEWED
+                      else simulate(kind, seed=seed))
   table = validate_table(write_simulated(directory, frame, user_spec)[0], user_spec).table
   spec = binary_label_spec(user_spec)  # validated tables hold the label as 1 / 0
   train, test = _patient_split(table, spec.id_column, seed)
