@@ -15,6 +15,8 @@ setup(
     packages=find_packages(include=["clinical_dp", "clinical_dp.*", "pipelines", "pipelines.*",
                                     "components", "components.*", "trainers", "trainers.*",
                                     "federated", "federated.*", "kubeflow", "kubeflow.*"]),
+    # The public library of clinical variables that `clinical-dp spec draft` reads.
+    package_data={"clinical_dp": ["spec_library/*.yaml"]},
     install_requires=["numpy", "pandas", "pyyaml"],
     entry_points={"console_scripts": ["clinical-dp=clinical_dp.cli:main"]},
 )

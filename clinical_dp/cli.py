@@ -49,6 +49,28 @@ def _cmd_validate(args: argparse.Namespace) -> int:
   return EXIT_OK
 
 
+def _cmd_spec_draft(args: argparse.Namespace) -> int:
+  from clinical_dp.files import write_text_atomically  # pylint: disable=g-import-not-at-top
+  from clinical_dp.spec_draft import DraftOptions, draft_spec  # pylint: disable=g-import-not-at-top
+  if os.path.exists(args.out) and not args.force:
+    raise ValueError(f"{args.out} exists; give --force to replace it (a reviewed spec is work "
+                     "you may not want to lose)")
+  draft = draft_spec(args.data, DraftOptions(label=args.label, id_column=args.id,
+                                             site_column=args.site, name=args.name))
+  write_text_atomically(args.out, draft.text)
+  print(f"{args.out}: drafted from the header of {args.data}: {draft.columns} modeled columns, "
+        f"{len(draft.matched)} matched to the public library of clinical variables")
+  for note in draft.notes:
+    print(f"  note: {note}")
+  if draft.placeholders:
+    print(f"  {len(draft.placeholders)} placeholder(s) to fill before `validate` accepts it:")
+    for placeholder in draft.placeholders:
+      print(f"    {placeholder}")
+  print(f"next: review {args.out}, then  clinical-dp validate --data {args.data} --spec "
+        f"{args.out}")
+  return EXIT_OK
+
+
 # The arguments of `run` that make a run; kept in DIR/run_args.json for `run --resume`.
 RUN_ARGUMENTS = ("data", "spec", "output", "fast", "mode", "epochs", "target_epsilon",
                  "delta", "seed", "non_private_twin", "no_federated", "release_federated",
@@ -189,6 +211,20 @@ def build_parser() -> argparse.ArgumentParser:
   validate.add_argument("--data", required=True)
   validate.add_argument("--spec", required=True)
   validate.set_defaults(handler=_cmd_validate)
+
+  spec = commands.add_parser("spec", help="draft a dataset spec from a table's header")
+  spec_commands = spec.add_subparsers(dest="spec_command", required=True)
+  draft = spec_commands.add_parser(
+      "draft", help="a spec to review: bounds from a public library of clinical variables, "
+                    "never from the data; placeholders where only you can say")
+  draft.add_argument("--data", required=True, help="the table (CSV)")
+  draft.add_argument("--out", required=True, help="where to write the spec (YAML)")
+  draft.add_argument("--label", default=None, help="the outcome column (default: by its name)")
+  draft.add_argument("--id", default=None, help="the patient id column (default: by its name)")
+  draft.add_argument("--site", default=None, help="the site column (default: by its name)")
+  draft.add_argument("--name", default=None, help="the spec's name (default: the file's)")
+  draft.add_argument("--force", action="store_true", help="replace --out if it exists")
+  draft.set_defaults(handler=_cmd_spec_draft)
 
   run = commands.add_parser("run", help="run the TFX pipeline locally")
   run.add_argument("--data", help="the table (CSV); required unless --resume")

@@ -26,6 +26,10 @@ MISSING_SUFFIX = "__missing"
 DROPOUT_KEY = "visits__observed"
 
 LabelValue = Union[int, str]
+# What `clinical-dp spec draft` writes where only the user can say (the public bounds of a
+# column the library does not know, an unknown column's categories); a spec that still
+# holds one is refused, naming each.
+PLACEHOLDER = "FILL IN"
 
 
 class SpecError(ValueError):
@@ -192,6 +196,12 @@ def spec_from_dict(raw: Dict[str, Any], source: str = "<spec>") -> DatasetSpec:
   unknown = sorted(set(raw) - known)
   if unknown:
     raise SpecError(f"{source}: unknown key(s) {unknown}; allowed keys are {sorted(known)}")
+  unfilled = _placeholders(raw)
+  if unfilled:
+    raise SpecError(f"{source}: the draft's placeholders are not filled yet: "
+                    + "; ".join(unfilled) + ". Write public values (a data dictionary, an "
+                    "assay's reportable range, a score's definition), never the data's own "
+                    "minimum, maximum or rare categories")
   name = _required_str(raw, "name", source)
   label_column = _required_str(raw, "label_column", source)
   label_positive = raw.get("label_positive", 1)
@@ -232,6 +242,23 @@ def spec_from_dict(raw: Dict[str, Any], source: str = "<spec>") -> DatasetSpec:
                       f"reserves (names ending in '{MISSING_SUFFIX}', '{DROPOUT_KEY}'); rename "
                       "them in the CSV and the spec")
   return spec
+
+
+def _placeholders(raw: Dict[str, Any]) -> List[str]:
+  """Where the spec still holds a draft's placeholder: `static feature 'x': min`."""
+  def is_placeholder(value: Any) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return any(isinstance(v, str) and v.startswith(PLACEHOLDER) for v in values)
+
+  found = [key for key in ("label_column", "label_positive", "label_negative")
+           if is_placeholder(raw.get(key))]
+  for kind, label in (("static", "static feature"), ("series", "series")):
+    items = raw.get(kind)
+    for item in items if isinstance(items, list) else []:
+      if isinstance(item, dict):
+        found += [f"{label} '{item.get('name')}': {key}" for key, value in item.items()
+                  if is_placeholder(value)]
+  return found
 
 
 def _required_str(raw: Dict[str, Any], key: str, source: str) -> str:

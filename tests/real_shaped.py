@@ -23,6 +23,16 @@ ODD_ICU_NAMES = {
     "spo2": "SpO2 %", "gcs": "type", "sodium": "Na+ (mmol/L)", "creatinine": "größe",
     "lactate": "Lactate", "wbc": "WBC"}
 
+# The same columns as a hospital's export writes them: units in the header, abbreviations,
+# German for creatinine (issue 25: `spec draft` must match 90% of them).
+HOSPITAL_ICU_NAMES = {
+    "patient_id": "Patient ID", "hospital": "Hospital", "hospital_death": "Hospital mortality",
+    "age": "Age (years)", "sex": "Gender", "admission_type": "Admission type",
+    "heart_rate": "HR (bpm)", "mean_bp": "MAP (mmHg)", "resp_rate": "Resp. rate",
+    "temperature": "Temp (°C)", "spo2": "SpO2 %", "gcs": "GCS total",
+    "creatinine": "Kreatinin (mg/dL)", "lactate": "Lactate (mmol/L)", "wbc": "WBC (10^9/L)",
+    "sodium": "Na+ (mmol/L)", "acuity_score": "APACHE IV score"}
+
 
 def renamed(frame: pd.DataFrame, spec: DatasetSpec, names: Dict[str, str],
             positive: str, negative: str) -> Tuple[pd.DataFrame, DatasetSpec]:
@@ -46,6 +56,12 @@ def odd_icu(patients: int = 1500, sites: int = 4, seed: int = 7):
   names equal but for case (`Age` here, `age` in none), and Yes / No labels."""
   frame, spec = simulate("icu", patients=patients, sites=sites, seed=seed)
   return renamed(frame, spec, ODD_ICU_NAMES, "Yes", "No")
+
+
+def hospital_export_icu(patients: int = 600, sites: int = 3, seed: int = 5):
+  """The icu table under HOSPITAL_ICU_NAMES, its label written `died` / `survived`."""
+  frame, spec = simulate("icu", patients=patients, sites=sites, seed=seed)
+  return renamed(frame, spec, HOSPITAL_ICU_NAMES, "died", "survived")
 
 
 def small_two_centre_trial(patients: int = 100, seed: int = 3):
