@@ -8,6 +8,7 @@ values; they never come from the data, so scaling leaks nothing about patients.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -85,6 +86,9 @@ class DatasetSpec:
   id_column: Optional[str] = None
   site_column: Optional[str] = None
   missing: str = "drop"
+  # Privacy records of DP statistics the spec was written from (`spec draft --dp-bounds`,
+  # `spec check`): the release adds each to its total (components/release.py).
+  privacy_spent: Tuple[Dict[str, Any], ...] = ()
 
   @property
   def feature_columns(self) -> List[str]:
@@ -122,6 +126,8 @@ class DatasetSpec:
     out["missing"] = self.missing
     out["static"] = [_static_to_dict(f) for f in self.static]
     out["series"] = [_series_to_dict(f) for f in self.series]
+    if self.privacy_spent:
+      out["privacy_spent"] = [dict(record) for record in self.privacy_spent]
     return out
 
   def to_yaml(self) -> str:
@@ -192,7 +198,7 @@ def _label_as_written(text: str, key: str) -> str:
 def spec_from_dict(raw: Dict[str, Any], source: str = "<spec>") -> DatasetSpec:
   """Builds a DatasetSpec from its dictionary form, checking every rule."""
   known = {"name", "id_column", "label_column", "label_positive", "label_negative",
-           "site_column", "missing", "static", "series"}
+           "site_column", "missing", "static", "series", "privacy_spent"}
   unknown = sorted(set(raw) - known)
   if unknown:
     raise SpecError(f"{source}: unknown key(s) {unknown}; allowed keys are {sorted(known)}")
@@ -229,7 +235,8 @@ def spec_from_dict(raw: Dict[str, Any], source: str = "<spec>") -> DatasetSpec:
       name=name, label_column=label_column, static=static, series=series,
       label_positive=label_positive, label_negative=label_negative,
       id_column=_optional_str(raw, "id_column", source),
-      site_column=_optional_str(raw, "site_column", source), missing=missing)
+      site_column=_optional_str(raw, "site_column", source), missing=missing,
+      privacy_spent=_privacy_spent(raw, source))
   names = spec.required_columns + [s.name for s in series if s.name not in spec.feature_columns]
   duplicates = sorted({c for c in names if names.count(c) > 1}
                       | ({f.name for f in static} & {s.name for s in series}))
@@ -242,6 +249,44 @@ def spec_from_dict(raw: Dict[str, Any], source: str = "<spec>") -> DatasetSpec:
                       f"reserves (names ending in '{MISSING_SUFFIX}', '{DROPOUT_KEY}'); rename "
                       "them in the CSV and the spec")
   return spec
+
+
+# What a record of privacy_spent must state for the release to add it in.
+PRIVACY_RECORD_FIELDS = ("epsilon", "delta", "unit", "relation", "accountant", "purpose")
+
+
+def _privacy_spent(raw: Dict[str, Any], source: str) -> Tuple[Dict[str, Any], ...]:
+  records = raw.get("privacy_spent") or []
+  if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+    raise SpecError(f"{source}: privacy_spent must be a list of privacy records (mappings)")
+  for index, record in enumerate(records):
+    missing = [key for key in PRIVACY_RECORD_FIELDS if record.get(key) is None]
+    if missing:
+      raise SpecError(f"{source}: privacy_spent[{index}] lacks {missing}; keep the record as "
+                      "the command that spent it wrote it")
+    epsilon, delta = record["epsilon"], record["delta"]
+    if not (isinstance(epsilon, (int, float)) and epsilon > 0 and math.isfinite(epsilon)
+            and isinstance(delta, (int, float)) and 0 <= delta < 1):
+      raise SpecError(f"{source}: privacy_spent[{index}] states epsilon {epsilon!r} and delta "
+                      f"{delta!r}; a record needs a finite positive epsilon and delta in [0, 1)")
+  return tuple(records)
+
+
+def with_privacy_record(text: str, record: Dict[str, Any], source: str = "<spec>") -> str:
+  """The spec text with `record` appended to its privacy_spent, comments kept: the list is
+  the spec's last key (a draft writes it last), or it is started at the end."""
+  raw = yaml.safe_load(text) or {}
+  item = "- " + yaml.safe_dump([record], default_flow_style=True, sort_keys=False,
+                               width=10 ** 6).strip()[1:-1]
+  body = text if text.endswith("\n") else text + "\n"
+  if "privacy_spent" not in raw:
+    return body + "privacy_spent:\n" + item + "\n"
+  keys = [line.split(":")[0] for line in body.splitlines()
+          if line[:1].isalpha() or line[:1] == "_"]
+  if keys[-1] != "privacy_spent":
+    raise SpecError(f"{source}: privacy_spent is not the spec's last key, so a record cannot "
+                    "be appended to it without rewriting the file; move it to the end")
+  return body + item + "\n"
 
 
 def _placeholders(raw: Dict[str, Any]) -> List[str]:

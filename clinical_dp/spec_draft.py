@@ -67,6 +67,7 @@ class Draft:
   matched: List[str]  # modeled columns whose bounds or codes came from the library
   placeholders: List[str]  # "column: what to fill"
   notes: List[str]
+  privacy_record: Optional[Dict] = None  # what --dp-bounds spent, also in the text
 
 
 def visit_order(token: str) -> float:
@@ -169,15 +170,23 @@ def _number(value: float):
 
 
 def draft_spec(data_path: str, options: DraftOptions = DraftOptions(),
-               library: Optional[VariableLibrary] = None) -> Draft:
+               library: Optional[VariableLibrary] = None, estimator=None) -> Draft:
   """The draft for the CSV at data_path (SpecError naming the file where it cannot be read
-  or the given columns are not in it)."""
+  or the given columns are not in it).
+
+  `estimator(frame, numeric, categorical, id_column)`, when given, answers for the
+  placeholders with DP estimates (trainers/dp_spec_statistics.draft_estimates: `numeric`
+  is {spec name: its columns}, `categorical` a list of columns) and returns them with
+  their privacy record, which the draft writes under `privacy_spent`."""
   library = library or load_library()
   try:
     frame = pd.read_csv(data_path, dtype=str, keep_default_na=True)
   except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
     raise SpecError(f"{data_path}: cannot read the table: {e}") from e
   columns = list(frame.columns)
+  if frame.empty:
+    raise SpecError(f"{data_path}: the table has a header but no rows; a draft reads each "
+                    "column's kind from its values")
   for flag, given in (("--label", options.label), ("--id", options.id_column),
                       ("--site", options.site_column)):
     if given is not None and given not in columns:
@@ -209,8 +218,7 @@ def draft_spec(data_path: str, options: DraftOptions = DraftOptions(),
   in_series = {c for members in series.values() for c in members}
 
   matched: List[str] = []
-  placeholders: List[str] = []
-  static_lines: List[str] = []
+  static: List[_Entry] = []
   left_out: List[str] = []
   for column in modeled:
     if column in in_series:
@@ -219,42 +227,44 @@ def draft_spec(data_path: str, options: DraftOptions = DraftOptions(),
     if kinds[column] == NUMERIC and not (match and match.variable.type == CATEGORICAL):
       distinct = _distinct(frame[column])
       binary = _coding(distinct, library.code_lists.get("yes_no", [])) if (
-          match is None and set(distinct) <= {"0", "1"}) else None
+          match is None and distinct and set(distinct) <= {"0", "1"}) else None
+      if not distinct:
+        notes.append(f"column {column!r} has no values: it is drafted numeric; its kind is "
+                     "yours to say")
       if binary is not None:
-        entry = {"name": column, "type": CATEGORICAL, "values": binary}
-        static_lines.append(f"- {_flow(entry)}  # only 0 and 1 in the table (read from the "
-                            "data): a yes / no column is categorical; make it numeric if it "
-                            "counts something")
+        static.append(_Entry(
+            {"name": column, "type": CATEGORICAL, "values": binary},
+            "only 0 and 1 in the table (read from the data): a yes / no column is "
+            "categorical; make it numeric if it counts something"))
         continue
       fields, comment = _numeric_entry(match, column)
-      static_lines.append(f"- {_flow({'name': column, 'type': NUMERIC, **fields})}  # {comment}")
-      (matched if match else placeholders).append(
-          column if match else f"{column}: min and max (public bounds)")
+      static.append(_Entry({"name": column, "type": NUMERIC, **fields}, comment, [column]))
+      if match:
+        matched.append(column)
       continue
     distinct = _distinct(frame[column])
     lists = (list(match.variable.code_lists) if match else []) + library.code_lists.get(
         "yes_no", [])
     coding = _coding(distinct, lists)
     if coding is not None:
-      source = match.variable.source if match and coding else "a public yes / no coding"
-      static_lines.append(f"- {_flow({'name': column, 'type': CATEGORICAL, 'values': coding})}"
-                          f"  # coding read from the data among public code lists; {source}")
+      source = match.variable.source if match else "a public yes / no coding"
+      static.append(_Entry({"name": column, "type": CATEGORICAL, "values": coding},
+                           f"coding read from the data among public code lists; {source}"))
       if match:
         matched.append(column)
       continue
     if kinds[column] == CATEGORICAL and len(distinct) > max(50, len(frame) // 2):
       left_out.append(column)
       continue
-    static_lines.append(
-        f"- {_flow({'name': column, 'type': CATEGORICAL, 'values': [f'{PLACEHOLDER} the categories']})}"
-        "  # write its categories as a public code list or data dictionary gives them (a "
-        "rare category a patient reveals is private)")
-    placeholders.append(f"{column}: values (the categories)")
+    static.append(_Entry(
+        {"name": column, "type": CATEGORICAL, "values": [f"{PLACEHOLDER} the categories"]},
+        "write its categories as a public code list or data dictionary gives them (a rare "
+        "category a patient reveals is private)", [column]))
   for column in left_out:
     notes.append(f"column {column!r} left out: it looks like free text, dates or an id (its "
                  "values are mostly distinct); add it with public categories to model it")
 
-  series_lines: List[str] = []
+  series_entries: List[_Entry] = []
   for stem, members in series.items():
     match = library.match(stem) or library.match(members[0])
     if match and match.variable.type == CATEGORICAL:
@@ -263,20 +273,27 @@ def draft_spec(data_path: str, options: DraftOptions = DraftOptions(),
     if match is not None and unit_text is not None:
       match = library.match(f"{stem} ({unit_text})") or match
     fields, comment = _numeric_entry(match, stem)
-    entry = {"name": _snake(stem), **fields, "columns": members}
-    series_lines.append(f"- {_flow(entry)}  # {comment}")
-    (matched.extend(members) if match else placeholders.append(
-        f"series {_snake(stem)}: min and max (public bounds)"))
+    series_entries.append(_Entry({"name": _snake(stem), **fields, "columns": members}, comment,
+                                 members))
+    if match:
+      matched.extend(members)
 
+  record = None
+  if estimator is not None:
+    record = _fill_with_dp(frame, static + series_entries, estimator, id_column, notes)
+  placeholders = [entry.placeholder() for entry in static + series_entries
+                  if entry.placeholder()]
   label_lines = _label_lines(frame, label, placeholders, notes)
   name = options.name or _snake(os.path.splitext(os.path.basename(data_path))[0])
+  read = ("no minimum, maximum or quantile of the patients was read." if record is None else
+          "other bounds and categories are DP estimates, charged below (privacy_spent).")
   header = [
       f"# Drafted by `clinical-dp spec draft` from {os.path.basename(data_path)} on "
       f"{datetime.date.today().isoformat()}. Review every line before a run.",
       "# Bounds, units, integer and decimals come from the public library of clinical "
       "variables",
       f"# ({os.path.relpath(LIBRARY_PATH, os.path.dirname(os.path.dirname(LIBRARY_PATH)))}, "
-      "source on each line): no minimum, maximum or quantile of the patients was read.",
+      f"source on each line); {read}",
       "# Read from the data: the header, each column's kind (numeric / categorical), the "
       "coding of",
       "# categorical columns among public code lists, and the label's two classes.",
@@ -290,10 +307,69 @@ def draft_spec(data_path: str, options: DraftOptions = DraftOptions(),
   if site_column:
     body.append(f"site_column: {_flow(site_column)}")
   body.append("missing: model  # keep patients with holes and model them (or drop / error)")
-  body += (["static:"] + static_lines) if static_lines else ["static: []"]
-  body += (["series:"] + series_lines) if series_lines else ["series: []"]
+  body += (["static:"] + [e.line() for e in static]) if static else ["static: []"]
+  body += (["series:"] + [e.line() for e in series_entries]) if series_entries else [
+      "series: []"]
+  if record is not None:
+    body += [f"# The DP estimates above spent epsilon {record['epsilon']:g} at delta "
+             f"{record['delta']:g} of the patients' privacy: the release adds it to its "
+             "total (PRIVACY.md). Keep this record while the spec holds any of them.",
+             "privacy_spent:", f"- {_flow(record)}"]
   columns_modeled = len(modeled) - len(left_out)
-  return Draft("\n".join(header + body) + "\n", columns_modeled, matched, placeholders, notes)
+  return Draft("\n".join(header + body) + "\n", columns_modeled, matched, placeholders, notes,
+               record)
+
+
+@dataclasses.dataclass
+class _Entry:
+  """One static column or series of the draft: its spec fields and the line's comment;
+  `columns` are the table's columns it reads when it still holds placeholders."""
+  fields: Dict
+  comment: str
+  columns: List[str] = dataclasses.field(default_factory=list)
+
+  def unfilled(self) -> List[str]:
+    return [key for key, value in self.fields.items()
+            if str(value[0] if isinstance(value, list) and value else value
+                   ).startswith(PLACEHOLDER)]
+
+  def placeholder(self) -> Optional[str]:
+    unfilled = self.unfilled()
+    if not unfilled:
+      return None
+    if "values" in unfilled:
+      return f"{self.fields['name']}: values (the categories)"
+    prefix = "series " if "columns" in self.fields else ""
+    return f"{prefix}{self.fields['name']}: min and max (public bounds)"
+
+  def line(self) -> str:
+    return f"- {_flow(self.fields)}  # {self.comment}"
+
+
+def _fill_with_dp(frame: pd.DataFrame, entries: List[_Entry], estimator, id_column,
+                  notes: List[str]) -> Dict:
+  """Fills the entries' placeholders with the estimator's DP bounds and categories (one
+  mechanism for all of them); returns its privacy record."""
+  numeric = {e.fields["name"]: e.columns for e in entries if "min" in e.unfilled()}
+  categorical = [e.columns[0] for e in entries if "values" in e.unfilled()]
+  estimates = estimator(frame, numeric, categorical, id_column)
+  for entry in entries:
+    name = entry.fields["name"]
+    if name in estimates.bounds:
+      entry.fields["min"], entry.fields["max"] = map(_number, estimates.bounds[name])
+      entry.comment = ("bounds from DP estimates (spec draft --dp-bounds, privacy_spent "
+                       "below): narrow them to public limits if a data dictionary has them")
+    elif entry.columns and entry.columns[0] in estimates.categories:
+      entry.fields["values"] = estimates.categories[entry.columns[0]]
+      entry.comment = ("categories from a DP thresholded histogram (privacy_spent below): a "
+                       "rare category is left out, so rows holding one fail validate; add it "
+                       "only from a public code list")
+  missed = [e.fields["name"] for e in entries if e.unfilled() and (
+      e.fields["name"] in numeric or (e.columns and e.columns[0] in categorical))]
+  if missed:
+    notes.append(f"no DP estimate passed the noise for {missed} (too few patients for this "
+                 "epsilon): fill them by hand")
+  return estimates.record
 
 
 def _label_lines(frame: pd.DataFrame, label: Optional[str], placeholders: List[str],

@@ -4,7 +4,9 @@ In the manner of TFX's Pusher, it copies the pipeline's releasable artifacts out
 pipeline root to a destination (`release/` in a local run directory, a bucket URI on
 Kubeflow); where Pusher asks for a blessing, this asks for a privacy record. Its inputs
 are the artifacts trained under differential privacy: the synthetic table, the generator,
-the DP classifier and the federated step's DP models. It never reads the real examples.
+the DP classifier and the federated step's DP models, and the dataset spec when DP
+statistics of the patients shaped it (`privacy_spent`: `clinical-dp spec draft
+--dp-bounds`), whose charge the total then includes. It never reads the real examples.
 An artifact without `privacy_record.json` stops the release before anything is written.
 
 The destination holds one directory per artifact (its files and its record) and
@@ -16,6 +18,7 @@ import dataclasses
 import json
 import math
 import os
+import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
@@ -25,6 +28,7 @@ from tfx.utils import path_utils
 
 from clinical_dp import sensitivity
 from clinical_dp.files import RELEASE_PRIVACY_JSON, copy_tree
+from clinical_dp.spec import parse_spec
 from components.federated_step import FederatedResults
 from components.synthetic_data import SYNTHETIC_CSV
 from pipelines.console import say
@@ -36,6 +40,8 @@ SYNTHETIC = "synthetic"
 GENERATOR = "generator"
 DP_CLASSIFIER = "dp_classifier"
 FEDERATED = "federated"
+SPEC = "spec"  # the dataset spec, released when DP statistics of the patients shaped it
+SPEC_YAML = "spec.yaml"
 FEDERATED_MODELS = "models"  # federated.simulate's DP models, one directory per algorithm
 # What each artifact is, for PRIVACY.md.
 DESCRIPTIONS = {
@@ -43,6 +49,8 @@ DESCRIPTIONS = {
     GENERATOR: "the DP generator (SavedModel) that samples synthetic patients",
     DP_CLASSIFIER: "the DP classifier (SavedModel; serves raw clinical columns)",
     FEDERATED: "a model trained by DP federated learning across the sites (SavedModel)",
+    SPEC: f"{SPEC_YAML}: the dataset spec, some of whose bounds or categories were estimated "
+          "from the patients under DP (`clinical-dp spec draft --dp-bounds`, `spec check`)",
 }
 # The synthetic table is sampled from the generator alone: post-processing costs nothing.
 POST_PROCESSING = {SYNTHETIC: GENERATOR}
@@ -95,6 +103,38 @@ def candidates(synthetic_uri: str, generator_dir: str, classifier_dir: str,
     found += [Candidate(f"{FEDERATED}/{name.rstrip('/')}", os.path.join(models, name))
               for name in sorted(tf.io.gfile.listdir(models))]
   return found
+
+
+def spec_record(spent: Sequence[Dict]) -> Dict:
+  """One privacy record for the DP statistics a spec was written from: their epsilons and
+  deltas add up (basic composition; each is stated under the release's relation)."""
+  relations = {relation_of(record) for record in spent}
+  if relations != {sensitivity.RELATION}:
+    raise ValueError(f"the spec's privacy_spent records name relation(s) {sorted(relations)}; "
+                     f"only {sensitivity.RELATION!r} composes with the release")
+  return {"epsilon": float(sum(r["epsilon"] for r in spent)),
+          "delta": float(sum(r["delta"] for r in spent)),
+          "unit": "patient", "relation": sensitivity.RELATION,
+          "accountant": " + ".join(sorted({r["accountant"] for r in spent}))
+                        + (" (basic composition of the records)" if len(spent) > 1 else ""),
+          "sampling": "none: every row counted",
+          "randomness": ", ".join(sorted({str(r.get("randomness", "not stated"))
+                                          for r in spent})),
+          "selection": "none", "records": list(spent)}
+
+
+def spec_candidate(spec_yaml: str, directory: str) -> Optional[Candidate]:
+  """The spec as a release candidate, written to `directory` with its privacy record, when
+  its privacy_spent records DP statistics of the patients; None when it records none."""
+  spec = parse_spec(spec_yaml, "the run's spec") if spec_yaml else None
+  if spec is None or not spec.privacy_spent:
+    return None
+  tf.io.gfile.makedirs(directory)
+  with tf.io.gfile.GFile(os.path.join(directory, SPEC_YAML), "w") as f:
+    f.write(spec.to_yaml())
+  with tf.io.gfile.GFile(os.path.join(directory, PRIVACY_RECORD_FILE), "w") as f:
+    f.write(json.dumps(spec_record(spec.privacy_spent), indent=2))
+  return Candidate(SPEC, directory)
 
 
 def select_federated(found: List[Candidate], models: Sequence[str]
@@ -235,7 +275,7 @@ def privacy_markdown(privacy: Dict, dataset: str) -> str:
   together = privacy["all_released_together"]
   lines = [
       f"# Release of {dataset}: what it holds and what it guarantees", "",
-      "Every artifact here was trained under differential privacy (DP) on the data owner's "
+      "Every artifact here was made under differential privacy (DP) from the data owner's "
       "patients and carries its privacy record (`privacy_record.json`). Nothing else of the "
       "run is here: the real table, the pipeline's examples and the evaluation report "
       "(computed from the real patients, not DP) stay with the data owner.", "",
@@ -245,7 +285,8 @@ def privacy_markdown(privacy: Dict, dataset: str) -> str:
       "sensitivity under this relation (one clip for a clipped-gradient sum, the square "
       "root of the number of histograms for one-hot histograms, each weighted histogram "
       "counting its weight squared (the dropout code's, when missing values are modeled), "
-      "one for a count), and "
+      "one for a count; the spec's DP estimates, when it has them, the square root of the "
+      "number of histograms and counts released), and "
       "each artifact's record says which relation it was accounted under.", "",
       "## Released together", "",
       f"Per patient ({sensitivity.RELATION}): epsilon {together['epsilon']:.3f} at delta "
@@ -276,7 +317,7 @@ def privacy_markdown(privacy: Dict, dataset: str) -> str:
 
 def _is_release(uri: str) -> bool:
   """An empty directory or one that only ever held what a release writes."""
-  ours = {SYNTHETIC, GENERATOR, DP_CLASSIFIER, FEDERATED, PRIVACY_MD, PRIVACY_JSON}
+  ours = {SYNTHETIC, GENERATOR, DP_CLASSIFIER, FEDERATED, SPEC, PRIVACY_MD, PRIVACY_JSON}
   return all(name.rstrip("/") in ours for name in tf.io.gfile.listdir(uri))
 
 
@@ -324,17 +365,22 @@ def ReleasePusher(  # pylint: disable=invalid-name
     federated_models: tfx.dsl.components.Parameter[str],
     release_uri: tfx.dsl.components.Parameter[str] = "",
     federated_results: tfx.dsl.components.InputArtifact[FederatedResults] = None,
+    spec_yaml: tfx.dsl.components.Parameter[str] = "",
 ) -> None:
   """Writes the release to release_uri ("": this component's own output artifact), with
-  the DP federated models named in federated_models (algorithms, comma-separated)."""
+  the DP federated models named in federated_models (algorithms, comma-separated) and the
+  spec when DP statistics of the patients shaped it (its privacy_spent)."""
   destination = release_uri or release.uri
   found, withheld = select_federated(
       candidates(synthetic_examples.uri, path_utils.serving_model_path(generator.uri),
                  path_utils.serving_model_path(dp_classifier.uri),
                  federated_results.uri if federated_results else None),
       [m for m in federated_models.split(",") if m])
-  privacy = write_release(found, destination, dataset, federated_results is not None,
-                          withheld)
+  with tempfile.TemporaryDirectory() as scratch:
+    spec = spec_candidate(spec_yaml, os.path.join(scratch, SPEC))
+    found += [spec] if spec else []
+    privacy = write_release(found, destination, dataset, federated_results is not None,
+                            withheld)
   together = privacy["all_released_together"]
   say(f"  ReleasePusher: {len(found)} artifacts with privacy records to {destination} "
       f"(together epsilon {together['epsilon']:.3f}, delta {together['delta']:g} per patient, "

@@ -161,7 +161,8 @@ def create_components(config: PipelineConfig, spec: DatasetSpec,
       generator=gan_trainer.outputs["model"], dp_classifier=classifier_trainer.outputs["model"],
       federated_results=federated.outputs["federated_results"] if federated else None,
       dataset=spec.name, release_uri=config.release_destination,
-      federated_models=",".join(config.release_federated)).with_id(RELEASE_ID)
+      federated_models=",".join(config.release_federated),
+      spec_yaml=spec.to_yaml() if spec.privacy_spent else "").with_id(RELEASE_ID)
   # Last, like Pusher after the Evaluator: nothing is released from a run whose audit
   # failed. It takes no real data, so release/ cannot hold any.
   release.add_upstream_node(report)

@@ -162,3 +162,25 @@ def test_a_zero_one_column_is_drafted_categorical(tmp_path):
   assert [str(v) for v in kinds["on_dialysis"]["values"]] == ["0", "1"]
   assert kinds["heart_rate"]["type"] == "numeric" and kinds["heart_rate"].get("integer")
   assert raw["label_column"] == "died" and raw["id_column"] == "id"
+
+
+def test_dp_bounds_fill_the_placeholders_and_record_their_charge(tmp_path):
+  """--dp-bounds answers for exactly the columns that had placeholders, in one mechanism
+  whose record the draft carries (the release adds it: tests/test_spec_draft_run.py)."""
+  from trainers import dp_spec_statistics  # pylint: disable=g-import-not-at-top
+  frame, spec = odd_icu(patients=1500)
+  plain, _ = _draft(tmp_path / "plain", (frame, spec), label=spec.label_column)
+  config = dp_spec_statistics.DpSpecConfig(epsilon=1.0, seed=0)
+  def estimator(table, numeric, categorical, id_column):
+    return dp_spec_statistics.draft_estimates(table, numeric, categorical, config, id_column)
+  data_path, _ = write_table(tmp_path / "dp", frame, spec)
+  draft = spec_draft.draft_spec(data_path, spec_draft.DraftOptions(label=spec.label_column),
+                                estimator=estimator)
+  assert plain.privacy_record is None and "privacy_spent" not in plain.text
+  asked = {line.split(":")[0] for line in plain.placeholders}
+  assert set(draft.privacy_record["columns"]) == asked
+  assert not draft.placeholders, draft.placeholders
+  raw = yaml.safe_load(draft.text)
+  assert raw["privacy_spent"] == [draft.privacy_record]
+  assert "DP estimates" in draft.text.splitlines()[2]
+  assert parse_spec(draft.text).privacy_spent == (draft.privacy_record,)
