@@ -108,9 +108,11 @@ def _cmd_spec_check(args: argparse.Namespace) -> int:
   integer = {f.name: f.integer for f in spec.static if not f.is_categorical}
   integer.update({s.name: s.integer for s in spec.series})
   warnings_found = dp_spec_statistics.check_warnings(uses, integer)
+  spent = sum(r["epsilon"] for r in spec.privacy_spent) + record["epsilon"]
   print(f"{args.spec}: valid against {args.data}; {len(numeric)} numeric entries checked "
         f"from DP estimates (epsilon {args.epsilon:g}, delta {args.dp_delta:g}, recorded under "
-        "privacy_spent: the release adds it to its total)")
+        f"privacy_spent, which now totals epsilon {spent:g}: the release adds it to its "
+        "total; each check spends again)")
   for warning in warnings_found:
     print(f"  warning: {warning}")
   if not warnings_found:
