@@ -87,6 +87,8 @@ CANDIDATES = {
     "scale_weight_0.2": gan.GanConfig(scale_weight=0.2),
     "scale_mix_0.5": gan.GanConfig(scale_mix=0.5),
     "scale_mix_0.95": gan.GanConfig(scale_mix=0.95),
+    "scale_public_0.05": gan.GanConfig(scale_public=0.05),
+    "scale_public_0.2": gan.GanConfig(scale_public=0.2),  # before: no held range
 }
 DELTA = 1e-5
 SKEWED = "skewed"

@@ -73,6 +73,7 @@ class GanConfig:
   # the public bounds.
   scale_weight: float = 0.1
   scale_mix: float = 0.8
+  scale_public: float = 0.01  # dp_statistics.StatisticsConfig
   marginal_weight: float = 0.5
   correlation_clip: float = 0.6
   # One normal-score correlation of the within-class scores for all patients, or one per
@@ -95,7 +96,8 @@ class GanConfig:
         bins=self.statistics_bins or dp_statistics.default_bins(num_rows),
         pooled_correlation=not self.correlation_by_class,
         smooth_visits=self.smooth_visits, scale_weight=self.scale_weight,
-        scale_mix=self.scale_mix, marginal_weight=self.marginal_weight,
+        scale_mix=self.scale_mix, scale_public=self.scale_public,
+        marginal_weight=self.marginal_weight,
         correlation_clip=self.correlation_clip)
 
 
