@@ -274,9 +274,9 @@ def column_use(frame: pd.DataFrame, numeric: Dict[str, Tuple[Sequence[str], floa
 
 def check_warnings(uses: Sequence[ColumnUse], integer: Dict[str, bool],
                    narrow_share: float = 0.1) -> List[str]:
-  """`spec check`'s warnings, each with its fix: values that fill under `narrow_share` of
-  the declared range; a column not declared integer whose values look whole, or whose
-  values look like 0 and 1 only."""
+  """`spec check`'s warnings, each with its fix: values of a column not declared integer
+  that fill under `narrow_share` of its declared range; a column not declared integer
+  whose values look whole, or whose values look like 0 and 1 only."""
   found = []
   unjudged = [use.name for use in uses if use.looks_whole is None]
   if unjudged:
@@ -292,10 +292,13 @@ def check_warnings(uses: Sequence[ColumnUse], integer: Dict[str, bool],
       found.append(f"{use.name}: its values look whole (DP estimate); if it counts something "
                    "or is a year or a score, add `integer: true` so the synthetic values are "
                    "whole too")
-    if use.range_share is not None and use.range_share < narrow_share:
+    # A whole-number column (a score, a count) keeps its values as atoms of their own
+    # bins, so its defined range costs nothing to keep.
+    if use.range_share is not None and use.range_share < narrow_share and not integer.get(
+        use.name):
       low, high = use.in_use
       found.append(
-          f"{use.name}: its values lie in about [{low:.4g}, {high:.4g}] (DP estimate), "
+          f"{use.name}: most of its values lie in about [{low:.4g}, {high:.4g}] (DP estimate), "
           f"{use.range_share:.0%} of the declared range; narrow min / max to a public range "
           "that still holds every possible value (the assay's reportable range, a data "
           "dictionary), or write them with `spec draft --dp-bounds`: the generator's bins "
