@@ -91,24 +91,22 @@ def _cmd_spec_check(args: argparse.Namespace) -> int:
   from clinical_dp.spec import with_privacy_record  # pylint: disable=g-import-not-at-top
   from trainers import dp_spec_statistics  # pylint: disable=g-import-not-at-top
   spec = load_spec(args.spec)
-  load_valid_table(args.data, spec)  # InvalidInputError names each broken rule
+  table = load_valid_table(args.data, spec).table  # InvalidInputError names each broken rule
   numeric = {f.name: ([f.name], f.min, f.max) for f in spec.static if not f.is_categorical}
   numeric.update({s.name: (list(s.columns), s.min, s.max) for s in spec.series})
   if not numeric:
     print(f"{args.spec}: no numeric column to check; nothing spent")
     return EXIT_OK
-  import pandas as pd  # pylint: disable=g-import-not-at-top
-  frame = pd.read_csv(args.data, dtype=str)
   config = dp_spec_statistics.DpSpecConfig(epsilon=args.epsilon, delta=args.dp_delta,
                                            seed=args.seed)
-  uses, record = dp_spec_statistics.column_use(frame, numeric, config, spec.id_column)
+  uses, record = dp_spec_statistics.column_use(table, numeric, config, spec.id_column)
   with open(args.spec, encoding="utf-8") as f:
     text = f.read()
   write_text_atomically(args.spec, with_privacy_record(text, record, args.spec))
   integer = {f.name: f.integer for f in spec.static if not f.is_categorical}
   integer.update({s.name: s.integer for s in spec.series})
   warnings_found = dp_spec_statistics.check_warnings(uses, integer)
-  spent = sum(r["epsilon"] for r in spec.privacy_spent) + record["epsilon"]
+  spent = spec.epsilon_spent + record["epsilon"]
   print(f"{args.spec}: valid against {args.data}; {len(numeric)} numeric entries checked "
         f"from DP estimates (epsilon {args.epsilon:g}, delta {args.dp_delta:g}, recorded under "
         f"privacy_spent, which now totals epsilon {spent:g}: the release adds it to its "
@@ -177,9 +175,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     say(f"[1/3] validating {args.data} against spec '{spec.name}'")
     report = load_valid_table(args.data, spec)
     if spec.privacy_spent:
-      spent = sum(record["epsilon"] for record in spec.privacy_spent)
       say(f"  the spec was written from DP statistics of these patients (privacy_spent: "
-          f"epsilon {spent:g}); the release adds them to its total")
+          f"epsilon {spec.epsilon_spent:g}); the release adds them to its total")
     from pipelines.config import BeamConfig, default_config, training_config  # pylint: disable=g-import-not-at-top
     from pipelines.runner import format_summary, run_pipeline  # pylint: disable=g-import-not-at-top
     from trainers.dp_training import PrivacyBudget  # pylint: disable=g-import-not-at-top

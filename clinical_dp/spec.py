@@ -91,6 +91,11 @@ class DatasetSpec:
   privacy_spent: Tuple[Dict[str, Any], ...] = ()
 
   @property
+  def epsilon_spent(self) -> float:
+    """What the DP statistics the spec was written from spent (basic composition)."""
+    return float(sum(record["epsilon"] for record in self.privacy_spent))
+
+  @property
   def feature_columns(self) -> List[str]:
     """Modeled input columns, static first, then series in visit order."""
     columns = [feature.name for feature in self.static]
@@ -272,12 +277,18 @@ def _privacy_spent(raw: Dict[str, Any], source: str) -> Tuple[Dict[str, Any], ..
   return tuple(records)
 
 
+def yaml_flow(value: Any) -> str:
+  """One YAML line for a mapping or a scalar (quoted where YAML would misread it)."""
+  text = yaml.safe_dump([value], default_flow_style=True, sort_keys=False,
+                        allow_unicode=True, width=10 ** 6).strip()
+  return text[1:-1]
+
+
 def with_privacy_record(text: str, record: Dict[str, Any], source: str = "<spec>") -> str:
   """The spec text with `record` appended to its privacy_spent, comments kept: the list is
   the spec's last key (a draft writes it last), or it is started at the end."""
   raw = yaml.safe_load(text) or {}
-  item = "- " + yaml.safe_dump([record], default_flow_style=True, sort_keys=False,
-                               width=10 ** 6).strip()[1:-1]
+  item = "- " + yaml_flow(record)
   body = text if text.endswith("\n") else text + "\n"
   if "privacy_spent" not in raw:
     return body + "privacy_spent:\n" + item + "\n"

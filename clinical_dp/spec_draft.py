@@ -25,9 +25,8 @@ from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
-import yaml
 
-from clinical_dp.spec import CATEGORICAL, NUMERIC, PLACEHOLDER, SpecError
+from clinical_dp.spec import CATEGORICAL, NUMERIC, PLACEHOLDER, SpecError, yaml_flow
 from clinical_dp.variable_library import (LIBRARY_PATH, Match, VariableLibrary, load_library,
                                           normal_form, split_unit)
 
@@ -137,13 +136,6 @@ def _guess(columns: Sequence[str], names: Sequence[str]) -> Optional[str]:
 
 def _snake(text: str) -> str:
   return re.sub(r"[^0-9a-z]+", "_", normal_form(text) or text.lower()).strip("_") or "series"
-
-
-def _flow(value) -> str:
-  """One YAML line for a mapping or a scalar (quoted where YAML would misread it)."""
-  text = yaml.safe_dump([value], default_flow_style=True, sort_keys=False,
-                        allow_unicode=True, width=10 ** 6).strip()
-  return text[1:-1]
 
 
 def _numeric_entry(match: Optional[Match], column: str) -> Tuple[Dict, str]:
@@ -300,12 +292,12 @@ def draft_spec(data_path: str, options: DraftOptions = DraftOptions(),
       f"# '{PLACEHOLDER} ...': only you can say; `clinical-dp validate` refuses the spec until "
       "each is filled.",
   ] + [f"# Note: {note}." for note in notes]
-  body = [f"name: {_flow(name)}"]
+  body = [f"name: {yaml_flow(name)}"]
   if id_column:
-    body.append(f"id_column: {_flow(id_column)}")
+    body.append(f"id_column: {yaml_flow(id_column)}")
   body += label_lines
   if site_column:
-    body.append(f"site_column: {_flow(site_column)}")
+    body.append(f"site_column: {yaml_flow(site_column)}")
   body.append("missing: model  # keep patients with holes and model them (or drop / error)")
   body += (["static:"] + [e.line() for e in static]) if static else ["static: []"]
   body += (["series:"] + [e.line() for e in series_entries]) if series_entries else [
@@ -314,7 +306,7 @@ def draft_spec(data_path: str, options: DraftOptions = DraftOptions(),
     body += [f"# The DP estimates above spent epsilon {record['epsilon']:g} at delta "
              f"{record['delta']:g} of the patients' privacy: the release adds it to its "
              "total (PRIVACY.md). Keep this record while the spec holds any of them.",
-             "privacy_spent:", f"- {_flow(record)}"]
+             "privacy_spent:", f"- {yaml_flow(record)}"]
   columns_modeled = len(modeled) - len(left_out)
   return Draft("\n".join(header + body) + "\n", columns_modeled, matched, placeholders, notes,
                record)
@@ -343,7 +335,7 @@ class _Entry:
     return f"{prefix}{self.fields['name']}: min and max (public bounds)"
 
   def line(self) -> str:
-    return f"- {_flow(self.fields)}  # {self.comment}"
+    return f"- {yaml_flow(self.fields)}  # {self.comment}"
 
 
 def _fill_with_dp(frame: pd.DataFrame, entries: List[_Entry], estimator, id_column,
@@ -381,7 +373,7 @@ def _label_lines(frame: pd.DataFrame, label: Optional[str], placeholders: List[s
             f"label_positive: {PLACEHOLDER} the positive class",
             f"label_negative: {PLACEHOLDER} the negative class"]
   classes = _distinct(frame[label])
-  lines = [f"label_column: {_flow(label)}"]
+  lines = [f"label_column: {yaml_flow(label)}"]
   if len(classes) != 2:
     placeholders.append(f"{label}: label_positive and label_negative (the table has "
                         f"{len(classes)} distinct values, a label needs two)")
@@ -399,5 +391,5 @@ def _label_lines(frame: pd.DataFrame, label: Optional[str], placeholders: List[s
 
 def _label_value(text: str) -> str:
   """A class as YAML that reads back as the CSV cell: 1 stays 1, `yes` stays the word."""
-  return text if re.fullmatch(r"-?\d+", text) else _flow(text) if not text.lower() in (
+  return text if re.fullmatch(r"-?\d+", text) else yaml_flow(text) if not text.lower() in (
       "yes", "no", "true", "false", "on", "off", "y", "n") else f"'{text}'"

@@ -43,6 +43,8 @@ def test_the_draft_needs_no_hand_filling_and_the_run_completes(drafted_run):
   admission = next(f for f in spec.static if f.name == "Admission type")
   assert set(admission.values) == {"cardiac", "other", "respiratory", "sepsis", "surgical"}
   assert [r["purpose"] for r in spec.privacy_spent] == ["spec draft --dp-bounds", "spec check"]
+  # the icu export has readmissions: both mechanisms' sensitivity counts two rows a patient
+  assert [r["max_rows_per_patient"] for r in spec.privacy_spent] == [2, 2]
   assert "clinical-dp run finished" in results["run"].stdout
   assert "the spec was written from DP statistics" in results["run"].stdout
 
