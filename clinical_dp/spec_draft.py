@@ -32,14 +32,16 @@ from clinical_dp.variable_library import (LIBRARY_PATH, Match, VariableLibrary, 
 
 # Column names that usually hold the patient id, the site and the outcome (normal forms).
 ID_NAMES = ("id", "patientid", "patient", "subjectid", "subject", "mrn", "pid", "studyid",
-            "stayid", "encounterid", "caseid", "admissionid")
+            "stayid", "encounterid", "caseid", "admissionid", "patientno", "patientnumber",
+            "patno", "patnr", "caseno", "casenumber", "fallnr", "fallnummer")
 SITE_NAMES = ("site", "siteid", "hospital", "hospitalid", "centre", "center", "centreid",
               "centerid", "clinic", "institution")
 LABEL_NAMES = ("label", "outcome", "target", "death", "died", "mortality", "hospitaldeath",
                "hospitalmortality", "dead")
 # Label classes read as the positive one (normal forms).
 POSITIVE_WORDS = ("1", "yes", "y", "true", "died", "dead", "death", "deceased", "expired",
-                  "positive", "pos", "event", "case", "ja", "oui", "si")
+                  "positive", "pos", "event", "case", "ja", "oui", "si", "verstorben", "tot",
+                  "decede", "fallecido", "muerto")
 # A visit token after a series' name: `_1m`, `_v2`, ` visit 3`, `.12`, `_rz` (randomization).
 _VISIT = re.compile(
     r"^(?P<stem>.*?[A-Za-z0-9%)\]])(?:[\s_.\-]+(?P<token>(?:v|visit|t|m|mo|month|d|day|w|wk|"

@@ -14,7 +14,7 @@ patients as members and eval-split patients, which no trainer touches, as non-me
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -33,7 +33,7 @@ from components.evaluation.audit import AuditConfig
 from components.evaluation.report import Thresholds
 from components.evaluation.utility import UtilityConfig
 from components.federated_step import FederatedResults
-from components.release import compose_released
+from components.release import compose_released, spec_record
 from components.synthetic_data import SYNTHETIC_CSV
 from federated.config import RESULTS_FILE
 from pipelines.console import say
@@ -151,16 +151,22 @@ def _slice_value(key) -> str:
   return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def privacy_section(generator_record: Dict, classifier_record: Dict) -> Dict:
-  """The synthetic table's guarantee up front (it is the generator's: post-processing)."""
+def privacy_section(generator_record: Dict, classifier_record: Dict,
+                    spec_spent: Sequence[Dict] = ()) -> Dict:
+  """The synthetic table's guarantee up front (it is the generator's: post-processing);
+  the total includes the DP statistics the spec was written from (`spec_spent`, its
+  privacy_spent), as ReleasePusher's does."""
   keys = ("epsilon", "delta", "relation", "unit", "accountant", "sampling")
+  artifacts = {"synthetic table and generator": generator_record,
+               "dp classifier": classifier_record}
+  trained = {"generator": generator_record, "dp classifier": classifier_record}
+  if spec_spent:
+    artifacts["spec"] = trained["spec"] = spec_record(spec_spent)
   return {
       **{k: generator_record[k] for k in keys},
       "artifact": "synthetic table (post-processing of the DP generator)",
-      "artifacts": {"synthetic table and generator": generator_record,
-                    "dp classifier": classifier_record},
-      "all_released_together": compose_released(
-          {"generator": generator_record, "dp classifier": classifier_record}),
+      "artifacts": artifacts,
+      "all_released_together": compose_released(trained),
   }
 
 
@@ -305,7 +311,7 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
                     f"training, {patients_and_rows(holdout, spec)} for eval and "
                     f"{patients_and_rows(test, spec)} for test. Synthetic: "
                     f"{len(synthetic)} patients."),
-      "privacy": privacy_section(generator_record, classifier_record),
+      "privacy": privacy_section(generator_record, classifier_record, spec.privacy_spent),
       "utility": use, "fidelity": fid, "baselines": compared, "attack": attack,
       "disclosure": disc,
   }

@@ -59,6 +59,9 @@ def test_privacy_total_includes_what_drafting_and_checking_spent(drafted_run):
   together = privacy["all_released_together"]
   assert together["epsilon"] == pytest.approx(sum(artifacts[a]["epsilon"] for a in trained))
   assert together["artifacts"] == sorted(trained)
+  report = json.loads((output / "report" / "report.json").read_text())
+  assert report["privacy"]["all_released_together"]["epsilon"] == pytest.approx(
+      together["epsilon"])  # the report's total is the release's
   markdown = (release / "PRIVACY.md").read_text()
   assert f"epsilon {together['epsilon']:.3f} at delta" in markdown
   assert "| spec | 3.000 |" in markdown
