@@ -119,10 +119,13 @@ def _distinct(values: pd.Series) -> List[str]:
 
 def _coding(distinct: Sequence[str], code_lists: Sequence[Tuple[str, ...]]
             ) -> Optional[List[str]]:
-  """The first public code list that holds every distinct value (compared case-blind), in
-  the list's order and the table's spelling; None when none does."""
+  """The longest public code list (the first of equal length) that holds every distinct
+  value (compared case-blind), in the list's order and the table's spelling; None when
+  none does. The longest, not the first: of nested lists (sex F / M, F / M / U, ...) the
+  first would follow which codes the patients happen to have, so one patient coded U
+  would change the draft."""
   spelled = {value.lower(): value for value in distinct}
-  for codes in code_lists:
+  for codes in sorted(code_lists, key=len, reverse=True):
     folded = [str(code).lower() for code in codes]
     if set(spelled) <= set(folded):
       return [spelled.get(code, original) for code, original in zip(folded, codes)]

@@ -123,6 +123,7 @@ def test_drafted_bounds_and_categories_do_not_follow_one_patient(tmp_path):
   extreme[HOSPITAL_ICU_NAMES["creatinine"]] = 14.9
   extreme[HOSPITAL_ICU_NAMES["age"]] = 99
   extreme[HOSPITAL_ICU_NAMES["patient_id"]] = "P-new"
+  extreme[HOSPITAL_ICU_NAMES["sex"]] = "U"  # a code of the public list no one else has
   neighbour = pd.concat([neighbour, extreme], ignore_index=True)
   first, _ = _draft(tmp_path / "a", (frame, spec))
   second, _ = _draft(tmp_path / "b", (neighbour, spec))
