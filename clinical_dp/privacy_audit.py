@@ -342,7 +342,7 @@ def audit_mechanism(mechanism: str, setting: str, stated_epsilon: float, delta: 
 
 
 def markdown_table(audits: Sequence[MechanismAudit]) -> str:
-  """The README's table: mechanism, stated epsilon, the audited lower bound with the fit
+  """docs/privacy.md's table: mechanism, stated epsilon, the audited lower bound with the fit
   and the interval's upper end, the distribution-free bound, the lower bound with the
   noise halved, and the runs (both worlds; with the noise halved)."""
   lines = ["| mechanism | setting | stated epsilon | audited lower bound, GDP fit (estimate, "

@@ -1,6 +1,6 @@
 """FederatedStep: runs the federated comparison (TFF) on the pipeline's Examples.
 
-TFX and TensorFlow Federated cannot share a Python environment (DESIGN.md), so this
+TFX and TensorFlow Federated cannot share a Python environment (docs/design.md), so this
 component, which runs in the pipeline runtime, launches the federated runtime's
 Python as a child process:
 

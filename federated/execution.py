@@ -13,7 +13,7 @@ the figures match one process to float tolerance (exactly, for Dopamine's intege
 sum).
 
 Faults. TFF retries a call to an unreachable worker forever (a SIGKILLed worker makes
-the next round hang with no exception, DESIGN.md), so here a worker's lost connection
+the next round hang with no exception, docs/design.md), so here a worker's lost connection
 raises at once (_FailFastRpcs), each call has a deadline, and on either the workers are
 checked: a worker started here that exited, one that refused the call, or one that does
 not answer a probe within seconds is dropped, the contexts are rebuilt on the survivors

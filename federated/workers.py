@@ -213,7 +213,7 @@ def _start_worker(binary: str, startup_seconds: float, attempts: int = 3) -> Wor
   for _ in range(attempts):
     port = free_port()
     # Its output is dropped: a worker holding the run's stdout would keep a caller
-    # reading it waiting (DESIGN.md). Same process group as the run, so Ctrl-C in a
+    # reading it waiting (docs/design.md). Same process group as the run, so Ctrl-C in a
     # terminal reaches it too.
     process = subprocess.Popen(
         [binary, f"--port={port}", "--max_concurrent_computation_calls=-1"],

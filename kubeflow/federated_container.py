@@ -1,6 +1,6 @@
 """The federated step as a container component in the federated image.
 
-TFX and TensorFlow Federated cannot share a Python environment (DESIGN.md), so on
+TFX and TensorFlow Federated cannot share a Python environment (docs/design.md), so on
 Kubeflow the federated step is not a Python component of the pipeline image: it is a
 container running kubeflow/federated_launcher.py in the federated image, with the same
 inputs, parameters and output as the local FederatedStep. Only the legacy placeholders

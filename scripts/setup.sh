@@ -35,7 +35,7 @@ else
   [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
   quiet_pip .venv/bin/python -m pip install -q pip==24.2 setuptools==75.8.0
   # TFX 1.16 declares Python < 3.11 but its compiled dependencies ship cp311 wheels
-  # (see shared DESIGN.md); the lock is complete, so no resolution is needed.
+  # (see docs/design.md); the lock is complete, so no resolution is needed.
   quiet_pip .venv/bin/python -m pip install -q --no-deps --ignore-requires-python \
     -r requirements/pipeline.lock
   quiet_pip .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
@@ -52,7 +52,7 @@ else
   rm -rf .venv-federated
   .venv/bin/uv venv -q -p "$(.venv/bin/python -c 'import sys; print(sys._base_executable)')" \
     .venv-federated
-  # jaxlib 0.4.14, which TFF 0.87 pins, is not on PyPI; 0.4.13 works (DESIGN.md).
+  # jaxlib 0.4.14, which TFF 0.87 pins, is not on PyPI; 0.4.13 works (docs/design.md).
   VIRTUAL_ENV="$ROOT/.venv-federated" .venv/bin/uv pip install -q --no-deps \
     --override requirements/federated-overrides.txt -r requirements/federated.lock
   # The project's pure-Python packages (spec, simulators, federated/) by path, no build.

@@ -37,7 +37,7 @@ def test_sprint_gan_paper_setting_matches_an_independent_computation():
   assert record.steps == 3_000_000 and record.sampling_probability == pytest.approx(1 / 6000)
   independent = _independent_rdp_epsilon(1 / 6000, 1.0, 3_000_000, 1e-5, improved_conversion=True)
   assert record.epsilon == pytest.approx(independent, rel=0.02)
-  # The classic conversion used by older TF Privacy reports gives DESIGN.md's "about 1.9".
+  # The classic conversion used by older TF Privacy reports gives docs/design.md's "about 1.9".
   classic = _independent_rdp_epsilon(1 / 6000, 1.0, 3_000_000, 1e-5, improved_conversion=False)
   assert 1.8 < classic < 2.0
   assert record.epsilon < classic

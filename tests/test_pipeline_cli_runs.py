@@ -152,7 +152,7 @@ def test_a_plan_over_budget_is_refused_before_the_pipeline_starts(sprint_dir, tm
   output = tmp_path / "run"
   result = run_cli("run", "--data", sprint_dir / "data.csv", "--spec", sprint_dir / "spec.yaml",
                    "--output", output, "--fast", "--mode", "paper", "--target-epsilon", "0.5")
-  assert result.returncode == 2  # a plan over its budget, as the README says
+  assert result.returncode == 2  # a plan over its budget, as docs/privacy.md says
   assert "over the budget of 0.5" in result.stderr and "raise noise_multiplier" in result.stderr
   assert "Traceback" not in result.stderr + result.stdout
   assert not output.exists()  # refused before anything was written
