@@ -66,6 +66,7 @@ CANDIDATES = {
     "pooled_correlation": gan.GanConfig(correlation_by_class=False),
     "class_correlation": gan.GanConfig(correlation_by_class=True),
     "no_visit_smoothing": gan.GanConfig(smooth_visits=False),
+    "no_visit_correlations": gan.GanConfig(smooth_visit_correlations=False),
     "copula_only": gan.GanConfig(**_UNREFINED),
     "copula_0.99": gan.GanConfig(statistics_share=0.99, **_UNREFINED),
     "paper_generator": gan.GanConfig(statistics_share=0.0),

@@ -281,8 +281,58 @@ def test_visit_smoothing_averages_a_plateau_and_keeps_a_moving_series():
 
   assert error(smoothed, layout.visits_of(0)) < 0.75 * error(noisy, layout.visits_of(0))
   assert error(smoothed, layout.visits_of(1)) < 1.05 * error(noisy, layout.visits_of(1))
+
   np.testing.assert_allclose(smoothed[24], noisy[24])
   np.testing.assert_allclose(smoothed[25], noisy[25])
+
+
+def _visit_correlation_truth(num_visits: int, jump: bool) -> np.ndarray:
+  """A correlation over one series' visits (AR(1), 0.9 a visit) and two static codes: the
+  first correlated 0.4 with every visit; the second 0.6 with visit 3 only when `jump`
+  (a correlation that moves beyond any noise from one visit to the next), else 0.2 with
+  every visit."""
+  visits = np.arange(num_visits)
+  truth = np.eye(num_visits + 2)
+  truth[:num_visits, :num_visits] = 0.9 ** np.abs(visits[:, None] - visits[None, :])
+  truth[:num_visits, num_visits] = truth[num_visits, :num_visits] = 0.4
+  second = np.where(visits == 3, 0.6, 0.0) if jump else np.full(num_visits, 0.2)
+  truth[:num_visits, num_visits + 1] = truth[num_visits + 1, :num_visits] = second
+  return truth
+
+
+@pytest.mark.parametrize("jump", [False, True], ids=["smooth", "jump"])
+def test_visit_correlation_smoothing_removes_noise_and_keeps_what_moves(jump):
+  """smooth_visit_correlations: where a visit's correlations change slowly from visit to
+  visit, the noisy moment moves towards the truth (over 20 noise draws); where one visit's
+  correlation jumps far beyond the noise, that block stays near its own noisy values (a
+  control that the shrinkage is not a plain average); the diagonal, the static codes'
+  correlation with each other and symmetry are kept."""
+  from trainers import dp_statistics
+  num_visits, rows = 12, 2000
+  layout = dp_statistics.CodeLayout(numeric=num_visits + 2, categories=(), bins=8,
+                                    num_series=1, num_visits=num_visits)
+  truth = _visit_correlation_truth(num_visits, jump) * rows  # a second moment of `rows`
+  noise, rng = 40.0, np.random.default_rng(1)
+  visit_entries = ~np.eye(len(truth), dtype=bool)
+  visit_entries[num_visits:, num_visits:] = False
+  raw_error, smoothed_error, jump_error = [], [], []
+  for _ in range(20):
+    upper = np.triu(rng.normal(0, noise, truth.shape))
+    noisy = truth + upper + np.triu(upper, 1).T
+    smoothed = dp_statistics.smooth_visit_correlations(noisy, layout, noise)
+    np.testing.assert_allclose(smoothed, smoothed.T)
+    np.testing.assert_allclose(np.diag(smoothed), np.diag(noisy))
+    assert smoothed[num_visits, num_visits + 1] == pytest.approx(noisy[num_visits, num_visits + 1])
+    raw_error.append(np.abs(noisy - truth)[visit_entries].mean())
+    smoothed_error.append(np.abs(smoothed - truth)[visit_entries].mean())
+    jump_error.append(abs(smoothed[3, num_visits + 1] - truth[3, num_visits + 1]))
+  if jump:
+    assert np.mean(jump_error) < 2 * noise  # kept: a plain average would miss by 0.3 x rows
+  else:
+    assert np.mean(smoothed_error) < 0.7 * np.mean(raw_error)
+  without_series = dataclasses.replace(layout, num_series=0, num_visits=0)
+  np.testing.assert_array_equal(
+      dp_statistics.smooth_visit_correlations(noisy, without_series, noise), noisy)
 
 
 @pytest.mark.parametrize("by_class, scales", [(False, False), (True, True)])

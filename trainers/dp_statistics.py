@@ -46,7 +46,10 @@ binning scale, each categorical value by its category.
   x x^T then has L2 sensitivity sqrt((1 + c^2) / 2) (correlation_sensitivity). One
   matrix for all patients (pooled), or one per class, each class's pulled towards their
   pooled sum by as much as the noise explains their difference (shrunk_class_correlations,
-  post-processing). Made a positive definite correlation afterwards.
+  post-processing). A visit's correlations pulled towards the same correlations of its
+  neighbouring visits as far as the noise explains their difference
+  (smooth_visit_correlations, post-processing). Made a positive definite correlation
+  afterwards.
 Sampling the copula: z ~ N(0, R_y), u = Phi(z), each code by the inverse of its marginal
 CDF, a numeric value uniform within its bin (so no value leaves the public bounds and no
 column piles up at a bound).
@@ -83,6 +86,10 @@ class StatisticsConfig:
   # Each visit's histogram pulled towards its neighbouring visits' by as much as the noise
   # explains their difference (smooth_visits); off for a plain copula (the baselines).
   smooth_visits: bool = False
+  # Each correlation between a visit and another code pulled towards the same correlation
+  # one visit earlier and later (smooth_visit_correlations; post-processing); off for a
+  # plain copula.
+  smooth_visit_correlations: bool = False
   # Share of the statistics' 1 / sigma^2 spent on binning scales (module docstring);
   # 0: equal bins of the public bounds (the baselines).
   scale_weight: float = 0.0
@@ -383,14 +390,16 @@ def release(flat: np.ndarray, labels: np.ndarray, codes_layout: CodeLayout,
       scores[codes[rows, indicator] == 1, value] = 0.0
     scaled[rows] = clipped_score_vectors(scores, config)
   correlation_noise = noise[1] * correlation_sensitivity(config.coordinate_clip)
+  smooth = ((lambda c: smooth_visit_correlations(c, codes_layout, correlation_noise))
+            if config.smooth_visit_correlations else (lambda c: c))
   if config.pooled_correlation:
-    correlation = _nearest_correlation(second_moment(scaled)
-                                       + _symmetric_noise(m, correlation_noise, rng))
+    correlation = _nearest_correlation(smooth(second_moment(scaled)
+                                              + _symmetric_noise(m, correlation_noise, rng)))
     correlations = [correlation] * num_groups
   else:  # disjoint groups: one patient moves one group's moment, so the noise is shared
     moments = [second_moment(scaled[groups == g]) + _symmetric_noise(m, correlation_noise, rng)
                for g in range(num_groups)]
-    correlations = [_nearest_correlation(c) for c in
+    correlations = [_nearest_correlation(smooth(c)) for c in
                     shrunk_class_correlations(moments, correlation_noise)]
   return DpCopula(codes_layout, probabilities, correlations, np.asarray(sizes), scales)
 
@@ -521,6 +530,65 @@ def smooth_visits(probabilities: List[np.ndarray], layout: CodeLayout,
       pulled = (1.0 - weight) * own + weight * around
       smoothed[code] = pulled / pulled.sum()
   return smoothed
+
+
+def smooth_visit_correlations(moment: np.ndarray, layout: CodeLayout,
+                              noise: float) -> np.ndarray:
+  """Post-processing of a noisy second moment (each entry's noise of standard deviation
+  `noise`): every correlation that involves a visit is pulled towards the mean of the
+  same correlation one visit earlier and one later (both codes of a visit pair moved
+  together, so a pair keeps its lag; a static code stays), by positive-part James-Stein
+  shrinkage per block of entries (a series against a series or a static code), as
+  smooth_visits pulls marginals: a block keeps 1 - expected / observed of its entries'
+  differences from their neighbours', where `expected` is what the noise alone would
+  make (an entry's noise on the correlation scale is about noise / sqrt(M_ii M_jj)).
+
+  A trial's visits are many codes of one kind, so most of a correlation matrix's entries
+  are a visit's correlations, and a visit's correlations change slowly from one visit
+  to the next; the noise on each does not. Returns a moment with the same diagonal."""
+  visit_codes = layout.num_visits * layout.num_series
+  if not visit_codes or layout.num_visits < 2:
+    return moment
+  diagonal = np.sqrt(np.clip(np.diag(moment), 1e-9, None))
+  correlation = moment / np.outer(diagonal, diagonal)
+  noise_var = (noise / np.outer(diagonal, diagonal)) ** 2
+  m = len(moment)
+
+  def shifted(code: int, step: int) -> Optional[int]:
+    if code >= visit_codes:
+      return code
+    visit = code // layout.num_series + step
+    return visit * layout.num_series + code % layout.num_series \
+        if 0 <= visit < layout.num_visits else None
+
+  def block(code: int) -> Tuple[str, int]:
+    return ("series", code % layout.num_series) if code < visit_codes else ("code", code)
+
+  blocks: Dict[Tuple, List] = {}
+  for i in range(m):
+    for j in range(i):
+      if i >= visit_codes and j >= visit_codes:
+        continue
+      neighbours = []
+      for step in (-1, 1):
+        a, b = shifted(i, step), shifted(j, step)
+        if a is not None and b is not None and a != b:
+          neighbours.append((a, b))
+      if neighbours:
+        key = tuple(sorted((block(i), block(j))))
+        blocks.setdefault(key, []).append((i, j, neighbours))
+  smoothed = correlation.copy()
+  for entries in blocks.values():
+    own = np.array([correlation[i, j] for i, j, _ in entries])
+    around = np.array([np.mean([correlation[a, b] for a, b in n]) for _, _, n in entries])
+    counts = np.array([len(n) for _, _, n in entries])
+    expected = sum(noise_var[i, j] + np.mean([noise_var[a, b] for a, b in n]) / len(n)
+                   for i, j, n in entries)
+    keep = max(0.0, 1.0 - expected / max(float(np.sum((own - around) ** 2)), 1e-12))
+    weights = (1.0 - keep) * counts / (counts + 1)
+    for (i, j, _), value in zip(entries, (1.0 - weights) * own + weights * around):
+      smoothed[i, j] = smoothed[j, i] = value
+  return smoothed * np.outer(diagonal, diagonal)
 
 
 def correlation_sensitivity(coordinate_clip: float) -> float:
