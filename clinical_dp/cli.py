@@ -163,8 +163,8 @@ def _resumed_arguments(args: argparse.Namespace, say) -> argparse.Namespace:
 
 def _cmd_run(args: argparse.Namespace) -> int:
   """Runs the pipeline with a quiet console: our own lines on the terminal, library
-  output (from TensorFlow's import on) in the run's log (pipelines/console.py)."""
-  from pipelines.console import captured_run, say  # pylint: disable=g-import-not-at-top
+  output (from TensorFlow's import on) in the run's log (clinical_dp/console.py)."""
+  from clinical_dp.console import captured_run, say  # pylint: disable=g-import-not-at-top
   _check_run_arguments(args)
   with captured_run():
     if args.resume:
@@ -381,7 +381,7 @@ def _quiet_library_noise() -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-  from pipelines.console import RunFailed, RunInterrupted  # pylint: disable=g-import-not-at-top
+  from clinical_dp.console import RunFailed, RunInterrupted  # pylint: disable=g-import-not-at-top
   args = build_parser().parse_args(argv)
   _quiet_library_noise()
   try:

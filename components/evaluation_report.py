@@ -23,6 +23,7 @@ from tfx import v1 as tfx
 from tfx.types import artifact
 from tfx.utils import path_utils
 
+from clinical_dp.console import say
 from clinical_dp.files import write_text_atomically
 from clinical_dp.names import ColumnKeys, binary_label_spec, user_labels
 from clinical_dp.spec import DatasetSpec, parse_spec
@@ -36,7 +37,6 @@ from components.federated_step import FederatedResults
 from components.release import compose_released, spec_record
 from components.synthetic_data import SYNTHETIC_CSV
 from federated.config import RESULTS_FILE
-from pipelines.console import say
 from trainers import dp_training, features
 from trainers.gan_run_fn import DISCRIMINATOR_WEIGHTS
 

@@ -27,11 +27,11 @@ from tfx.types import artifact
 from tfx.utils import path_utils
 
 from clinical_dp import sensitivity
+from clinical_dp.console import say
 from clinical_dp.files import RELEASE_PRIVACY_JSON, copy_tree
 from clinical_dp.spec import parse_spec
 from components.federated_step import FederatedResults
 from components.synthetic_data import SYNTHETIC_CSV
-from pipelines.console import say
 from trainers.dp_training import PRIVACY_RECORD_FILE, read_privacy_record
 
 PRIVACY_MD = "PRIVACY.md"

@@ -33,8 +33,8 @@ from typing import List, Optional
 
 from clinical_dp import secret_seed
 from clinical_dp.names import SIGNATURE_INPUTS_FILE, ColumnKeys
+from federated.child_session import sigterm_as_exit
 from federated.config import ALGORITHMS, DP_ALGORITHMS, RESULTS_FILE, FederatedConfig, flag
-from federated.processes import sigterm_as_exit
 from federated.workers import (NoWorkersLeft, WorkerPool, WorkersConfig, add_worker_flags,
                                workers_config)
 
@@ -270,7 +270,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     raise
   finally:
     # TFF's workers would outlive this process and hold its stdout and stderr.
-    from federated.processes import kill_own_workers  # pylint: disable=import-outside-toplevel
+    from federated.child_session import kill_own_workers  # pylint: disable=import-outside-toplevel
     kill_own_workers()
 
 

@@ -18,11 +18,11 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import pandas as pd
 
+from clinical_dp import console
+from clinical_dp.console import say
 from clinical_dp.files import write_text_atomically
 from clinical_dp.spec import DatasetSpec
 from clinical_dp.validation import ValidationReport, load_valid_table, write_prepared_input
-from pipelines import console
-from pipelines.console import say
 from pipelines.config import CHECKPOINTS_DIR, RELEASE_DIR, PipelineConfig, gan_checkpoint_dir
 from pipelines.preflight import check_run
 

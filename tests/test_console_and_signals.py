@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from federated.processes import descendants, stat_fields
+from clinical_dp.process_tree import descendants, stat_fields
 from tests.conftest import PROJECT_ROOT, run_cli
 
 STARTUP_DEADLINE_S = 420  # until the federated child prints (about 1 min alone on 2 cores)

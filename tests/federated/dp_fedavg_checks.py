@@ -11,9 +11,9 @@ import numpy as np
 import tensorflow_federated as tff
 
 from federated import algorithms, dp_mean, process
+from federated.child_session import kill_own_workers
 from federated.config import FederatedConfig
 from federated.data import SPLITS, FederatedData, SiteData
-from federated.processes import kill_own_workers
 
 NUM_FEATURES = 6
 CLIENTS = 3

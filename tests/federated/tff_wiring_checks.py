@@ -12,8 +12,8 @@ import tensorflow_federated as tff
 
 from federated import model as model_lib
 from federated import process
+from federated.child_session import kill_own_workers
 from federated.data import SiteData
-from federated.processes import kill_own_workers
 
 
 def secure_sum_check():
