@@ -37,7 +37,7 @@ PATIENTS_PER_SITE = 250
 
 
 def _federation(sites: int, patients_per_site: int, directory: str):
-  from federated import data as data_lib  # pylint: disable=import-outside-toplevel
+  from federated import site_data as data_lib  # pylint: disable=import-outside-toplevel
   frame, spec = simulate("icu", patients=sites * patients_per_site, sites=sites, seed=0)
   path = os.path.join(directory, f"icu-{sites}")
   write_simulated(path, frame, spec)

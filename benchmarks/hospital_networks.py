@@ -33,7 +33,7 @@ TARGET_GAP = {"dopamine": 0.005, "dp_fedavg": 0.01}
 
 
 def _federation(sites: int, patients: int, seed: int, directory: str):
-  from federated import data as data_lib  # pylint: disable=import-outside-toplevel
+  from federated import site_data as data_lib  # pylint: disable=import-outside-toplevel
   frame, spec = simulate("icu", patients=patients, sites=sites, seed=seed)
   path = os.path.join(directory, f"icu-{sites}")
   write_simulated(path, frame, spec)

@@ -36,7 +36,7 @@ solved by trainers/accounting.py for Poisson sampling):
 - Federated (in the federated runtime, benchmarks/privacy_audit_federated.py, run as a
   child and merged): dp_fedavg's server aggregate (`federated.dp_mean.noisy_mean`), a
   canary site or a canary patient's flip of its site's update; Dopamine's step (the sum
-  over sites of `federated.model.noisy_clipped_sum`, each with its share of the noise).
+  over sites of `federated.model_steps.noisy_clipped_sum`, each with its share of the noise).
 
 Prints progress lines, a Markdown table, and writes every figure as JSON (--out); exits
 1 when a target is missed. About 8 minutes on 2 shared cores, most of it the DP
