@@ -177,7 +177,7 @@ def test_a_checkpoint_of_other_data_or_settings_is_refused(table, tmp_path):
 
 def test_resume_needs_an_unfinished_run_with_a_gan_checkpoint(tmp_path):
   """`clinical-dp run --resume DIR` continues only what can be continued (exit 2 else)."""
-  from clinical_dp.cli import main  # pylint: disable=g-import-not-at-top
+  from cli.main import main  # pylint: disable=g-import-not-at-top
   from pipelines import runner  # pylint: disable=g-import-not-at-top
   from pipelines.config import gan_checkpoint_dir  # pylint: disable=g-import-not-at-top
   run_dir = tmp_path / "run"
