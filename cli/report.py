@@ -6,16 +6,17 @@ import argparse
 import os
 
 from cli import EXIT_OK
+from clinical_dp.release_layout import RELEASE_DIR
 
 
 def _report(args: argparse.Namespace) -> int:
   """Only the public report exists as a command; the pipeline writes the private one."""
-  from clinical_dp.public_report import write_public_report  # pylint: disable=g-import-not-at-top
+  from components.evaluation.public_report import write_public_report  # pylint: disable=g-import-not-at-top
   if not args.public:
     raise ValueError("the report of the real patients is written by `run` (DIR/report/, not "
                      "for release); give --public for a report from DIR/release/ alone")
   json_path, html_path = write_public_report(args.run_dir, args.out or "")
-  print(f"public report of {os.path.join(args.run_dir, 'release')} (may be published):\n"
+  print(f"public report of {os.path.join(args.run_dir, RELEASE_DIR)} (may be published):\n"
         f"  {html_path}\n  {json_path}")
   return EXIT_OK
 

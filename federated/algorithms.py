@@ -16,9 +16,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
-from sklearn.metrics import roc_auc_score
 
 from clinical_dp import sensitivity
+from clinical_dp.report_format import auroc
 from federated import model_steps as model_lib
 from federated import iterative_process
 from federated.accounting import Ledger, epsilon_of, solve_noise
@@ -46,13 +46,6 @@ class Result:
   worker_faults: List[Dict] = dataclasses.field(default_factory=list)
   # The median round: unlike the mean, not dominated by the first round's compilation.
   round_seconds_median: float = 0.0
-
-
-def auroc(y: np.ndarray, p: np.ndarray) -> Optional[float]:
-  """AUROC, or None where one class is absent (a small site's split)."""
-  if len(np.unique(y)) < 2:
-    return None
-  return float(roc_auc_score(y, p))
 
 
 def evaluate(weights: Sequence[np.ndarray], part: SiteData) -> Dict:

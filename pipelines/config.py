@@ -6,7 +6,7 @@ import dataclasses
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from clinical_dp.files import RELEASE_DIR
+from clinical_dp.release_layout import RELEASE_DIR
 from components.evaluation_report import ReportConfig, fast_report_config
 from federated.config import DEFAULT_FEDERATED_RELEASE, FederatedConfig
 from federated.workers import WorkersConfig
