@@ -66,8 +66,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     return EXIT_INVALID
   except Exception as e:  # pylint: disable=broad-except
     print(f"clinical-dp {args.command}: failed: {type(e).__name__}: {e}", file=sys.stderr)
+    from pipelines.run_directory import FAILED_MARKER  # pylint: disable=g-import-not-at-top
     output = getattr(args, "output", None)
-    if output and os.path.exists(os.path.join(output, "FAILED")):
+    if output and os.path.exists(os.path.join(output, FAILED_MARKER)):
       print(f"  the run directory {os.path.abspath(output)} is marked FAILED",
             file=sys.stderr)
     return EXIT_FAILED

@@ -4,7 +4,6 @@ an interrupted run with the arguments it started with."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 
 from cli import EXIT_OK
@@ -48,7 +47,7 @@ def _check_run_arguments(args: argparse.Namespace) -> None:
 def _resumed_arguments(args: argparse.Namespace, say) -> argparse.Namespace:
   """The arguments the run in args.resume started with; refuses a directory with nothing
   to resume (ValueError: exit 2)."""
-  from pipelines.runner import resumable_run  # pylint: disable=g-import-not-at-top
+  from pipelines.run_directory import resumable_run  # pylint: disable=g-import-not-at-top
   run = resumable_run(args.resume)
   progress = run.progress
   say(f"resuming the run in {run.output_dir} ({progress.steps_done} of "
@@ -73,32 +72,21 @@ def _run(args: argparse.Namespace) -> int:
     if spec.privacy_spent:
       say(f"  the spec was written from DP statistics of these patients (privacy_spent: "
           f"epsilon {spec.epsilon_spent:g}); the release adds them to its total")
-    from pipelines.config import BeamConfig, default_config, training_config  # pylint: disable=g-import-not-at-top
-    from pipelines.runner import format_summary, run_pipeline  # pylint: disable=g-import-not-at-top
-    from trainers.dp_training import PrivacyBudget  # pylint: disable=g-import-not-at-top
-    training = dataclasses.replace(
-        training_config(args.mode, fast=args.fast, epochs=args.epochs,
-                        train_twin=args.non_private_twin), seed=args.seed)
+    from pipelines.config import BeamConfig, build_config, training_config, with_budget  # pylint: disable=g-import-not-at-top
+    from pipelines.runner import run_pipeline  # pylint: disable=g-import-not-at-top
+    from pipelines.summary_text import format_summary  # pylint: disable=g-import-not-at-top
     if args.mode == "paper":  # hours of batch-1 steps: one intra-op thread is faster
       from trainers import batch1_dp  # pylint: disable=g-import-not-at-top
       batch1_dp.use_one_intra_op_thread()
-    if args.target_epsilon is not None or args.delta is not None:
-      def budget(default: PrivacyBudget) -> PrivacyBudget:
-        return PrivacyBudget(
-            args.target_epsilon if args.target_epsilon is not None else default.target_epsilon,
-            args.delta if args.delta is not None else default.delta)
-      training = dataclasses.replace(training, gan_budget=budget(training.gan_budget),
-                                     classifier_budget=budget(training.classifier_budget))
-    config = default_config(args.output, fast=args.fast, training=training)
-    config = dataclasses.replace(config, beam=BeamConfig(
-        mode=args.beam_mode, workers=args.beam_workers, extra_args=tuple(args.beam_arg)))
-    config = dataclasses.replace(config,
-                                 release_federated=federated_release(args.release_federated))
-    if args.no_federated:
-      config = dataclasses.replace(config, federated=None)
-    elif args.seed is not None:
-      config = dataclasses.replace(config, federated=dataclasses.replace(config.federated,
-                                                                         seed=args.seed))
+    training = with_budget(training_config(args.mode, fast=args.fast, epochs=args.epochs,
+                                           train_twin=args.non_private_twin),
+                           args.target_epsilon, args.delta)
+    config = build_config(
+        args.output, fast=args.fast, training=training, seed=args.seed,
+        federated=not args.no_federated,
+        release_federated=federated_release(args.release_federated),
+        beam=BeamConfig(mode=args.beam_mode, workers=args.beam_workers,
+                        extra_args=tuple(args.beam_arg)))
     summary = run_pipeline(args.data, spec, config, report=report,
                            run_args=_run_arguments(args), resume=bool(args.resume))
     say(format_summary(summary))
