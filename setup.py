@@ -14,9 +14,10 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["clinical_dp", "clinical_dp.*", "pipelines", "pipelines.*",
                                     "components", "components.*", "trainers", "trainers.*",
-                                    "federated", "federated.*", "kubeflow", "kubeflow.*"]),
+                                    "federated", "federated.*", "kubeflow", "kubeflow.*",
+                                    "cli", "cli.*"]),
     # The public library of clinical variables that `clinical-dp spec draft` reads.
     package_data={"clinical_dp": ["spec_library/*.yaml"]},
     install_requires=["numpy", "pandas", "pyyaml"],
-    entry_points={"console_scripts": ["clinical-dp=clinical_dp.cli:main"]},
+    entry_points={"console_scripts": ["clinical-dp=cli.main:main"]},
 )

@@ -36,9 +36,9 @@ sys.path.insert(0, PROJECT_ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from clinical_dp.simulators import simulate, write_simulated  # noqa: E402
-from federated import algorithms, data as data_lib  # noqa: E402
+from federated import algorithms, site_data as data_lib  # noqa: E402
+from federated.child_session import kill_own_workers  # noqa: E402
 from federated.config import FederatedConfig  # noqa: E402
-from federated.processes import kill_own_workers  # noqa: E402
 
 EPSILON, DELTA = 3.0, 1e-5
 # (rounds, local steps): one release of well-trained local models up to many small ones.

@@ -21,8 +21,8 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT_ROOT)
 
 from clinical_dp.simulators import simulate, write_simulated  # noqa: E402
+from federated.child_session import run_in_own_session, worker_binaries  # noqa: E402
 from federated.config import RESULTS_FILE  # noqa: E402
-from federated.processes import run_in_own_session, worker_binaries  # noqa: E402
 
 PYTHON = os.path.join(PROJECT_ROOT, ".venv-federated", "bin", "python")
 

@@ -1,6 +1,6 @@
 """Seconds per federated round against the number of sites and of TFF workers, one run.
 
-  .venv-federated/bin/python -m federated.processes -- \
+  .venv-federated/bin/python -m federated.child_session -- \
       .venv-federated/bin/python benchmarks/federated_workers.py [--out DIR] [--rounds R]
       [--sites 8,50,200] [--patients-per-site 250] [--algorithms fedavg,dp_fedavg,dopamine]
 
@@ -28,8 +28,8 @@ sys.path.insert(0, PROJECT_ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from clinical_dp.simulators import simulate, write_simulated  # noqa: E402
+from federated.child_session import kill_own_workers  # noqa: E402
 from federated.config import FederatedConfig  # noqa: E402
-from federated.processes import kill_own_workers  # noqa: E402
 from federated.workers import WorkerPool  # noqa: E402
 
 PLACES = ("1 process (default)", "--workers 1", "--workers 2")
@@ -37,7 +37,7 @@ PATIENTS_PER_SITE = 250
 
 
 def _federation(sites: int, patients_per_site: int, directory: str):
-  from federated import data as data_lib  # pylint: disable=import-outside-toplevel
+  from federated import site_data as data_lib  # pylint: disable=import-outside-toplevel
   frame, spec = simulate("icu", patients=sites * patients_per_site, sites=sites, seed=0)
   path = os.path.join(directory, f"icu-{sites}")
   write_simulated(path, frame, spec)

@@ -1,6 +1,6 @@
 """Which federated algorithm suits which hospital network: test AUROC against the number of sites.
 
-  .venv-federated/bin/python -m federated.processes -- \
+  .venv-federated/bin/python -m federated.child_session -- \
       .venv-federated/bin/python benchmarks/hospital_networks.py [--out DIR]
       [--networks 8:20000,50:50000,200:200000] [--seed 5] [--rounds R]
 
@@ -25,15 +25,15 @@ sys.path.insert(0, PROJECT_ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from clinical_dp.simulators import simulate, write_simulated  # noqa: E402
+from federated.child_session import kill_own_workers  # noqa: E402
 from federated.config import FederatedConfig  # noqa: E402
-from federated.processes import kill_own_workers  # noqa: E402
 
 ALGORITHMS = ("centralized", "dopamine", "dp_fedavg")
 TARGET_GAP = {"dopamine": 0.005, "dp_fedavg": 0.01}
 
 
 def _federation(sites: int, patients: int, seed: int, directory: str):
-  from federated import data as data_lib  # pylint: disable=import-outside-toplevel
+  from federated import site_data as data_lib  # pylint: disable=import-outside-toplevel
   frame, spec = simulate("icu", patients=patients, sites=sites, seed=seed)
   path = os.path.join(directory, f"icu-{sites}")
   write_simulated(path, frame, spec)

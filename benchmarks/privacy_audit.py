@@ -36,7 +36,7 @@ solved by trainers/accounting.py for Poisson sampling):
 - Federated (in the federated runtime, benchmarks/privacy_audit_federated.py, run as a
   child and merged): dp_fedavg's server aggregate (`federated.dp_mean.noisy_mean`), a
   canary site or a canary patient's flip of its site's update; Dopamine's step (the sum
-  over sites of `federated.model.noisy_clipped_sum`, each with its share of the noise).
+  over sites of `federated.model_steps.noisy_clipped_sum`, each with its share of the noise).
 
 Prints progress lines, a Markdown table, and writes every figure as JSON (--out); exits
 1 when a target is missed. About 8 minutes on 2 shared cores, most of it the DP
@@ -68,7 +68,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from clinical_dp import privacy_audit, sensitivity  # noqa: E402
-from federated.processes import run_in_own_session  # noqa: E402
+from federated.child_session import run_in_own_session  # noqa: E402
 from trainers import accounting, dp_clipping, dp_statistics, dp_training  # noqa: E402
 
 # The default table's training split (`clinical-dp simulate --kind sprint`, default size:
@@ -428,7 +428,7 @@ def _statistics_scores(job) -> np.ndarray:
 
 def run_federated(scale: int, seed: int, log: Log = say) -> List[privacy_audit.MechanismAudit]:
   """benchmarks/privacy_audit_federated.py in the federated runtime, in a session of its
-  own (federated/processes.py); its audits, read back from its JSON."""
+  own (federated/child_session.py); its audits, read back from its JSON."""
   with tempfile.TemporaryDirectory() as tmp:
     out = os.path.join(tmp, "federated_audit.json")
     completed = run_in_own_session(

@@ -18,7 +18,7 @@ weight r, and as many weights carry no canary (the runs without it).
   patient who flips a site's clipped update from +S to -S (the 2 S per patient of
   clinical_dp/sensitivity.py; stated: the patient-level epsilon). Score: the release
   summed over the rounds, the log-likelihood ratio of a Gaussian mechanism.
-- Dopamine's step: the sum over the sites of `federated.model.noisy_clipped_sum`, each
+- Dopamine's step: the sum over the sites of `federated.model_steps.noisy_clipped_sum`, each
   site adding its share sigma C / sqrt(K) of the noise (what the secure sum adds up),
   one per round. Canary patient r is a row of the logistic model's input 100 e_r at
   zero weights, so its gradient is 50 e_r (plus the bias's), clipped to C; each site
@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from clinical_dp import privacy_audit, sensitivity  # noqa: E402
-from federated import dp_mean, model as model_lib  # noqa: E402
+from federated import dp_mean, model_steps as model_lib  # noqa: E402
 from federated.accounting import epsilon_of, solve_noise  # noqa: E402
 from federated.config import FederatedConfig  # noqa: E402
 
@@ -113,7 +113,7 @@ def audit_fedavg(mechanism: FedAvgMechanism, canaries: int, seed: int = 0,
 
   @tf.function(input_signature=[tf.TensorSpec([None, dimension])], autograph=False)
   def clipped_total(updates):
-    # Each site clips its own update, as the clients of federated/process.py do.
+    # Each site clips its own update, as the clients of federated/iterative_process.py do.
     return tf.reduce_sum(tf.vectorized_map(
         lambda u: dp_mean.clip_update([u], tf.constant(clip))[0][0], updates), axis=0)
 
@@ -230,7 +230,7 @@ def audit_all(scale: int = 1, seed: int = 0) -> List[privacy_audit.MechanismAudi
   dopamine = demo_dopamine()
   canaries = DOPAMINE_CANARIES * scale
   started = time.time()
-  say(f"Dopamine step (federated.model.noisy_clipped_sum over the sites): {dopamine.setting};"
+  say(f"Dopamine step (federated.model_steps.noisy_clipped_sum over the sites): {dopamine.setting};"
       f" {canaries} canary patients and {canaries} weights without one, stated epsilon "
       f"{dopamine.stated_epsilon:.3f}")
   scores = audit_dopamine(dopamine, canaries, seed + 200)

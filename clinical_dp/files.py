@@ -4,11 +4,6 @@ import os
 import tempfile
 from typing import Callable
 
-# Where a run puts what may be published, and only that (ReleasePusher): under a local
-# run directory, or under the pipeline root on Kubeflow.
-RELEASE_DIR = "release"
-RELEASE_PRIVACY_JSON = "privacy.json"  # in it: every privacy record and their total
-
 
 def write_atomically(path: str, write: Callable[[str], None]) -> str:
   """Calls `write(tmp)` on a temporary file beside `path`, then renames it into place.

@@ -23,25 +23,25 @@ from tfx import v1 as tfx
 from tfx.types import artifact
 from tfx.utils import path_utils
 
+from clinical_dp.console import say
 from clinical_dp.files import write_text_atomically
 from clinical_dp.names import ColumnKeys, binary_label_spec, user_labels
+from clinical_dp.report_format import json_safe
 from clinical_dp.spec import DatasetSpec, parse_spec
 from clinical_dp.validation import InvalidInputError, validate_table
 from components.evaluation import (audit, baselines, disclosure, fidelity, missingness, plots,
-                                   report, utility)
+                                   report_html, utility, verdicts)
 from components.evaluation.audit import AuditConfig
-from components.evaluation.report import Thresholds
+from components.evaluation.report_html import REPORT_HTML, REPORT_JSON
+from components.evaluation.verdicts import Thresholds
 from components.evaluation.utility import UtilityConfig
 from components.federated_step import FederatedResults
 from components.release import compose_released, spec_record
 from components.synthetic_data import SYNTHETIC_CSV
 from federated.config import RESULTS_FILE
-from pipelines.console import say
 from trainers import dp_training, features
 from trainers.gan_run_fn import DISCRIMINATOR_WEIGHTS
 
-REPORT_JSON = "report.json"
-REPORT_HTML = "report.html"
 SEX_COLUMN = "sex"
 
 
@@ -305,7 +305,7 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
       train, synthetic, spec.feature_columns + [spec.label_column])
 
   result = {
-      "not_for_release": report.NOT_FOR_RELEASE,
+      "not_for_release": report_html.NOT_FOR_RELEASE,
       "dataset": spec.name,
       "data_note": (f"Real data, split by patient: {patients_and_rows(train, spec)} for "
                     f"training, {patients_and_rows(holdout, spec)} for eval and "
@@ -319,10 +319,10 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
     result["missingness"] = holes
   if federated:
     result["federated"] = federated
-  result["headline"] = {"utility": report.utility_verdict(use, config.thresholds),
-                        "fidelity": report.fidelity_verdict(fid, config.thresholds),
-                        "baselines": report.baseline_verdict(use, fid, compared),
-                        "privacy": report.attack_verdict(attack, config.thresholds)}
+  result["headline"] = {"utility": verdicts.utility_verdict(use, config.thresholds),
+                        "fidelity": verdicts.fidelity_verdict(fid, config.thresholds),
+                        "baselines": verdicts.baseline_verdict(use, fid, compared),
+                        "privacy": verdicts.attack_verdict(attack, config.thresholds)}
   figures = {"utility": plots.utility_bars(use, compared),
              "trajectories": plots.trajectories(fid, spec.label_column),
              "correlation": plots.correlation_matrices(fid),
@@ -340,9 +340,9 @@ def read_federated(uri: str) -> Dict:
 def write_report(result: Dict, figures: Dict[str, bytes], directory: str) -> Tuple[str, str]:
   os.makedirs(directory, exist_ok=True)
   html_path = write_text_atomically(os.path.join(directory, REPORT_HTML),
-                                    report.render_html(result, figures))
+                                    report_html.render_html(result, figures))
   json_path = write_text_atomically(os.path.join(directory, REPORT_JSON),
-                                    json.dumps(report.json_safe(result), indent=2, allow_nan=False))
+                                    json.dumps(json_safe(result), indent=2, allow_nan=False))
   return json_path, html_path
 
 

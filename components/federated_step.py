@@ -22,9 +22,9 @@ from typing import List
 from tfx import v1 as tfx
 from tfx.types.artifact import Artifact
 
+from clinical_dp.console import say
+from federated.child_session import run_in_own_session
 from federated.config import RESULTS_FILE, simulate_command
-from federated.processes import run_in_own_session
-from pipelines.console import say
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FEDERATED_PYTHON_ENV = "CLINICAL_DP_FEDERATED_PYTHON"

@@ -27,21 +27,16 @@ from tfx.types import artifact
 from tfx.utils import path_utils
 
 from clinical_dp import sensitivity
-from clinical_dp.files import RELEASE_PRIVACY_JSON, copy_tree
+from clinical_dp.console import say
+from clinical_dp.files import copy_tree
+from clinical_dp.release_layout import (DP_CLASSIFIER, FEDERATED, GENERATOR, PRIVACY_MD,
+                                        RELEASE_PRIVACY_JSON, SPEC, SPEC_YAML, SYNTHETIC,
+                                        SYNTHETIC_CSV)
 from clinical_dp.spec import parse_spec
 from components.federated_step import FederatedResults
-from components.synthetic_data import SYNTHETIC_CSV
-from pipelines.console import say
 from trainers.dp_training import PRIVACY_RECORD_FILE, read_privacy_record
 
-PRIVACY_MD = "PRIVACY.md"
 PRIVACY_JSON = RELEASE_PRIVACY_JSON
-SYNTHETIC = "synthetic"
-GENERATOR = "generator"
-DP_CLASSIFIER = "dp_classifier"
-FEDERATED = "federated"
-SPEC = "spec"  # the dataset spec, released when DP statistics of the patients shaped it
-SPEC_YAML = "spec.yaml"
 FEDERATED_MODELS = "models"  # federated.simulate's DP models, one directory per algorithm
 # What each artifact is, for PRIVACY.md.
 DESCRIPTIONS = {

@@ -17,14 +17,14 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
+from clinical_dp.console import say
 from clinical_dp.files import write_atomically
 from clinical_dp.names import ColumnKeys, user_labels
+from clinical_dp.release_layout import SYNTHETIC_CSV
 from clinical_dp.spec import DatasetSpec, parse_spec
-from pipelines.console import say
 from clinical_dp.validation import InvalidInputError, validate_table
 from trainers import dp_training, gan_export
 
-SYNTHETIC_CSV = "synthetic.csv"
 SYNTHETIC_SPLIT = "train"
 SYNTHETIC_SITE = "synthetic"
 

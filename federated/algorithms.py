@@ -1,7 +1,7 @@
 """The seven algorithms, each a loop of rounds over the same model and data.
 
 Pooled baselines (`centralized`, `central_dp`) run the pure-TF steps directly; the
-federated ones run TFF iterative processes from federated/process.py. Every loop
+federated ones run TFF iterative processes from federated/iterative_process.py. Every loop
 draws its site schedule (which sites are selected, which fail) from the config's
 seed, records what actually ran in a privacy ledger, and refuses a round that
 would take the ledger over the budget (the round is discarded, nothing released).
@@ -16,15 +16,15 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
-from sklearn.metrics import roc_auc_score
 
 from clinical_dp import sensitivity
-from federated import model as model_lib
-from federated import process
-from federated.execution import LocalRuntime, Runtime
+from clinical_dp.report_format import auroc
+from federated import model_steps as model_lib
+from federated import iterative_process
 from federated.accounting import Ledger, epsilon_of, solve_noise
 from federated.config import ALGORITHMS, FederatedConfig
-from federated.data import FederatedData, SiteData
+from federated.execution import LocalRuntime, Runtime
+from federated.site_data import FederatedData, SiteData
 
 Log = Callable[[str], None]
 
@@ -46,13 +46,6 @@ class Result:
   worker_faults: List[Dict] = dataclasses.field(default_factory=list)
   # The median round: unlike the mean, not dominated by the first round's compilation.
   round_seconds_median: float = 0.0
-
-
-def auroc(y: np.ndarray, p: np.ndarray) -> Optional[float]:
-  """AUROC, or None where one class is absent (a small site's split)."""
-  if len(np.unique(y)) < 2:
-    return None
-  return float(roc_auc_score(y, p))
 
 
 def evaluate(weights: Sequence[np.ndarray], part: SiteData) -> Dict:
@@ -192,7 +185,7 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
   runner = _Runner(algorithm, data, config, log)
   schedule = _Schedule(data.sites, config)
   train = data.splits["train"]
-  clients = {s: process.client_value(train[s]) for s in data.sites}
+  clients = {s: iterative_process.client_value(train[s]) for s in data.sites}
   initial = model_lib.initial_weights(len(data.feature_names), config.model,
                                       config.hidden_units, config.seed)
   num_features = len(data.feature_names)
@@ -207,22 +200,24 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
   step_events: Callable[[List[str]], Dict[str, tuple]] = lambda active: {}
 
   if algorithm == "fedavg":
-    client = process.local_training_step(steps, config.site_batch_size,
-                                         config.client_learning_rate, dp=False, weighted=True)
-    built = process.build_process(initial, num_features, client, process.mean_aggregator(True),
-                                  config.server_learning_rate, 0.0)
+    client = iterative_process.local_training_step(
+        steps, config.site_batch_size, config.client_learning_rate, dp=False, weighted=True)
+    built = iterative_process.build_process(initial, num_features, client,
+                                            iterative_process.mean_aggregator(True),
+                                            config.server_learning_rate, 0.0)
   elif algorithm in ("local_dp", "cyclical"):
     # Each site's patients are touched only by that site's own DP-SGD steps.
     visits = config.rounds  # local_dp: a site runs `steps` per round; cyclical: per cycle
     worst_q = max(rates.values())
     sigma = solve_noise(lambda s: epsilon_of({(worst_q, s): visits * steps}, config.delta),
                         config.target_epsilon)
-    client = process.local_training_step(steps, config.site_batch_size,
-                                         config.client_learning_rate, dp=True,
-                                         clip=config.site_clip, noise_multiplier=sigma)
+    client = iterative_process.local_training_step(steps, config.site_batch_size,
+                                                   config.client_learning_rate, dp=True,
+                                                   clip=config.site_clip, noise_multiplier=sigma)
     server_lr = config.server_learning_rate if algorithm == "local_dp" else 1.0
-    built = process.build_process(initial, num_features, client, process.mean_aggregator(False),
-                                  server_lr, 0.0)
+    built = iterative_process.build_process(initial, num_features, client,
+                                            iterative_process.mean_aggregator(False),
+                                            server_lr, 0.0)
     ledger = Ledger(config.delta, "patient", data.sites)
     step_events = lambda active: {s: (rates[s], sigma) for s in active}
     details.update(noise_multiplier=sigma, sampling="poisson (per site)",
@@ -239,12 +234,12 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
                                              config.delta), config.target_epsilon)
     # Round 0 is no client's seed: the server's noise has a stream of its own.
     noise_key = _seed(config, algorithm, 0, 0)
-    aggregator, clipping = process.dp_aggregator(sigma, per_round, config.update_clip,
-                                                 noise_key)
-    client = process.local_training_step(steps, config.site_batch_size,
-                                         config.client_learning_rate, dp=False)
-    built = process.build_process(initial, num_features, client, aggregator,
-                                  config.server_learning_rate, 0.0)
+    aggregator, clipping = iterative_process.dp_aggregator(sigma, per_round, config.update_clip,
+                                                           noise_key)
+    client = iterative_process.local_training_step(steps, config.site_batch_size,
+                                                   config.client_learning_rate, dp=False)
+    built = iterative_process.build_process(initial, num_features, client, aggregator,
+                                            config.server_learning_rate, 0.0)
     ledger = Ledger(config.delta, "patient", data.sites)
     step_events = lambda active: {s: (1.0, sigma * per_patient) for s in active}
     details.update(noise_multiplier=sigma, clipping=clipping, update_clip=config.update_clip,
@@ -266,10 +261,11 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
     # The secure sum's range must hold a site's noisy sum: its sampled patients' clipped
     # gradients (expected batch x clip in total, doubled for sampling) plus 8 noise sds.
     bound = 2.0 * expected * config.clip + 8.0 * share
-    client = process.dopamine_step(q, config.clip, share)
-    built = process.build_process(initial, num_features, client,
-                                  process.secure_sum_aggregator(bound), config.learning_rate,
-                                  config.momentum, direction_scale=-1.0 / expected)
+    client = iterative_process.dopamine_step(q, config.clip, share)
+    built = iterative_process.build_process(initial, num_features, client,
+                                            iterative_process.secure_sum_aggregator(bound),
+                                            config.learning_rate, config.momentum,
+                                            direction_scale=-1.0 / expected)
     ledger = Ledger(config.delta, "patient", data.sites)
     step_events = lambda active: {
         s: (q, sigma * math.sqrt(len(active) / per_round)) for s in active}
@@ -283,7 +279,7 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
 
   faults_before = len(runtime.faults)
   state = runtime.call(built.initialize, algorithm=algorithm, round_index=0)
-  weights = process.weights_of(state)
+  weights = iterative_process.weights_of(state)
   rounds_run = 0
   secure_clipped = 0
   skipped = 0
@@ -315,7 +311,7 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
               measurements["secure_lower_clipped_count"])
       if ledger:
         ledger.record(events, repeats)
-    weights = process.weights_of(state)
+    weights = iterative_process.weights_of(state)
     rounds_run += 1
     runner.after_round(r, weights, time.time() - t,
                        f" sites {len(active)}/{per_round}" if config.dropout_rate else "")

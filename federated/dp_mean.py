@@ -4,7 +4,7 @@ The mechanism is that of TFF's `DifferentiallyPrivateFactory.gaussian_fixed` and
 `gaussian_adaptive` (TF Privacy's GaussianSumQuery, or QuantileAdaptiveClipSumQuery
 with geometric updates, under a NormalizedQuery), written out here because TF Privacy
 draws the noise from an unseeded generator, so dp_fedavg's figures moved from run to
-run. federated/process.py wires these functions into a TFF aggregation process.
+run. federated/iterative_process.py wires these functions into a TFF aggregation process.
 
 Each site clips its model update to L2 norm `clip` over all its weights. The server
 adds N(0, (value_noise_multiplier x clip)^2) to every coordinate of the sum and
@@ -26,7 +26,7 @@ from typing import Sequence, Tuple
 
 import tensorflow as tf
 
-from federated import model as model_lib
+from federated import model_steps as model_lib
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,7 +36,7 @@ from tensorflow_federated.proto.v0 import executor_pb2, executor_pb2_grpc
 # Internal, but the one place TFF turns a cardinality map into its request field.
 from tensorflow_federated.python.core.impl.executors import value_serialization
 
-from federated import process
+from federated import iterative_process
 from federated.workers import NoWorkersLeft, Worker, WorkerPool
 
 Log = Callable[[str], None]
@@ -91,7 +91,7 @@ class LocalRuntime:
 
   def call(self, fn: Callable, *args, algorithm: str = "", round_index: int = 0):
     del algorithm, round_index  # one process: nothing to report per round
-    process.use_test_context()
+    iterative_process.use_test_context()
     return fn(*args)
 
   def record(self) -> Dict:
@@ -219,7 +219,7 @@ class RemoteRuntime:
     self._channels: List[grpc.Channel] = []
     self._context = None
     self._seconds: Dict[int, float] = {}  # id(computation) -> slowest call on these contexts
-    process.quiet_secure_sum_asserts()
+    iterative_process.quiet_secure_sum_asserts()
     unreachable = self._connect()
     if unreachable:
       self._close_channels()

@@ -33,8 +33,8 @@ from typing import List, Optional
 
 from clinical_dp import secret_seed
 from clinical_dp.names import SIGNATURE_INPUTS_FILE, ColumnKeys
+from federated.child_session import sigterm_as_exit
 from federated.config import ALGORITHMS, DP_ALGORITHMS, RESULTS_FILE, FederatedConfig, flag
-from federated.processes import sigterm_as_exit
 from federated.workers import (NoWorkersLeft, WorkerPool, WorkersConfig, add_worker_flags,
                                workers_config)
 
@@ -105,7 +105,7 @@ def _runtime(workers: WorkersConfig, log):
 
 
 def _load(args, config: FederatedConfig):
-  from federated import data as data_lib  # pylint: disable=import-outside-toplevel
+  from federated import site_data as data_lib  # pylint: disable=import-outside-toplevel
   try:
     spec = data_lib.read_spec(path=args.spec, text=args.spec_yaml)
     data = (data_lib.load_csv(args.data, spec) if args.data
@@ -144,8 +144,8 @@ def _algorithm_entry(result, data) -> dict:
 
 
 def _write_model(result, entry, data, spec, config, directory: str) -> None:
-  from federated import model as model_lib  # pylint: disable=import-outside-toplevel
-  from federated import report  # pylint: disable=import-outside-toplevel
+  from federated import model_steps as model_lib  # pylint: disable=import-outside-toplevel
+  from federated import results_report  # pylint: disable=import-outside-toplevel
   path = os.path.join(directory, "models", result.algorithm)
   keys = ColumnKeys.for_spec(spec)
   internal = keys.internal_spec(spec)
@@ -161,11 +161,11 @@ def _write_model(result, entry, data, spec, config, directory: str) -> None:
                 f"(categories as strings), keyed as {SIGNATURE_INPUTS_FILE} says (column: key); "
                 "serving_default / predict_features: the features "
                 "scaled to [0, 1] by the spec's bounds, categories one-hot over the spec's "
-                "values (federated/data.py encode)",
+                "values (federated/site_data.py encode)",
                 randomness=secret_seed.describe(config.seed),
                 config=dataclasses.asdict(config))
   with open(os.path.join(path, "privacy_record.json"), "w", encoding="utf-8") as f:
-    f.write(report.dumps(record))
+    f.write(results_report.dumps(record))
 
 
 def _publish(staging: str, output: str) -> None:
@@ -200,7 +200,7 @@ def run(args) -> int:
 
 
 def _run(args, config: FederatedConfig, spec, data, runtime, log) -> int:
-  from federated import algorithms, report  # pylint: disable=import-outside-toplevel
+  from federated import algorithms, results_report  # pylint: disable=import-outside-toplevel
   parent = os.path.dirname(os.path.abspath(args.output))
   os.makedirs(parent, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=".federated-partial-", dir=parent)
@@ -236,9 +236,9 @@ def _run(args, config: FederatedConfig, spec, data, runtime, log) -> int:
                  "split at eval_rounds; no model or round is selected on real data",
     }
     with open(os.path.join(staging, "federated.html"), "w", encoding="utf-8") as f:
-      f.write(report.render_html(json.loads(report.dumps(results))))
+      f.write(results_report.render_html(json.loads(results_report.dumps(results))))
     with open(os.path.join(staging, RESULTS_FILE), "w", encoding="utf-8") as f:
-      f.write(report.dumps(results))
+      f.write(results_report.dumps(results))
     _publish(staging, args.output)
   finally:
     shutil.rmtree(staging, ignore_errors=True)
@@ -270,7 +270,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     raise
   finally:
     # TFF's workers would outlive this process and hold its stdout and stderr.
-    from federated.processes import kill_own_workers  # pylint: disable=import-outside-toplevel
+    from federated.child_session import kill_own_workers  # pylint: disable=import-outside-toplevel
     kill_own_workers()
 
 

@@ -10,7 +10,7 @@ from importlib import metadata
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
-from clinical_dp.files import RELEASE_DIR
+from clinical_dp.release_layout import RELEASE_DIR
 from federated.config import DEFAULT_FEDERATED_RELEASE
 from federated.workers import WorkersConfig
 

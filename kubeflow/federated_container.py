@@ -15,11 +15,13 @@ from typing import Callable, List, Type
 from tfx.dsl.component.experimental import container_component, placeholders
 from tfx.types import artifact, standard_artifacts
 
+from pipelines.component_ids import FEDERATED_STEP_ID
+
 EXAMPLES_KEY = "examples"
 SPEC_YAML_KEY = "spec_yaml"
 FEDERATED_ARGS_KEY = "federated_args"
 RESULTS_KEY = "federated_results"
-COMPONENT_NAME = "FederatedStep"
+COMPONENT_NAME = FEDERATED_STEP_ID  # it replaces the local pipeline's FederatedStep
 LAUNCHER_MODULE = "kubeflow.federated_launcher"
 
 

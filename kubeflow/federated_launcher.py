@@ -44,7 +44,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     output = os.path.join(scratch, "output") if is_remote(output_uri) else output_uri
     # TFF's worker processes outlive the simulation holding its stdout; in a session of
     # its own the run is cleaned up when it ends, so the step's pod does not hang.
-    from federated.processes import run_in_own_session  # pylint: disable=import-outside-toplevel
+    from federated.child_session import run_in_own_session  # pylint: disable=import-outside-toplevel
     command = simulate_command(sys.executable, examples, spec_yaml, federated_args, output)
     code = run_in_own_session(command, on_line=lambda line: print(line, flush=True)).returncode
     if code == 0 and not os.path.exists(os.path.join(output, RESULTS_FILE)):

@@ -38,22 +38,19 @@ def kubeflow_pipeline_config(config: KubeflowConfig, training=None, federated: b
   `training` (a pipelines.config.TrainingConfig) defaults to the local default, and
   federated=False leaves the federated step out."""
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-  from pipelines.config import BeamConfig, PipelineConfig  # pylint: disable=g-import-not-at-top
+  from pipelines.config import BeamConfig, build_config  # pylint: disable=g-import-not-at-top
   # A runtime parameter, so one compiled pipeline runs on any table; CsvExampleGen's
   # driver resolves it when the run starts.
   data_root = tfx.dsl.experimental.RuntimeParameter(
       name=DATA_ROOT_PARAMETER, ptype=str, default=config.data_root)
-  pipeline_config = PipelineConfig(pipeline_name=config.pipeline_name,
-                                   output_dir=config.pipeline_root or "", input_dir=data_root,
-                                   beam=BeamConfig(extra_args=config.beam_extra_args()),
-                                   release_uri=config.release_destination,
-                                   release_federated=config.release_federated,
-                                   checkpoints_by_fingerprint=True,
-                                   federated_workers=config.workers_config)
-  if training is not None:
-    pipeline_config = dataclasses.replace(pipeline_config, training=training)
-  if not federated:
-    pipeline_config = dataclasses.replace(pipeline_config, federated=None)
+  pipeline_config = build_config(config.pipeline_root or "", input_dir=data_root,
+                                 pipeline_name=config.pipeline_name, training=training,
+                                 federated=federated,
+                                 beam=BeamConfig(extra_args=config.beam_extra_args()),
+                                 release_uri=config.release_destination,
+                                 release_federated=config.release_federated,
+                                 checkpoints_by_fingerprint=True,
+                                 federated_workers=config.workers_config)
   return pipeline_config
 
 

@@ -6,7 +6,7 @@ import dataclasses
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from clinical_dp.files import RELEASE_DIR
+from clinical_dp.release_layout import RELEASE_DIR
 from components.evaluation_report import ReportConfig, fast_report_config
 from federated.config import DEFAULT_FEDERATED_RELEASE, FederatedConfig
 from federated.workers import WorkersConfig
@@ -158,13 +158,48 @@ class PipelineConfig:
                             by_fingerprint=self.checkpoints_by_fingerprint)
 
 
-def default_config(output_dir: str, pipeline_name: str = "clinical-dp", fast: bool = False,
-                   training: Optional[TrainingConfig] = None) -> PipelineConfig:
-  """The default configuration, or the small one used by tests and smoke runs."""
-  output_dir = os.path.abspath(output_dir)
-  return PipelineConfig(pipeline_name=pipeline_name, output_dir=output_dir,
-                        input_dir=os.path.join(output_dir, "input"),
-                        max_patients=600 if fast else 0,
-                        training=training or training_config(fast=fast),
+def with_budget(training: TrainingConfig, target_epsilon: Optional[float] = None,
+                delta: Optional[float] = None) -> TrainingConfig:
+  """`training` with each released model's budget changed where a value is given
+  (`clinical-dp run --target-epsilon / --delta`)."""
+  if target_epsilon is None and delta is None:
+    return training
+  def budget(default: PrivacyBudget) -> PrivacyBudget:
+    return PrivacyBudget(target_epsilon if target_epsilon is not None else default.target_epsilon,
+                         delta if delta is not None else default.delta)
+  return dataclasses.replace(training, gan_budget=budget(training.gan_budget),
+                             classifier_budget=budget(training.classifier_budget))
+
+
+def build_config(output_dir: str, *, fast: bool = False,
+                 training: Optional[TrainingConfig] = None, seed: Optional[int] = None,
+                 federated: bool = True,
+                 release_federated: Tuple[str, ...] = DEFAULT_FEDERATED_RELEASE,
+                 beam: BeamConfig = BeamConfig(), checkpoints_by_fingerprint: bool = False,
+                 pipeline_name: str = "clinical-dp", input_dir: Any = None,
+                 release_uri: Optional[str] = None,
+                 federated_workers: WorkersConfig = WorkersConfig()) -> PipelineConfig:
+  """The one builder of a PipelineConfig, for every runner: `clinical-dp run` (cli/run.py),
+  the TFX CLI's pipelines/local_runner.py and the Kubeflow compiler (kubeflow/runner.py).
+
+  Without `input_dir`, a local run: output_dir is made absolute and the prepared table goes
+  in output_dir/input. Kubeflow passes its data root (a runtime parameter) as input_dir and
+  its pipeline root (a URI, or "") as output_dir, kept as given. `fast` is the small
+  configuration of tests and smoke runs; `seed` seeds the DP trainers and the federated
+  step (None: secret seeds); federated=False leaves the federated step out.
+  """
+  if input_dir is None:
+    output_dir = os.path.abspath(output_dir)
+    input_dir = os.path.join(output_dir, "input")
+  training = training or training_config(fast=fast)
+  federated_config = FederatedConfig.fast() if fast else FederatedConfig()
+  if seed is not None:
+    training = dataclasses.replace(training, seed=seed)
+    federated_config = dataclasses.replace(federated_config, seed=seed)
+  return PipelineConfig(pipeline_name=pipeline_name, output_dir=output_dir, input_dir=input_dir,
+                        beam=beam, max_patients=600 if fast else 0, training=training,
                         report=fast_report_config() if fast else ReportConfig(),
-                        federated=FederatedConfig.fast() if fast else FederatedConfig())
+                        federated=federated_config if federated else None,
+                        federated_workers=federated_workers, release_uri=release_uri,
+                        release_federated=release_federated,
+                        checkpoints_by_fingerprint=checkpoints_by_fingerprint)

@@ -9,18 +9,17 @@ CLINICAL_DP_RELEASE_FEDERATED as `clinical-dp run --release-federated`); without
 simulates the default SPRINT-like table under outputs/.
 """
 
-import dataclasses
 import os
 
 # clinical_dp first: it selects Keras 2 before TensorFlow is imported.
 from clinical_dp.simulators import simulate, write_simulated
 from clinical_dp.spec import load_spec
 from tfx import v1 as tfx  # pylint: disable=g-bad-import-order
-from federated.config import federated_release
-from pipelines.config import default_config
-from pipelines.pipeline import create_pipeline
 from clinical_dp.validation import load_valid_table
-from pipelines.runner import plan_run, prepare_input
+from federated.config import DEFAULT_FEDERATED_RELEASE, federated_release
+from pipelines.config import build_config
+from pipelines.input_selection import plan_run, prepare_input
+from pipelines.pipeline import create_pipeline
 
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _DEFAULT_DATA_DIR = os.path.join(_PROJECT_ROOT, "outputs", "data", "sprint")
@@ -43,16 +42,15 @@ def _data_and_spec():
 def main():
   data_path, spec_path = _data_and_spec()
   spec = load_spec(spec_path)
-  config = default_config(
-      os.environ.get("CLINICAL_DP_OUTPUT", os.path.join(_PROJECT_ROOT, "outputs", "tfx_cli_run")),
-      fast=os.environ.get("CLINICAL_DP_FAST", "") not in ("", "0"))
+  release = os.environ.get("CLINICAL_DP_RELEASE_FEDERATED")
   # The output directory outlives runs here (nothing clears it): GAN checkpoints go in
   # a directory per data and settings, so a rerun on another table starts afresh and an
   # interrupted one resumes (trainers/gan_checkpoint.py).
-  config = dataclasses.replace(config, checkpoints_by_fingerprint=True)
-  if os.environ.get("CLINICAL_DP_RELEASE_FEDERATED"):
-    config = dataclasses.replace(config, release_federated=federated_release(
-        os.environ["CLINICAL_DP_RELEASE_FEDERATED"]))
+  config = build_config(
+      os.environ.get("CLINICAL_DP_OUTPUT", os.path.join(_PROJECT_ROOT, "outputs", "tfx_cli_run")),
+      fast=os.environ.get("CLINICAL_DP_FAST", "") not in ("", "0"),
+      release_federated=federated_release(release) if release else DEFAULT_FEDERATED_RELEASE,
+      checkpoints_by_fingerprint=True)
   selected, config = plan_run(load_valid_table(data_path, spec), spec, config)
   prepare_input(selected, spec, config)
   tfx.orchestration.LocalDagRunner().run(create_pipeline(config, spec))

@@ -14,19 +14,14 @@ from components.evaluation_report import SEX_COLUMN, EvaluationReport
 from components.release import ReleasePusher
 from components.spec_schema_gen import SpecSchemaGen
 from components.synthetic_data import SyntheticDataGen
+from pipelines.component_ids import (CLASSIFIER_TRAINER_ID, EVALUATOR_ID, FEDERATED_STEP_ID,
+                                      GAN_TRAINER_ID, RELEASE_ID, REPORT_ID, TWIN_TRAINER_ID)
 from pipelines.config import PipelineConfig, SplitConfig
 from trainers.preprocessing import COLUMN_NAMES_KEY, SPEC_KEY
 
 PREPROCESSING_FN = "trainers.preprocessing.preprocessing_fn"
 GAN_RUN_FN = "trainers.gan_run_fn.run_fn"
 CLASSIFIER_RUN_FN = "trainers.classifier_run_fn.run_fn"
-GAN_TRAINER_ID = "GanTrainer"
-CLASSIFIER_TRAINER_ID = "DpClassifierTrainer"
-TWIN_TRAINER_ID = "NonPrivateTwinTrainer"
-EVALUATOR_ID = "Evaluator"
-REPORT_ID = "EvaluationReport"
-FEDERATED_STEP_ID = "FederatedStep"
-RELEASE_ID = "ReleasePusher"
 
 # (examples channel, spec YAML, federated.simulate flags) -> a component whose output
 # "federated_results" holds federated.json; local runs launch the federated runtime,

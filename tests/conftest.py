@@ -14,7 +14,7 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def run_cli(*args, env=None, timeout=900):
   """Runs `clinical-dp ARGS` in a child process; returns the CompletedProcess."""
-  return subprocess.run([sys.executable, "-m", "clinical_dp.cli", *map(str, args)],
+  return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)],
                         capture_output=True, text=True, cwd=PROJECT_ROOT, env=env,
                         timeout=timeout)
 

@@ -13,7 +13,8 @@ from clinical_dp.names import binary_label_spec
 from clinical_dp.spec import DatasetSpec, SeriesFeature, StaticFeature
 from clinical_dp.validation import validate_table
 from components import evaluation_report
-from components.evaluation import baselines, fidelity, plots, report, utility
+from clinical_dp.report_format import json_safe
+from components.evaluation import baselines, fidelity, plots, report_html, utility, verdicts
 from tests import odd_tables
 from trainers import accounting
 from trainers.features import PatientLayout
@@ -142,24 +143,24 @@ def _scored(ratio, rho, ks):
 def test_baseline_verdict_needs_every_measure_and_names_the_ones_behind():
   released = _scored(0.95, 0.9, 0.05)
   weak = {"marginals": {"name": "DP independent marginals", **_scored(0.5, 0.1, 0.04)}}
-  verdict = report.baseline_verdict(released["utility"], released["fidelity"], weak)
+  verdict = verdicts.baseline_verdict(released["utility"], released["fidelity"], weak)
   assert verdict["status"] == "behind a baseline"
   assert verdict["comparisons"]["marginals"]["behind"] == ["median_ks"]  # lower KS is better
   assert "marginals on 1 of 6 measures (median KS), ahead on 5." in verdict["text"]
   strong = {"copula": {"name": "DP Gaussian copula", **_scored(0.9, 0.8, 0.06)},
             "marginals": {"name": "DP independent marginals", **_scored(0.5, 0.1, 0.3)}}
-  verdict = report.baseline_verdict(released["utility"], released["fidelity"], strong)
+  verdict = verdicts.baseline_verdict(released["utility"], released["fidelity"], strong)
   assert verdict["status"] == "beats baselines"
   assert all(c["beats"] for c in verdict["comparisons"].values())
   # n/a measures are left out, not counted as a win or a loss.
   partial = _scored(0.95, None, 0.05)
-  verdict = report.baseline_verdict(partial["utility"], partial["fidelity"], strong)
+  verdict = verdicts.baseline_verdict(partial["utility"], partial["fidelity"], strong)
   assert verdict["status"] == "beats baselines"
   assert verdict["comparisons"]["copula"]["not_measured"] == ["correlation_spearman"]
   nothing = _scored(None, None, None)
-  verdict = report.baseline_verdict(nothing["utility"], nothing["fidelity"], strong)
+  verdict = verdicts.baseline_verdict(nothing["utility"], nothing["fidelity"], strong)
   assert verdict["status"] == "unknown" and "no measure could be compared" in verdict["text"]
-  assert report.baseline_verdict(released["utility"], released["fidelity"], {})["status"] \
+  assert verdicts.baseline_verdict(released["utility"], released["fidelity"], {})["status"] \
       == "unknown"
 
 
@@ -174,7 +175,7 @@ def test_an_auroc_ratio_inside_its_paired_bootstrap_interval_is_level():
   released = _with_draws(_scored(0.95, 0.9, 0.05), theirs + 0.01 * rng.standard_normal(200))
   baseline = {"copula": {"name": "DP Gaussian copula",
                          **_with_draws(_scored(0.94, 0.8, 0.06), theirs)}}
-  verdict = report.baseline_verdict(released["utility"], released["fidelity"], baseline)
+  verdict = verdicts.baseline_verdict(released["utility"], released["fidelity"], baseline)
   # The points say 0.95 > 0.94, but the paired draws cannot tell the two apart.
   copula = verdict["comparisons"]["copula"]
   assert copula["level"] == [f"{m}_relative_auroc" for m in utility.MODELS]
@@ -184,17 +185,17 @@ def test_an_auroc_ratio_inside_its_paired_bootstrap_interval_is_level():
       verdict["text"]
   # The same points with draws that separate: a win (and a loss the other way round).
   apart = _with_draws(_scored(0.95, 0.9, 0.05), theirs + 0.02)
-  assert report.baseline_verdict(apart["utility"], apart["fidelity"], baseline)[
+  assert verdicts.baseline_verdict(apart["utility"], apart["fidelity"], baseline)[
       "comparisons"]["copula"]["ahead"][:4] == copula["level"]
   below = _with_draws(_scored(0.93, 0.9, 0.05), theirs - 0.02)
-  verdict = report.baseline_verdict(below["utility"], below["fidelity"], baseline)
+  verdict = verdicts.baseline_verdict(below["utility"], below["fidelity"], baseline)
   assert verdict["status"] == "behind a baseline"
   assert verdict["comparisons"]["copula"]["behind"] == copula["level"]
   # Level on every measure compared is neither a win nor a loss.
   only_auroc = _with_draws(_scored(0.95, None, None), theirs + 0.01 * rng.standard_normal(200))
-  verdict = report.baseline_verdict(only_auroc["utility"], only_auroc["fidelity"], baseline)
+  verdict = verdicts.baseline_verdict(only_auroc["utility"], only_auroc["fidelity"], baseline)
   assert verdict["status"] == "level with a baseline"
-  card = report._baseline_card(verdict)  # pylint: disable=protected-access
+  card = report_html._baseline_card(verdict)  # pylint: disable=protected-access
   assert 'class="card level"' in card and '<div class="big">level</div>' in card
 
 
@@ -249,13 +250,14 @@ def test_baselines_are_scored_like_the_released_table_on_odd_tables(name, tmp_pa
     assert baseline["privacy"]["max_rows_per_patient"] == (3 if name == "repeated_ids" else 1)
   result = {"dataset": name, "data_note": "note", "utility": released["utility"],
             "fidelity": released["fidelity"], "baselines": compared,
-            "headline": {"baselines": report.baseline_verdict(
+            "headline": {"baselines": verdicts.baseline_verdict(
                 released["utility"], released["fidelity"], compared)}}
-  loaded = json.loads(json.dumps(report.json_safe(result), allow_nan=False))
+  loaded = json.loads(json.dumps(json_safe(result), allow_nan=False))
   assert loaded["baselines"]["copula"]["privacy"]["statistics"] == ["marginals", "correlation"]
   released["utility"]["dp_models"] = {}
-  page = "\n".join([report._utility_section(result, {}), report._fidelity_section(result, {}),
-                    report._baseline_card(result["headline"]["baselines"])])
+  page = "\n".join([report_html._utility_section(result, {}),  # pylint: disable=protected-access
+                    report_html._fidelity_section(result, {}),  # pylint: disable=protected-access
+                    report_html._baseline_card(result["headline"]["baselines"])])
   assert page.count("(not released)") >= 4 and "Does it beat simple DP baselines?" in page
   assert "nan" not in re.sub(r'src="data:[^"]*"', "", page).lower()
   assert plots.utility_bars(released["utility"], compared)[:4] == b"\x89PNG"

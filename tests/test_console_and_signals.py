@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from federated.processes import descendants, stat_fields
+from clinical_dp.process_tree import descendants, stat_fields
 from tests.conftest import PROJECT_ROOT, run_cli
 
 STARTUP_DEADLINE_S = 420  # until the federated child prints (about 1 min alone on 2 cores)
@@ -68,7 +68,7 @@ def test_a_signal_ends_the_run_and_every_process_of_it(signum, exit_code, reason
                                                        tmp_path):
   output = tmp_path / "run"
   process = subprocess.Popen(
-      [sys.executable, "-m", "clinical_dp.cli", "run", "--fast", "--data",
+      [sys.executable, "-m", "cli.main", "run", "--fast", "--data",
        str(tiny_icu / "data.csv"), "--spec", str(tiny_icu / "spec.yaml"), "--output",
        str(output)], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
       text=True, start_new_session=True)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from clinical_dp.spec import DatasetSpec, SeriesFeature, StaticFeature
-from components.evaluation import attacks, disclosure, fidelity, report, utility
+from components.evaluation import attacks, disclosure, fidelity, utility, verdicts
 
 FAST = utility.UtilityConfig(bootstrap_samples=100, forest_trees=30)
 
@@ -155,19 +155,19 @@ def test_disclosure_flags_copies_and_passes_fresh_samples():
 
 
 def test_verdicts_need_a_working_positive_control():
-  thresholds = report.Thresholds()
+  thresholds = verdicts.Thresholds()
   def attack(strongest, control):
     return {"membership_auroc": strongest, "positive_control_auroc": control}
-  assert report.attack_verdict(attack(0.51, 0.7), thresholds)["status"] == "pass"
-  assert report.attack_verdict(attack(0.51, 0.55), thresholds)["status"] == "inconclusive"
-  assert report.attack_verdict(attack(0.62, 0.7), thresholds)["status"] == "fail"
+  assert verdicts.attack_verdict(attack(0.51, 0.7), thresholds)["status"] == "pass"
+  assert verdicts.attack_verdict(attack(0.51, 0.55), thresholds)["status"] == "inconclusive"
+  assert verdicts.attack_verdict(attack(0.62, 0.7), thresholds)["status"] == "fail"
   utility_ok = {"synthetic_relative_to_real": {"lr": 0.98, "rf": 0.975}}
-  assert report.utility_verdict(utility_ok, thresholds)["status"] == "meets target"
+  assert verdicts.utility_verdict(utility_ok, thresholds)["status"] == "meets target"
   utility_low = {"synthetic_relative_to_real": {"lr": 0.98, "rf": 0.9}}
-  verdict = report.utility_verdict(utility_low, thresholds)
+  verdict = verdicts.utility_verdict(utility_low, thresholds)
   assert verdict["status"] == "below target" and verdict["worst_relative_auroc"] == 0.9
-  faithful = report.fidelity_verdict({"correlation_spearman": 0.95, "median_ks": 0.05},
+  faithful = verdicts.fidelity_verdict({"correlation_spearman": 0.95, "median_ks": 0.05},
                                      thresholds)
   assert faithful["status"] == "meets target" and "0.05" in faithful["text"]
-  assert report.fidelity_verdict({"correlation_spearman": 0.7, "median_ks": 0.7},
+  assert verdicts.fidelity_verdict({"correlation_spearman": 0.7, "median_ks": 0.7},
                                  thresholds)["status"] == "below target"

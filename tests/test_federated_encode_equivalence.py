@@ -1,4 +1,4 @@
-"""federated/data.py's NumPy `encode` against the pipeline's own transform_features.
+"""federated/site_data.py's NumPy `encode` against the pipeline's own transform_features.
 
 The federated runtime cannot import TensorFlow Transform, so it re-implements the
 pipeline's encoding; a federated model and a pipeline model of the same table must
@@ -14,7 +14,7 @@ import pytest
 
 from clinical_dp.spec import DROPOUT_KEY, spec_from_dict
 from clinical_dp.validation import validate_table
-from federated import data as data_lib
+from federated import site_data as data_lib
 from trainers.features import PatientLayout, encode_table, flatten_inputs
 from trainers.preprocessing import missing_key
 

@@ -15,8 +15,8 @@ from tfx.proto import example_gen_pb2
 
 from clinical_dp.simulators import simulate, write_simulated
 from components.federated_step import FederatedStep, federated_python
+from federated.child_session import worker_binaries
 from federated.config import FederatedConfig
-from federated.processes import worker_binaries
 
 pytestmark = pytest.mark.skipif(not os.path.exists(federated_python()),
                                 reason="run scripts/setup.sh first (no federated runtime)")

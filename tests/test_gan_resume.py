@@ -177,18 +177,18 @@ def test_a_checkpoint_of_other_data_or_settings_is_refused(table, tmp_path):
 
 def test_resume_needs_an_unfinished_run_with_a_gan_checkpoint(tmp_path):
   """`clinical-dp run --resume DIR` continues only what can be continued (exit 2 else)."""
-  from clinical_dp.cli import main  # pylint: disable=g-import-not-at-top
-  from pipelines import runner  # pylint: disable=g-import-not-at-top
+  from cli.main import main  # pylint: disable=g-import-not-at-top
+  from pipelines import run_directory  # pylint: disable=g-import-not-at-top
   from pipelines.config import gan_checkpoint_dir  # pylint: disable=g-import-not-at-top
   run_dir = tmp_path / "run"
-  with pytest.raises(runner.OutputDirError, match="not a clinical-dp run directory"):
-    runner.resumable_run(str(tmp_path))
-  runner.begin_output_dir(str(run_dir))
-  with pytest.raises(runner.OutputDirError, match="run_args.json"):
-    runner.resumable_run(str(run_dir))
-  (run_dir / runner.RUN_ARGS_FILE).write_text(json.dumps({"fast": True}))
-  with pytest.raises(runner.OutputDirError, match="no checkpoint of the DP AC-GAN"):
-    runner.resumable_run(str(run_dir))
+  with pytest.raises(run_directory.OutputDirError, match="not a clinical-dp run directory"):
+    run_directory.resumable_run(str(tmp_path))
+  run_directory.begin_output_dir(str(run_dir))
+  with pytest.raises(run_directory.OutputDirError, match="run_args.json"):
+    run_directory.resumable_run(str(run_dir))
+  (run_dir / run_directory.RUN_ARGS_FILE).write_text(json.dumps({"fast": True}))
+  with pytest.raises(run_directory.OutputDirError, match="no checkpoint of the DP AC-GAN"):
+    run_directory.resumable_run(str(run_dir))
   progress = gan_checkpoint.Progress(
       fingerprint="f", statistics_fingerprint="s", steps_done=3, total_steps=9,
       numpy_rng_state={}, checkpoint="ckpt-3", saved_at="2026-01-01T00:00:00+00:00",
@@ -197,18 +197,18 @@ def test_resume_needs_an_unfinished_run_with_a_gan_checkpoint(tmp_path):
   with open(os.path.join(gan_checkpoint_dir(str(run_dir)), gan_checkpoint.PROGRESS_FILE),
             "w") as f:
     json.dump(dataclasses.asdict(progress), f)
-  resumable = runner.resumable_run(str(run_dir))
+  resumable = run_directory.resumable_run(str(run_dir))
   assert resumable.progress == progress and resumable.run_args == {"fast": True}
-  (run_dir / runner.SUMMARY_FILE).write_text("{}")
-  with pytest.raises(runner.OutputDirError, match="the run finished"):
-    runner.resumable_run(str(run_dir))
+  (run_dir / run_directory.SUMMARY_FILE).write_text("{}")
+  with pytest.raises(run_directory.OutputDirError, match="the run finished"):
+    run_directory.resumable_run(str(run_dir))
   assert main(["run", "--resume", str(run_dir), "--fast"]) == 2  # its own arguments only
 
 
 def test_a_resumed_runs_summary_lists_each_components_last_outputs():
   """ML Metadata keeps the first attempt's executions; the summary names the resumed
   run's own (cached or new), one set per component."""
-  from pipelines.runner import latest_outputs  # pylint: disable=g-import-not-at-top
+  from pipelines.run_summary import latest_outputs  # pylint: disable=g-import-not-at-top
   outputs = [{"component": "CsvExampleGen", "execution_id": 1, "name": "examples"},
              {"component": "Transform", "execution_id": 2, "name": "transform_graph"},
              {"component": "Transform", "execution_id": 2, "name": "transformed_examples"},

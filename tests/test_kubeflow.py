@@ -36,7 +36,7 @@ WORKER_ADDRESSES = [f"tff-worker-{i}.tff-workers.kubeflow.svc.cluster.local:8000
 
 
 def _compile(tmp_path_factory, name, *flags):
-  from clinical_dp.cli import main  # pylint: disable=g-import-not-at-top
+  from cli.main import main  # pylint: disable=g-import-not-at-top
   output = tmp_path_factory.mktemp("kubeflow") / f"{name}.yaml"
   code = main(["kubeflow", "compile", "--output", str(output), *flags])
   assert code == 0

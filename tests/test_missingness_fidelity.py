@@ -13,7 +13,8 @@ import pytest
 from scipy import stats
 
 from clinical_dp.spec import spec_from_dict
-from components.evaluation import fidelity, missingness, plots, report, utility
+from clinical_dp.report_format import json_safe
+from components.evaluation import fidelity, missingness, plots, report_html, utility
 
 
 def _spec(static=(), series=()):
@@ -180,7 +181,7 @@ def test_fidelity_measures_skip_missing_cells():
   expected = stats.ks_2samp(real["b"].dropna(), shifted["b"].dropna()).statistic
   assert fidelity.fidelity_report(real, shifted, spec)["marginals"]["b"]["ks"] == pytest.approx(
       expected)
-  _json(report.json_safe(result))
+  _json(json_safe(result))
 
 
 def test_complete_case_keeps_only_rows_without_holes_and_the_report_shows_it():
@@ -194,10 +195,10 @@ def test_complete_case_keeps_only_rows_without_holes_and_the_report_shows_it():
   assert case["models"]["lr"]["train_patients"] == 40
   use = {"real": utility.utility_table({"real": (x, y)}, x, y, config)["real"],
          "complete_case_real": case, "missing_value_rule": missingness.MODEL_ENCODING_RULE}
-  page = report._complete_case(use)  # pylint: disable=protected-access
+  page = report_html._complete_case(use)  # pylint: disable=protected-access
   assert "complete-case real (TRTR)" in page and "40 of 60" in page
   assert "carried forward from its last observed visit" in page
-  assert report._complete_case({"real": use["real"]}) == ""  # pylint: disable=protected-access
+  assert report_html._complete_case({"real": use["real"]}) == ""  # pylint: disable=protected-access
 
 
 def test_missingness_section_is_rendered_only_when_present():
@@ -205,8 +206,8 @@ def test_missingness_section_is_rendered_only_when_present():
   real = pd.DataFrame({"y": [0, 1], "a": [NAN, 1.0],
                        **{c: [100.0, NAN] for s in SERIES for c in s["columns"]}})
   holes = _json(missingness.missingness_fidelity(real, real.fillna(1.0), spec))
-  page = report._missingness_section(  # pylint: disable=protected-access
+  page = report_html._missingness_section(  # pylint: disable=protected-access
       {"missingness": holes}, {"dropout": plots.dropout_curves(holes, "y")})
   assert "Missing values" in page and "data:image/png" in page and "class 1" in page
   assert "nan" not in re.sub(r'src="data:[^"]*"', "", page).lower()
-  assert report._missingness_section({}, {}) == ""  # pylint: disable=protected-access
+  assert report_html._missingness_section({}, {}) == ""  # pylint: disable=protected-access

@@ -17,7 +17,9 @@ from sklearn.metrics import roc_auc_score
 
 from clinical_dp.spec import DatasetSpec, SeriesFeature, StaticFeature, load_spec
 from clinical_dp.validation import validate_table
-from components.evaluation import attacks, audit, disclosure, fidelity, plots, report, utility
+from clinical_dp.report_format import json_safe
+from components.evaluation import (attacks, audit, disclosure, fidelity, plots, report_html,
+                                   utility, verdicts)
 from tests import odd_tables
 from trainers import accounting, classifier, dp_training, gan, gan_trainer
 from trainers.features import PatientLayout
@@ -197,7 +199,7 @@ def test_gan_builds_and_steps_for_few_visits(visits, mode):
 # The report's functions on one-class, constant and feature-poor inputs.
 
 def _assert_json(value):
-  return json.loads(json.dumps(report.json_safe(value), allow_nan=False))
+  return json.loads(json.dumps(json_safe(value), allow_nan=False))
 
 
 def test_utility_on_a_one_class_test_split_is_na_with_the_reason():
@@ -214,7 +216,7 @@ def test_utility_on_a_one_class_test_split_is_na_with_the_reason():
   assert set(table["synthetic_relative_to_real"].values()) == {None}
   control = utility.shuffled_label_control(x, y, x_test, y_test, FAST_UTILITY)
   assert control["auroc"] is None and "only label 1" in control["auroc_reason"]
-  verdict = report.utility_verdict(table, report.Thresholds())
+  verdict = verdicts.utility_verdict(table, verdicts.Thresholds())
   assert verdict["status"] == "unknown" and "only label 1" in verdict["text"]
   table["shuffled_label_control"] = control
   assert plots.utility_bars(table)[:4] == b"\x89PNG"
@@ -241,8 +243,8 @@ def test_fidelity_with_constant_columns_and_without_numeric_columns():
   assert result["correlation_spearman"] is None
   assert "fewer than 3" in result["correlation_reason"]
   assert "unit" in result["correlation"]["left_out_constant"]
-  assert "could not be measured: fewer than 3" in report.fidelity_verdict(
-      result, report.Thresholds())["text"]
+  assert "could not be measured: fewer than 3" in verdicts.fidelity_verdict(
+      result, verdicts.Thresholds())["text"]
   assert plots.correlation_matrices(result) is None
   _assert_json(result)
   # No numeric column at all, no series.
@@ -295,7 +297,7 @@ def test_report_renders_and_serialises_with_na_everywhere():
             "empty": attacks.attack_metrics([0.2], [])}
   attack = {"membership_auroc": 0.5, "positive_control_auroc": 0.7, "released": ["members"],
             "targets": {"members": scores}, "setup": "test",
-            "thresholds": dataclasses.asdict(report.Thresholds())}
+            "thresholds": dataclasses.asdict(verdicts.Thresholds())}
   record = accounting.compute_epsilon(accounting.PrivacyPlan(40, 40, 5.0, 1, 1e-5)).to_dict()
   result = {"dataset": "odd", "data_note": "note", "utility": use, "fidelity": fid,
             "attack": attack,
@@ -306,13 +308,13 @@ def test_report_renders_and_serialises_with_na_everywhere():
                         "artifacts": {"generator": record}},
             "baselines": {"copula": {"name": "DP Gaussian copula", "released": False,
                                      "utility": use, "fidelity": fid}},
-            "headline": {"utility": report.utility_verdict(use, report.Thresholds()),
-                         "fidelity": report.fidelity_verdict(fid, report.Thresholds()),
-                         "privacy": report.attack_verdict(attack, report.Thresholds())}}
-  result["headline"]["baselines"] = report.baseline_verdict(use, fid, result["baselines"])
+            "headline": {"utility": verdicts.utility_verdict(use, verdicts.Thresholds()),
+                         "fidelity": verdicts.fidelity_verdict(fid, verdicts.Thresholds()),
+                         "privacy": verdicts.attack_verdict(attack, verdicts.Thresholds())}}
+  result["headline"]["baselines"] = verdicts.baseline_verdict(use, fid, result["baselines"])
   assert result["headline"]["baselines"]["status"] == "unknown"
   result["utility"]["real"]["lr"]["auroc_ci"] = [float("nan"), float("nan")]
-  page = report.render_html(result, {"utility": plots.utility_bars(use, result["baselines"]),
+  page = report_html.render_html(result, {"utility": plots.utility_bars(use, result["baselines"]),
                                      "trajectories": plots.trajectories(fid, "y"),
                                      "correlation": plots.correlation_matrices(fid),
                                      "attacks": plots.attack_bars(attack)})
@@ -320,7 +322,7 @@ def test_report_renders_and_serialises_with_na_everywhere():
   # Not for release, before anything else on the page (even without the JSON's key).
   body = page.split("<body>", 1)[1]
   assert body.startswith(
-      f'\n<p class="private"><strong>{html.escape(report.NOT_FOR_RELEASE)}</strong>')
+      f'\n<p class="private"><strong>{html.escape(report_html.NOT_FOR_RELEASE)}</strong>')
   assert "DP Gaussian copula <small>(not released)" in page
   text = re.sub(r'src="data:[^"]*"', "", page)  # base64 images may spell anything
   assert "nan" not in text.lower()
@@ -329,19 +331,19 @@ def test_report_renders_and_serialises_with_na_everywhere():
 
 
 def test_attack_verdict_on_few_patients_is_inconclusive_not_fail():
-  thresholds = report.Thresholds()
+  thresholds = verdicts.Thresholds()
   def attack(auroc, members, non_members):
     return {"membership_auroc": auroc, "positive_control_auroc": 0.7,
             "strongest": {"auroc": auroc, "members": members, "non_members": non_members}}
-  small = report.attack_verdict(attack(0.63, 80, 10), thresholds)
+  small = verdicts.attack_verdict(attack(0.63, 80, 10), thresholds)
   assert small["status"] == "inconclusive" and "10 non-members" in small["text"]
-  assert report.attack_verdict(attack(0.63, 1000, 600), thresholds)["status"] == "fail"
-  assert report.attack_verdict(attack(0.52, 80, 10), thresholds)["status"] == "pass"
+  assert verdicts.attack_verdict(attack(0.63, 1000, 600), thresholds)["status"] == "fail"
+  assert verdicts.attack_verdict(attack(0.52, 80, 10), thresholds)["status"] == "pass"
   # The strongest of several attacks: the interval widens with their number.
   borderline = attack(0.68, 60, 40)
-  assert report.attack_verdict(borderline, thresholds)["status"] == "fail"
-  verdict = report.attack_verdict({**borderline, "attacks_compared": 6}, thresholds)
+  assert verdicts.attack_verdict(borderline, thresholds)["status"] == "fail"
+  verdict = verdicts.attack_verdict({**borderline, "attacks_compared": 6}, thresholds)
   assert verdict["status"] == "inconclusive" and "corrected for the 6 attacks" in verdict["text"]
   # At AUROC 0.5, Hanley-McNeil is the Mann-Whitney null: sqrt((m + n + 1) / (12 m n)).
-  assert report.auroc_standard_error(0.5, 300, 200) == pytest.approx(
+  assert verdicts.auroc_standard_error(0.5, 300, 200) == pytest.approx(
       math.sqrt(501 / (12 * 300 * 200)))

@@ -16,7 +16,7 @@ import tensorflow as tf
 from clinical_dp.simulators import simulate
 from clinical_dp.validation import validate_table, write_prepared_input
 from components.anomaly_gate import DataAnomaliesError
-from pipelines.config import default_config
+from pipelines.config import build_config
 from pipelines.metadata import read_outputs
 from tests import privacy_recompute
 from tests.conftest import PROJECT_ROOT, run_cli
@@ -136,7 +136,7 @@ def test_anomalies_stop_the_pipeline_before_transform(tmp_path):
   table = validate_table(str(tmp_path / "data.csv"), spec).table
   table.loc[:9, "sbp_6m"] = 400.0
   table.loc[:2, "sex"] = "X"
-  config = default_config(str(tmp_path / "run"))
+  config = build_config(str(tmp_path / "run"))
   write_prepared_input(table, spec, config.input_dir)
   with pytest.raises(DataAnomaliesError) as error:
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config, spec))

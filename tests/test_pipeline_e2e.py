@@ -111,7 +111,7 @@ def test_pipeline_runs_to_the_end_and_records_every_artifact(run_fixture, reques
 
 
 def test_console_shows_our_lines_and_the_log_has_the_rest(icu_run):
-  """pipelines/console.py: a line as each component starts and ends, the federated child's
+  """clinical_dp/console.py: a line as each component starts and ends, the federated child's
   lines, the summary; library output (absl, warnings, TF's C++ logs) in logs/pipeline.log."""
   output, result = icu_run
   console = result.stdout + result.stderr

@@ -9,7 +9,7 @@ import pytest
 
 from clinical_dp.simulators import simulate
 from clinical_dp.validation import validate_table
-from pipelines.config import default_config, training_config
+from pipelines.config import build_config, training_config
 from pipelines.preflight import RunRefused, check_run
 from tests.conftest import run_cli
 from tests.odd_tables import SMALL_SIZES, TABLE_CLASSES, odd_table
@@ -24,7 +24,7 @@ def _validated(tmp_path, frame, spec):
 
 
 def _config(tmp_path, **training):
-  return default_config(str(tmp_path / "run"), training=training_config(**training))
+  return build_config(str(tmp_path / "run"), training=training_config(**training))
 
 
 def _fixed_noise_config(tmp_path):

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from clinical_dp import secret_seed
-from pipelines.console import say
+from clinical_dp.console import say
 from trainers import accounting
 from trainers.dp_training import (PrivacyBudget, TrainingProgress, dp_adam, fit_batch_to_data,
                                   plan_for, seed_global_generators, training_batches,

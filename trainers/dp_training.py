@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from clinical_dp import sensitivity
-from pipelines.console import say
+from clinical_dp.console import say
 from trainers import accounting, dp_clipping, dp_statistics
 
 # TF Privacy's package __init__ imports TF Probability and Estimator, which are not
@@ -318,7 +318,7 @@ class TrainingProgress:
   """About ten progress lines per run: epoch, losses, steps per second and, for a DP
   trainer, the epsilon spent so far (each accounting takes a fraction of a second).
 
-  The lines go to `log`, by default the run's console (pipelines.console), which under
+  The lines go to `log`, by default the run's console (clinical_dp.console), which under
   `clinical-dp run` is the terminal while library output goes to the log.
   """
 

@@ -229,7 +229,7 @@ class DeferredInterrupts:
   time goes), when the state is half of one step and half of the next, and cannot be
   saved. Held until the step ends, it costs one step's wait (milliseconds here) and the
   checkpoint holds every step taken. `deliver()` then does what the handler that was in
-  place would have done: under `clinical-dp run` the console's (pipelines/console.py:
+  place would have done: under `clinical-dp run` the console's (clinical_dp/console.py:
   RunInterrupted, its grace period, the FAILED marker); where none was set (Kubeflow,
   whose preemption sends SIGTERM), the default: the process ends by the signal. A second
   signal while one is held is delivered at once.

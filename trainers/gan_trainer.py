@@ -19,8 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from clinical_dp import secret_seed
+from clinical_dp.console import say
 from clinical_dp.spec import DatasetSpec
-from pipelines.console import say
 from trainers import accounting, batch1_dp, dp_statistics, features, gan, gan_checkpoint
 from trainers.dp_training import (PrivacyBudget, TrainingProgress, dp_positive_rate,
                                   fit_batch_to_data, padded_batch, plan_for,

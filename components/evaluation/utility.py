@@ -15,9 +15,10 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import LinearSVC
+
+from clinical_dp.report_format import auroc
 
 MODELS = ("lr", "rf", "svm", "knn")
 MODEL_NAMES = {"lr": "logistic regression", "rf": "random forest", "svm": "linear SVM",
@@ -53,13 +54,6 @@ def decision_scores(model, x: np.ndarray) -> np.ndarray:
   if hasattr(model, "predict_proba"):
     return model.predict_proba(x)[:, list(model.classes_).index(1)]
   return model.decision_function(x)
-
-
-def auroc(y_true: np.ndarray, scores: np.ndarray) -> Optional[float]:
-  """AUROC, or None when y_true holds one class only (AUROC needs both)."""
-  if len(np.unique(np.asarray(y_true).reshape(-1))) < 2:
-    return None
-  return float(roc_auc_score(y_true, scores))
 
 
 def one_class_reason(y_true: np.ndarray, what: str = "the test split") -> Optional[str]:

@@ -1,7 +1,7 @@
 """Fixtures of the federated-runtime tests: tiny simulated federations and a CLI runner.
 
 Every run of TFF happens in a child process in a session of its own
-(federated/processes.py), and each test checks that no worker_binary outlives it.
+(federated/child_session.py), and each test checks that no worker_binary outlives it.
 """
 
 import json
@@ -9,9 +9,10 @@ import os
 
 import pytest
 
+from clinical_dp.process_tree import session_members, stat_fields
 from clinical_dp.simulators import simulate, write_simulated
+from federated.child_session import run_in_own_session, worker_binaries
 from federated.config import RESULTS_FILE
-from federated.processes import run_in_own_session, session_members, stat_fields, worker_binaries
 from tests.conftest import PROJECT_ROOT
 
 FEDERATED_PYTHON = os.path.join(PROJECT_ROOT, ".venv-federated", "bin", "python")

@@ -10,10 +10,10 @@ import json
 import numpy as np
 import tensorflow_federated as tff
 
-from federated import algorithms, dp_mean, process
+from federated import algorithms, dp_mean, iterative_process
+from federated.child_session import kill_own_workers
 from federated.config import FederatedConfig
-from federated.data import SPLITS, FederatedData, SiteData
-from federated.processes import kill_own_workers
+from federated.site_data import SPLITS, FederatedData, SiteData
 
 NUM_FEATURES = 6
 CLIENTS = 3
@@ -87,10 +87,10 @@ def parity_check():
   tff_dp = tff.aggregators.DifferentiallyPrivateFactory
   pairs = {
       "fixed": (tff_dp.gaussian_fixed(0.0, CLIENTS, clip),
-                process.SeededDPMeanFactory(dp_mean.Mechanism(CLIENTS, clip, 0.0), key)),
+                iterative_process.SeededDPMeanFactory(dp_mean.Mechanism(CLIENTS, clip, 0.0), key)),
       # dp_aggregator picks adaptive clipping for small noise, 0 included.
       "adaptive": (tff_dp.gaussian_adaptive(0.0, CLIENTS, initial_l2_norm_clip=clip),
-                   process.dp_aggregator(0.0, CLIENTS, clip, key)[0])}
+                   iterative_process.dp_aggregator(0.0, CLIENTS, clip, key)[0])}
   out = {}
   for clipping, (theirs, ours) in pairs.items():
     expected, expected_clips = _run(theirs, value_type, rounds, clip)
@@ -106,9 +106,10 @@ def noise_check():
   value_type = tff.to_type([tff.TensorType(np.float32, [500])])
   zeros = [[[np.zeros(500, np.float32)] for _ in range(CLIENTS)] for _ in range(8)]
   mechanism = dp_mean.Mechanism(CLIENTS, 0.5, 1.5)
-  runs = {key: _run(process.SeededDPMeanFactory(mechanism, np.array([key, 0])), value_type,
-                    zeros)[0] for key in (7, 8)}
-  again = _run(process.SeededDPMeanFactory(mechanism, np.array([7, 0])), value_type, zeros)[0]
+  def seeded(key):
+    return iterative_process.SeededDPMeanFactory(mechanism, np.array([key, 0]))
+  runs = {key: _run(seeded(key), value_type, zeros)[0] for key in (7, 8)}
+  again = _run(seeded(7), value_type, zeros)[0]
   return {"std": float(runs[7].std()), "expected_std": 1.5 * 0.5 / CLIENTS,
           "rounds_differ": bool(np.all(np.abs(runs[7][0] - runs[7][1]) > 0)),
           "same_key_identical": bool(np.array_equal(runs[7], again)),
@@ -116,7 +117,7 @@ def noise_check():
 
 
 if __name__ == "__main__":
-  process.use_test_context()
+  iterative_process.use_test_context()
   checks = {"noise": noise_check(), "parity": parity_check(), "rerun": rerun_check()}
   print(json.dumps(checks), flush=True)
   kill_own_workers()  # as federated.simulate does; the test fails on any leftover

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from federated import dp_mean
-from federated import model as model_lib
+from federated import model_steps as model_lib
 
 NUM_FEATURES = 5
 

@@ -1,5 +1,5 @@
 """The exported federated model: raw clinical columns in, the same features and
-probability out as federated/data.py `encode` gives, holes included."""
+probability out as federated/site_data.py `encode` gives, holes included."""
 
 import numpy as np
 import pandas as pd
@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from clinical_dp.simulators import simulate
-from federated import data as data_lib
-from federated import model as model_lib
+from federated import site_data as data_lib
+from federated import model_steps as model_lib
 
 
 def _raw_columns(frame, spec):

@@ -2,7 +2,7 @@
 (benchmarks/privacy_audit_federated.py runs them at the demo's): dp_fedavg's server
 aggregate and Dopamine's sum of the sites' noisy clipped sums. The lower bound stays
 within the stated epsilon, reaches half of it, and exceeds it when the noise is halved
-on purpose. Plain TensorFlow (federated/dp_mean.py, federated/model.py): no TFF
+on purpose. Plain TensorFlow (federated/dp_mean.py, federated/model_steps.py): no TFF
 computation runs, so no worker is started."""
 
 import math

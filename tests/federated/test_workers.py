@@ -14,8 +14,8 @@ import time
 
 import pytest
 
+from clinical_dp.process_tree import stat_fields
 from federated.config import FederatedConfig
-from federated.processes import stat_fields
 from federated.workers import WorkersConfig, accepts_connections, free_port, parse_address
 from tests.conftest import PROJECT_ROOT
 from tests.federated.conftest import FEDERATED_PYTHON, read_results, run_child, simulate_cli

@@ -10,16 +10,16 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from federated import model as model_lib
-from federated import process
-from federated.data import SiteData
-from federated.processes import kill_own_workers
+from federated import model_steps as model_lib
+from federated import iterative_process
+from federated.child_session import kill_own_workers
+from federated.site_data import SiteData
 
 
 def secure_sum_check():
-  process.use_test_context()
+  iterative_process.use_test_context()
   value_type = tff.to_type([tff.TensorType(np.float32, [4]), tff.TensorType(np.float32, [2])])
-  aggregation = process.secure_sum_aggregator(100.0).create(value_type)
+  aggregation = iterative_process.secure_sum_aggregator(100.0).create(value_type)
   rng = np.random.default_rng(0)
   values = [[rng.normal(0, 10, 4).astype(np.float32), rng.normal(0, 10, 2).astype(np.float32)]
             for _ in range(5)]
@@ -38,12 +38,14 @@ def dopamine_round_check():
                           np.arange(rows, dtype=np.int32) // 2, rows // 2))
   initial = model_lib.initial_weights(6, "mlp", 3, 0)
   q, clip, share, lr, batch = 0.5, 1.0, 0.7, 0.3, 16
-  built = process.build_process(initial, 6, process.dopamine_step(q, clip, share),
-                                process.secure_sum_aggregator(1000.0), lr, 0.9,
-                                direction_scale=-1.0 / batch)
+  built = iterative_process.build_process(initial, 6,
+                                          iterative_process.dopamine_step(q, clip, share),
+                                          iterative_process.secure_sum_aggregator(1000.0), lr, 0.9,
+                                          direction_scale=-1.0 / batch)
   seeds = [np.array([3, k], np.int64) for k in range(3)]
-  state, _ = built.next(built.initialize(), [process.client_value(s) for s in sites], seeds)
-  got = np.concatenate([np.ravel(w) for w in process.weights_of(state)])
+  clients = [iterative_process.client_value(s) for s in sites]
+  state, _ = built.next(built.initialize(), clients, seeds)
+  got = np.concatenate([np.ravel(w) for w in iterative_process.weights_of(state)])
   weights = [tf.constant(w) for w in initial]
   total = None
   for site, seed in zip(sites, seeds):

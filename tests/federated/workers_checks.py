@@ -14,8 +14,8 @@ import sys
 import numpy as np
 
 from federated import algorithms, execution
+from federated.child_session import kill_own_workers
 from federated.config import FederatedConfig
-from federated.processes import kill_own_workers
 from federated.workers import WorkerPool
 from tests.federated.dp_fedavg_checks import _federation, _flat
 

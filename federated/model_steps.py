@@ -1,7 +1,7 @@
 """The model and its update steps in plain TensorFlow, free of TFF.
 
 As in TFF's simple_fedavg, everything a site or the server computes lives here as
-ordinary TF functions on a list of weight tensors; federated/process.py only wires
+ordinary TF functions on a list of weight tensors; federated/iterative_process.py only wires
 them into TFF computations. The DP-SGD step is written out (per-patient clipping,
 Gaussian noise) because TF Privacy's Keras optimizers break inside TFF client
 updates (tensorflow-federated issue 1381).
@@ -174,11 +174,11 @@ def predict(weights: Sequence[np.ndarray], x: np.ndarray) -> np.ndarray:
 class ExportedModel(tf.Module):
   """The released classifier, with two signatures:
 
-  `serving_default` / `predict_features`: the scaled feature matrix (federated/data.py
+  `serving_default` / `predict_features`: the scaled feature matrix (federated/site_data.py
     `encode`), [batch, features] float32 -> probability;
   `predict_raw`: one [batch] tensor per raw clinical column (numbers in clinical units
     as float32, categories as strings), encoded inside by `encode_raw`, which is
-    federated/data.py `encode` written in TensorFlow step for step, holes included.
+    federated/site_data.py `encode` written in TensorFlow step for step, holes included.
 
   A hole is sent as the pipeline's classifier sends it to its `predict_features`
   signature: NaN in a number, "" in a category. Unlike there, every number here is a
@@ -222,10 +222,10 @@ class ExportedModel(tf.Module):
     return {"probability": tf.sigmoid(logits(self.weights, features))}
 
   def _encode_raw(self, columns):
-    """federated/data.py `encode`, line for line, on raw [batch] columns.
+    """federated/site_data.py `encode`, line for line, on raw [batch] columns.
 
     Each column is built beside its name, and the names must equal `feature_names`
-    (federated/data.py `feature_names`, which the weights were trained on): the width
+    (federated/site_data.py `feature_names`, which the weights were trained on): the width
     and order of `encode` are then checked by construction, and the values by
     tests/federated/test_export.py, which feeds one table with holes through both."""
     spec = self._spec
@@ -259,7 +259,7 @@ class ExportedModel(tf.Module):
     names = [name for name, _ in named]
     if names != self._names:
       raise ValueError(f"the spec's raw columns encode to features {names}, but the model "
-                       f"was trained on {self._names} (federated/data.py feature_names)")
+                       f"was trained on {self._names} (federated/site_data.py feature_names)")
     return tf.stack([column for _, column in named], axis=1)
 
 
@@ -268,7 +268,7 @@ def _as_float(mask: tf.Tensor) -> tf.Tensor:
 
 
 def _scale(values: tf.Tensor, low: float, high: float) -> tf.Tensor:
-  """federated/data.py `_scale` in float32 with the same constants (the bound and the
+  """federated/site_data.py `_scale` in float32 with the same constants (the bound and the
   width each rounded once to float32), so both give the same bits; a hole stays NaN
   for the caller to replace.
 
@@ -281,7 +281,7 @@ def _scale(values: tf.Tensor, low: float, high: float) -> tf.Tensor:
 
 
 def _fill_series(values: tf.Tensor, present: tf.Tensor) -> tf.Tensor:
-  """federated/data.py `_fill_series`: (rows, visits) with holes -> each hole the last
+  """federated/site_data.py `_fill_series`: (rows, visits) with holes -> each hole the last
   observed value before it, else the first one after it, else 0. Its cumulative max
   and min over visits are masked reductions here (TF has no cumulative max), over a
   [visits, visits] mask: the visit counts of a spec are small."""

@@ -1,7 +1,7 @@
 """`clinical-dp kubeflow ...`: compile the pipeline for Kubeflow Pipelines, prepare its data.
 
 Arguments are checked before TensorFlow is imported, so bad input answers at once (exit 2
-through clinical_dp.cli's handling of ValueError).
+through cli/main.py's handling of ValueError).
 """
 
 from __future__ import annotations

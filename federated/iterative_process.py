@@ -1,4 +1,4 @@
-"""TFF wiring: the pure-TF steps of federated/model.py as federated computations.
+"""TFF wiring: the pure-TF steps of federated/model_steps.py as federated computations.
 
 One iterative process shape serves every federated algorithm (simple_fedavg's):
 the server broadcasts the weights, each participating site runs a client step
@@ -26,7 +26,7 @@ import tensorflow_federated as tff
 from tensorflow_federated.python.aggregators import differential_privacy
 
 from federated import dp_mean
-from federated import model as model_lib
+from federated import model_steps as model_lib
 
 _TEST_CONTEXT = None
 

@@ -13,14 +13,15 @@ from typing import Dict, Tuple
 
 import pandas as pd
 
-from clinical_dp.files import RELEASE_DIR, RELEASE_PRIVACY_JSON, write_text_atomically
-from components.evaluation import report as evaluation_report
+from clinical_dp.files import write_text_atomically
+from clinical_dp.release_layout import RELEASED_SYNTHETIC_CSV, RELEASE_DIR, RELEASE_PRIVACY_JSON
+from components.evaluation.html_page import STYLE, table
+from components.evaluation.report_html import REPORT_HTML, REPORT_JSON
 
 PUBLIC_REPORT_DIR = "public_report"
 PUBLIC_NOTE = ("May be published. Computed from the released artifacts alone (the synthetic "
                "table and the privacy records in release/), never from the real patients: "
                "every number here is post-processing of differentially private outputs.")
-SYNTHETIC_CSV = os.path.join("synthetic", "synthetic.csv")  # as components/release.py writes it
 
 
 class NoReleaseError(ValueError):
@@ -29,7 +30,7 @@ class NoReleaseError(ValueError):
 
 def read_release(run_dir: str) -> Tuple[pd.DataFrame, Dict]:
   release = os.path.join(run_dir, RELEASE_DIR)
-  paths = [os.path.join(release, name) for name in (SYNTHETIC_CSV, RELEASE_PRIVACY_JSON)]
+  paths = [os.path.join(release, name) for name in (RELEASED_SYNTHETIC_CSV, RELEASE_PRIVACY_JSON)]
   missing = [p for p in paths if not os.path.isfile(p)]
   if missing:
     raise NoReleaseError(f"{run_dir}: no complete release (missing {', '.join(missing)}); "
@@ -72,8 +73,8 @@ def public_report(run_dir: str) -> Dict:
 
 def _table(header, rows) -> str:
   """The pipeline report's table, its cells escaped here."""
-  return evaluation_report._table([html.escape(str(h)) for h in header],  # pylint: disable=protected-access
-                                  [[html.escape(str(c)) for c in row] for row in rows])
+  return table([html.escape(str(h)) for h in header],
+               [[html.escape(str(c)) for c in row] for row in rows])
 
 
 def _number(value) -> str:
@@ -91,7 +92,7 @@ def render_html(report: Dict) -> str:
   parts = [
       "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
       "<title>clinical-dp public report</title>",
-      f"<style>{evaluation_report._STYLE}</style></head><body>",  # pylint: disable=protected-access
+      f"<style>{STYLE}</style></head><body>",
       f"<p><strong>{html.escape(report['public'])}</strong></p>",
       "<h1>Synthetic data release: its own statistics and its privacy guarantees</h1>",
       f"<p>{report['synthetic_patients']} synthetic patients. Released together: epsilon "
@@ -116,7 +117,7 @@ def write_public_report(run_dir: str, output: str = "") -> Tuple[str, str]:
   """report.json and report.html under `output` (default RUN_DIR/public_report)."""
   report = public_report(run_dir)
   output = output or os.path.join(run_dir, PUBLIC_REPORT_DIR)
-  json_path = write_text_atomically(os.path.join(output, "report.json"),
+  json_path = write_text_atomically(os.path.join(output, REPORT_JSON),
                                     json.dumps(report, indent=2, allow_nan=False))
-  html_path = write_text_atomically(os.path.join(output, "report.html"), render_html(report))
+  html_path = write_text_atomically(os.path.join(output, REPORT_HTML), render_html(report))
   return json_path, html_path

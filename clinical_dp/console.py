@@ -2,7 +2,7 @@
 
 The project's API is one logger, `clinical_dp.console` (CONSOLE_LOGGER), and `say(line)`:
 
-    from pipelines.console import say
+    from clinical_dp.console import say
     say("  SyntheticDataGen: sampling 600 synthetic patients")
 
 Code that must not import this module (e.g. the federated runtime) may log to
@@ -269,7 +269,7 @@ def captured_run(own_process: bool = True) -> Iterator[_Capture]:
   so whatever is left below it at the end belongs to the run.
   """
   global _capture
-  from federated.processes import kill_tree  # pylint: disable=g-import-not-at-top
+  from clinical_dp.process_tree import kill_tree  # pylint: disable=g-import-not-at-top
   capture = _Capture()
   capture.start()
   _capture = capture

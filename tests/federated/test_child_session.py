@@ -2,7 +2,8 @@
 
 import time
 
-from federated.processes import run_in_own_session, session_members
+from clinical_dp.process_tree import session_members
+from federated.child_session import run_in_own_session
 
 
 def test_orphan_holding_the_pipe_neither_hangs_the_caller_nor_survives():

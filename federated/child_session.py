@@ -16,51 +16,9 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Deque, Iterator, List, Optional, Sequence
 
-
-def stat_fields(pid: int) -> Optional[List[str]]:
-  """Fields of /proc/PID/stat after the command name (state, ppid, pgrp, session, ...),
-  or None once the process is gone. The name may contain spaces, so split after ")"."""
-  try:
-    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-      stat = f.read()
-  except OSError:
-    return None
-  return stat[stat.rfind(")") + 2:].split()
-
-
-def _processes() -> Iterator[Tuple[int, List[str]]]:
-  """(pid, stat fields) of every process on the machine (read from /proc; Linux)."""
-  for entry in os.listdir("/proc"):
-    if entry.isdigit():
-      fields = stat_fields(int(entry))
-      if fields:
-        yield int(entry), fields
-
-
-def session_members(session_id: int) -> List[int]:
-  """Process ids in a session."""
-  return [pid for pid, fields in _processes() if int(fields[3]) == session_id]
-
-
-def descendants(root_pid: int) -> List[int]:
-  """Processes below `root_pid`: its children, theirs, and so on, plus every member of
-  a session that one of them leads (run_in_own_session's children, whose TFF workers
-  stay in that session even once reparented to init)."""
-  table = dict(_processes())
-  children: Dict[int, List[int]] = collections.defaultdict(list)
-  for pid, fields in table.items():
-    children[int(fields[1])].append(pid)
-  found, stack = set(), [root_pid]
-  while stack:
-    for child in children.get(stack.pop(), []):
-      if child not in found:
-        found.add(child)
-        stack.append(child)
-  found |= {pid for pid, fields in table.items() if int(fields[3]) in found}
-  found.discard(root_pid)
-  return sorted(found)
+from clinical_dp.process_tree import kill_session, running, session_members, stat_fields, terminate
 
 
 def worker_binaries() -> List[int]:
@@ -77,48 +35,13 @@ def worker_binaries() -> List[int]:
   return found
 
 
-def _running(pid: int) -> bool:
-  fields = stat_fields(pid)
-  return fields is not None and fields[0] != "Z"
-
-
-def _terminate(still_there: Callable[[], List[int]], grace_seconds: float) -> None:
-  """SIGTERM, then SIGKILL, to the processes `still_there()` lists, waiting up to
-  `grace_seconds` after each signal for the list to empty."""
-  for sig in (signal.SIGTERM, signal.SIGKILL):
-    targets = still_there()
-    if not targets:
-      return
-    for pid in targets:
-      try:
-        os.kill(pid, sig)
-      except ProcessLookupError:
-        pass
-    deadline = time.time() + grace_seconds
-    while time.time() < deadline and still_there():
-      time.sleep(0.1)
-
-
 def kill_own_workers() -> List[int]:
   """Terminates the worker_binary children of this process (TFF starts them and
   leaves them running after Python exits); returns their ids."""
   mine = [pid for pid in worker_binaries()
           if (fields := stat_fields(pid)) and int(fields[1]) == os.getpid()]
-  _terminate(lambda: [pid for pid in mine if _running(pid)], grace_seconds=3.0)
+  terminate(lambda: [pid for pid in mine if running(pid)], grace_seconds=3.0)
   return mine
-
-
-def kill_session(session_id: int, grace_seconds: float = 3.0) -> None:
-  """SIGTERM then SIGKILL to everything left in the session."""
-  _terminate(lambda: session_members(session_id), grace_seconds)
-
-
-def kill_tree(root_pid: int, grace_seconds: float = 3.0) -> List[int]:
-  """SIGTERM then SIGKILL to every process below `root_pid` (see descendants), which
-  itself is spared; returns their ids."""
-  targets = descendants(root_pid)
-  _terminate(lambda: [pid for pid in targets if _running(pid)], grace_seconds)
-  return targets
 
 
 @contextlib.contextmanager
@@ -225,14 +148,14 @@ class Completed:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  """`python -m federated.processes [--timeout S] -- COMMAND...`: COMMAND in its own session.
+  """`python -m federated.child_session [--timeout S] -- COMMAND...`: COMMAND in its own session.
 
   For `make test`: the test run's own leftovers (a TFF worker that escaped a test) are
   killed when it ends, so make never waits on a pipe a stray worker holds open.
   """
   import argparse
   import sys
-  parser = argparse.ArgumentParser(prog="federated.processes")
+  parser = argparse.ArgumentParser(prog="federated.child_session")
   parser.add_argument("--timeout", type=float, default=None)
   parser.add_argument("command", nargs=argparse.REMAINDER)
   args = parser.parse_args(argv)
@@ -242,7 +165,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   completed = run_in_own_session(command, on_line=lambda line: print(line, flush=True),
                                  timeout=args.timeout)
   if completed.timed_out:
-    print(f"federated.processes: {command[0]} ran past {args.timeout:g} s and was killed",
+    print(f"federated.child_session: {command[0]} ran past {args.timeout:g} s and was killed",
           file=sys.stderr)
     return 124  # as timeout(1)
   return completed.returncode

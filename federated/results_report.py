@@ -7,31 +7,13 @@ import json
 import math
 from typing import Dict, List
 
+from clinical_dp.report_format import compact_cell, json_safe
+
 _COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d")
-
-
-def json_safe(value):
-  """inf and nan are not JSON: written as null (epsilon inf means not private)."""
-  if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
-    return None
-  if isinstance(value, dict):
-    return {str(k): json_safe(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [json_safe(v) for v in value]
-  return value
 
 
 def dumps(results: Dict) -> str:
   return json.dumps(json_safe(results), indent=2, sort_keys=False, allow_nan=False)
-
-
-def _fmt(value, digits=4) -> str:
-  if value is None:
-    return "-"
-  if isinstance(value, float):
-    return f"{value:.{digits}g}" if abs(value) >= 1e4 or abs(value) < 1e-3 else \
-        f"{value:.{digits}f}".rstrip("0").rstrip(".")
-  return html.escape(str(value))
 
 
 def _curve_svg(algorithms: Dict[str, Dict], width=640, height=300) -> str:
@@ -101,7 +83,7 @@ def render_html(results: Dict) -> str:
   algorithms = results["algorithms"]
   rows: List[str] = []
   for name, r in algorithms.items():
-    rows.append("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in (
+    rows.append("<tr>" + "".join(f"<td>{compact_cell(v)}</td>" for v in (
         name, r["auroc"], r["accuracy"],
         "not private" if r["epsilon"] in (None, math.inf) else r["epsilon"], r["delta"],
         r["privacy_unit"], r["rounds"], r["wall_seconds"], r["seconds_per_round"])) + "</tr>")
@@ -109,7 +91,7 @@ def render_html(results: Dict) -> str:
   site_rows = []
   for name, r in algorithms.items():
     site_rows.append(f"<tr><td>{html.escape(name)}</td>" + "".join(
-        f"<td>{_fmt(r['per_site'][s]['auroc'], 3)}</td>" for s in sites) + "</tr>")
+        f"<td>{compact_cell(r['per_site'][s]['auroc'], 3)}</td>" for s in sites) + "</tr>")
   config = html.escape(json.dumps(results["config"], indent=1))
   return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Federated DP comparison</title>
