@@ -297,12 +297,12 @@ def demo_statistics_mechanism(num_examples: int = DEMO_TRAINING_PATIENTS, config
 def _noisy_statistics_seen():
   """The white-box auditor's view of release(): each noisy statistic as it leaves its
   Gaussian mechanism, recorded where release() hands it to post-processing (norm-sub of
-  each noisy histogram, the nearest correlation of each noisy second moment), and
-  passed on unchanged. (The binning scales' trees are seen whole, before their own
+  each noisy histogram, the correlation made of each noisy second moment), and passed
+  on unchanged. (The binning scales' trees are seen whole, before their own
   norm-sub, which also passes through `histogram`: the marginals are the last ones.)"""
   seen: Dict[str, List[np.ndarray]] = {"histograms": [], "moments": [], "trees": []}
   norm_sub = dp_statistics._norm_sub  # pylint: disable=protected-access
-  nearest = dp_statistics._nearest_correlation  # pylint: disable=protected-access
+  nearest = dp_statistics._correlation_from_noisy  # pylint: disable=protected-access
   scales = dp_statistics.scales_from_noisy_trees
 
   def histogram(noisy, *args, **kwargs):
@@ -317,12 +317,12 @@ def _noisy_statistics_seen():
     seen["trees"].append(np.array(noisy, np.float64))
     return scales(noisy, *args, **kwargs)
 
-  dp_statistics._norm_sub, dp_statistics._nearest_correlation = histogram, moment
+  dp_statistics._norm_sub, dp_statistics._correlation_from_noisy = histogram, moment
   dp_statistics.scales_from_noisy_trees = trees
   try:
     yield seen
   finally:
-    dp_statistics._norm_sub, dp_statistics._nearest_correlation = norm_sub, nearest
+    dp_statistics._norm_sub, dp_statistics._correlation_from_noisy = norm_sub, nearest
     dp_statistics.scales_from_noisy_trees = scales
 
 

@@ -390,17 +390,16 @@ def release(flat: np.ndarray, labels: np.ndarray, codes_layout: CodeLayout,
       scores[codes[rows, indicator] == 1, value] = 0.0
     scaled[rows] = clipped_score_vectors(scores, config)
   correlation_noise = noise[1] * correlation_sensitivity(config.coordinate_clip)
-  smooth = ((lambda c: smooth_visit_correlations(c, codes_layout, correlation_noise))
-            if config.smooth_visit_correlations else (lambda c: c))
   if config.pooled_correlation:
-    correlation = _nearest_correlation(smooth(second_moment(scaled)
-                                              + _symmetric_noise(m, correlation_noise, rng)))
+    correlation = _correlation_from_noisy(
+        second_moment(scaled) + _symmetric_noise(m, correlation_noise, rng), codes_layout,
+        config, correlation_noise)
     correlations = [correlation] * num_groups
   else:  # disjoint groups: one patient moves one group's moment, so the noise is shared
     moments = [second_moment(scaled[groups == g]) + _symmetric_noise(m, correlation_noise, rng)
                for g in range(num_groups)]
-    correlations = [_nearest_correlation(smooth(c)) for c in
-                    shrunk_class_correlations(moments, correlation_noise)]
+    correlations = [_correlation_from_noisy(c, codes_layout, config, correlation_noise)
+                    for c in shrunk_class_correlations(moments, correlation_noise)]
   return DpCopula(codes_layout, probabilities, correlations, np.asarray(sizes), scales)
 
 
@@ -530,6 +529,16 @@ def smooth_visits(probabilities: List[np.ndarray], layout: CodeLayout,
       pulled = (1.0 - weight) * own + weight * around
       smoothed[code] = pulled / pulled.sum()
   return smoothed
+
+
+def _correlation_from_noisy(moment: np.ndarray, layout: CodeLayout, config: StatisticsConfig,
+                            noise: float) -> np.ndarray:
+  """Post-processing of one noisy second moment (each entry's noise of standard deviation
+  `noise`) into the released correlation: smoothed over visits where configured, then
+  made a positive definite correlation."""
+  if config.smooth_visit_correlations:
+    moment = smooth_visit_correlations(moment, layout, noise)
+  return _nearest_correlation(moment)
 
 
 def smooth_visit_correlations(moment: np.ndarray, layout: CodeLayout,
