@@ -524,11 +524,20 @@ def smooth_visits(probabilities: List[np.ndarray], layout: CodeLayout,
         continue
       own, around = probabilities[code], np.mean(neighbours, axis=0)
       expected = len(own) * noise ** 2 * (1 + 1 / len(neighbours))
-      keep = max(0.0, 1.0 - expected / max(float(np.sum((own - around) ** 2)), 1e-12))
-      weight = (1.0 - keep) * len(neighbours) / (len(neighbours) + 1)
-      pulled = (1.0 - weight) * own + weight * around
+      pulled = _pulled_towards(own, around, expected, len(neighbours))
       smoothed[code] = pulled / pulled.sum()
   return smoothed
+
+
+def _pulled_towards(own: np.ndarray, around: np.ndarray, expected: float, neighbours):
+  """Positive-part James-Stein, as smooth_visits and smooth_visit_correlations use it:
+  `own` keeps 1 - expected / observed of its squared difference from `around` (the mean
+  of its `neighbours` neighbours, a count per entry or one for all), where `expected` is
+  what the noise alone would make; what it gives up moves it towards `around`, at most to
+  equal weights with its neighbours."""
+  keep = max(0.0, 1.0 - expected / max(float(np.sum((own - around) ** 2)), 1e-12))
+  weight = (1.0 - keep) * np.asarray(neighbours) / (np.asarray(neighbours) + 1)
+  return (1.0 - weight) * own + weight * around
 
 
 def _correlation_from_noisy(moment: np.ndarray, layout: CodeLayout, config: StatisticsConfig,
@@ -593,9 +602,7 @@ def smooth_visit_correlations(moment: np.ndarray, layout: CodeLayout,
     counts = np.array([len(n) for _, _, n in entries])
     expected = sum(noise_var[i, j] + np.mean([noise_var[a, b] for a, b in n]) / len(n)
                    for i, j, n in entries)
-    keep = max(0.0, 1.0 - expected / max(float(np.sum((own - around) ** 2)), 1e-12))
-    weights = (1.0 - keep) * counts / (counts + 1)
-    for (i, j, _), value in zip(entries, (1.0 - weights) * own + weights * around):
+    for (i, j, _), value in zip(entries, _pulled_towards(own, around, expected, counts)):
       smoothed[i, j] = smoothed[j, i] = value
   return smoothed * np.outer(diagonal, diagonal)
 
