@@ -181,7 +181,9 @@ def score_table(table: pd.DataFrame, x: np.ndarray, y: np.ndarray, train: pd.Dat
   use["shuffled_label_control"] = utility.shuffled_label_control(x, y, x_test, y_test, config)
   use["test_patients"] = int(len(y_test))
   fid = fidelity.fidelity_report(with_user_labels(train, user_spec),
-                                 with_user_labels(table, user_spec), user_spec)
+                                 with_user_labels(table, user_spec), user_spec,
+                                 config.fidelity_bootstrap_samples,
+                                 config.fidelity_bootstrap_rows, config.seed)
   return {"utility": use, "fidelity": fid}
 
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from clinical_dp.spec import DatasetSpec, SeriesFeature, StaticFeature
-from components.evaluation import attacks, disclosure, fidelity, utility, verdicts
+from components.evaluation import attacks, disclosure, fidelity, report_html, utility, verdicts
 
 FAST = utility.UtilityConfig(bootstrap_samples=100, forest_trees=30)
 
@@ -171,3 +171,86 @@ def test_verdicts_need_a_working_positive_control():
   assert faithful["status"] == "meets target" and "0.05" in faithful["text"]
   assert verdicts.fidelity_verdict({"correlation_spearman": 0.7, "median_ks": 0.7},
                                  thresholds)["status"] == "below target"
+
+
+def _correlated_table(rows, rng, mixing, shift=0.0, holes=0.1):
+  """Six columns of correlated normals (with missing cells), rounded as lab values are."""
+  values = rng.standard_normal((rows, 6)) @ mixing + shift
+  values = np.round(values, 1)
+  values[rng.random(values.shape) < holes] = np.nan
+  return pd.DataFrame(values, columns=[f"c{j}" for j in range(6)])
+
+
+MIXING = np.triu(np.full((6, 6), 0.6)) + np.eye(6)
+
+
+def _bootstrap(real, synthetic, samples=40, max_rows=0, seed=3):
+  columns = list(real.columns)
+  full = {"median_ks": float(np.median([
+              fidelity.numeric_marginal(real[c], synthetic[c], -10, 10)["ks"] for c in columns])),
+          "correlation_spearman": fidelity.correlation_agreement(real, synthetic)["spearman"]}
+  return full, fidelity.fidelity_bootstrap(real, synthetic, columns, columns, samples,
+                                           max_rows, seed, full)
+
+
+def test_fidelity_bootstrap_draws_are_the_report_measures_of_resampled_rows():
+  rng = np.random.default_rng(0)
+  real, synthetic = _correlated_table(300, rng, MIXING), _correlated_table(250, rng, MIXING)
+  _, drawn = _bootstrap(real, synthetic, samples=4)
+  real_rng, synthetic_rng = np.random.default_rng([3, 1]), np.random.default_rng([3, 2])
+  for b in range(4):  # the same resamples drawn by hand, scored by the report's functions
+    r = real.iloc[real_rng.integers(0, 300, 300)].reset_index(drop=True)
+    s = synthetic.iloc[synthetic_rng.integers(0, 250, 250)].reset_index(drop=True)
+    ks = np.median([fidelity.numeric_marginal(r[c], s[c], -10, 10)["ks"] for c in r])
+    assert drawn["median_ks"][b] == pytest.approx(ks, abs=1e-6)
+    assert drawn["correlation_spearman"][b] == pytest.approx(
+        fidelity.correlation_agreement(r, s)["spearman"], abs=1e-6)
+  assert drawn["rows_per_resample"] == {"real": 300, "synthetic": 250}
+  low, high = drawn["median_ks_ci"]
+  assert low <= np.median(drawn["median_ks"]) <= high
+
+
+def test_fidelity_intervals_call_a_second_draw_level_and_a_worse_table_behind():
+  rng = np.random.default_rng(1)
+  real = _correlated_table(1500, rng, MIXING)
+  ours, again = _correlated_table(1500, rng, MIXING), _correlated_table(1500, rng, MIXING)
+  # A worse table: the same columns, half of the structure gone and shifted a little.
+  worse = _correlated_table(1500, rng, np.eye(6) + np.diag(np.full(5, 0.6), 1), shift=0.15)
+  scored = {}
+  for name, table in (("ours", ours), ("again", again), ("worse", worse)):
+    full, drawn = _bootstrap(real, table)
+    scored[name] = {"utility": {"synthetic_relative_to_real": {}},
+                    "fidelity": {**full, "bootstrap": drawn}}
+  baselines = {name: {"name": name, **scored[name]} for name in ("again", "worse")}
+  verdict = verdicts.baseline_verdict(scored["ours"]["utility"], scored["ours"]["fidelity"],
+                                      baselines)["comparisons"]
+  assert verdict["again"]["level"] == ["correlation_spearman", "median_ks"], verdict["again"]
+  assert verdict["worse"]["ahead"] == ["correlation_spearman", "median_ks"], verdict["worse"]
+  assert verdict["worse"]["difference_ci"]["correlation_spearman"][0] > 0
+  assert verdict["worse"]["difference_ci"]["median_ks"][1] < 0
+  # Unpaired (other real resamples for the second table) the same comparison is wider.
+  _, unpaired = _bootstrap(real, again, seed=4)
+  draws = lambda name: np.asarray(scored[name]["fidelity"]["bootstrap"]["median_ks"])
+  assert np.std(draws("ours") - draws("again")) < np.std(
+      draws("ours") - np.asarray(unpaired["median_ks"]))
+
+
+def test_resampling_fewer_rows_keeps_the_spread_of_the_whole_tables():
+  rng = np.random.default_rng(2)
+  real, synthetic = _correlated_table(6000, rng, MIXING), _correlated_table(6000, rng, MIXING)
+  full, whole = _bootstrap(real, synthetic, samples=60)
+  _, capped = _bootstrap(real, synthetic, samples=60, max_rows=1500)
+  assert capped["rows_per_resample"] == {"real": 1500, "synthetic": 1500}
+  for measure in ("median_ks", "correlation_spearman"):
+    assert np.mean(capped[measure]) == pytest.approx(full[measure], abs=1e-6)
+    ratio = np.std(capped[measure]) / np.std(whole[measure])
+    assert 0.6 < ratio < 1.6, (measure, ratio)
+  # Without the rescaling the capped spread would be twice the whole tables'.
+  assert np.std(capped["median_ks"]) < 0.75 * 2 * np.std(whole["median_ks"])
+  # The report says what was resampled.
+  note = report_html._bootstrap_note  # pylint: disable=protected-access
+  assert "1500 rows of a table per resample at most" in note({"bootstrap": capped})
+  assert "per resample at most" not in note({"bootstrap": whole})
+  low, high = capped["median_ks_ci"]
+  assert report_html._draws_ci({"bootstrap": capped}, "median_ks") == (  # pylint: disable=protected-access
+      f" <small>({low:.3f}-{high:.3f})</small>")

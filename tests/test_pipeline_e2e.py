@@ -386,7 +386,7 @@ def test_report_has_every_documented_field_and_run_prints_its_headline(icu_run):
   assert paired, report["baselines"]["copula"]["utility"]["synthetic"]["lr"]
   for name in paired:
     assert len(draws(report["utility"])) == len(draws(report["baselines"][name]["utility"]))
-    assert report["headline"]["baselines"]["comparisons"][name]["auroc_difference_ci"]
+    assert report["headline"]["baselines"]["comparisons"][name]["difference_ci"]
   assert set(report["fidelity"]["saturation"]) >= {"max_synthetic", "max_real", "columns"}
   assert report["fidelity"]["trajectory_error"] is not None
   summary = json.loads((output / "run_summary.json").read_text())

@@ -5,7 +5,9 @@ scale for numeric columns, total variation for categorical ones), SPRINT_gan's
 correlation-structure agreement (Spearman correlation between the lower triangles of
 the real and the synthetic feature correlation matrices), median trajectories per
 visit and label class and how far the synthetic ones stray (in clinical units), and
-saturation: the share of values piled up at a public bound.
+saturation: the share of values piled up at a public bound. The correlation Spearman and
+the median KS come with bootstrap draws (fidelity_bootstrap) so that two tables scored
+against the same real rows can be compared draw by draw.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from clinical_dp.spec import DatasetSpec
+from components.evaluation.utility import percentile_interval
 
 
 def numeric_marginal(real: np.ndarray, synthetic: np.ndarray, low: float, high: float) -> Dict:
@@ -174,9 +177,107 @@ def saturation(real: pd.DataFrame, synthetic: pd.DataFrame, spec: DatasetSpec) -
   return result
 
 
-def fidelity_report(real: pd.DataFrame, synthetic: pd.DataFrame, spec: DatasetSpec) -> Dict:
+def _ks(real: np.ndarray, synthetic: np.ndarray) -> float:
+  """ks_2samp's statistic of the finite values of two columns, computed directly: the
+  largest gap of their empirical CDFs at the values of either."""
+  real, synthetic = np.sort(real[np.isfinite(real)]), np.sort(synthetic[np.isfinite(synthetic)])
+  if not len(real) or not len(synthetic):
+    return np.nan
+  at = np.concatenate([real, synthetic])
+  return float(np.max(np.abs(np.searchsorted(real, at, side="right") / len(real)
+                             - np.searchsorted(synthetic, at, side="right") / len(synthetic))))
+
+
+def _pairwise_correlations(values: np.ndarray) -> np.ndarray:
+  """Pairwise-complete Pearson correlations of the columns of `values` (rows, k; NaN
+  missing), as pandas' DataFrame.corr computes them, from four matrix products."""
+  present = np.isfinite(values).astype(np.float64)
+  filled = np.nan_to_num(values - np.nanmean(values, axis=0)) * present
+  count = np.maximum(present.T @ present, 1e-12)  # rows where both columns are present
+  mean_a = (filled.T @ present) / count  # [a, b]: the mean of a where b is present too
+  covariance = (filled.T @ filled) / count - mean_a * mean_a.T
+  variance = np.clip(((filled * filled).T @ present) / count - mean_a ** 2, 0, None)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return covariance / np.sqrt(variance * variance.T)
+
+
+def _spearman_of_lower(real_corr: np.ndarray, synthetic_corr: np.ndarray) -> float:
+  lower = np.tril_indices(len(real_corr), k=-1)
+  a, b = real_corr[lower], synthetic_corr[lower]
+  ok = np.isfinite(a) & np.isfinite(b)
+  if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
+    return np.nan
+  return float(stats.spearmanr(a[ok], b[ok]).statistic)
+
+
+def fidelity_bootstrap(real: pd.DataFrame, synthetic: pd.DataFrame, columns: List[str],
+                       correlated: List[str], samples: int, max_rows: int, seed: int,
+                       full: Dict[str, Optional[float]], confidence: float = 0.95
+                       ) -> Dict[str, list]:
+  """Bootstrap draws of the median KS (over the numeric `columns`) and of the correlation
+  Spearman (over the `correlated` columns, those correlation_agreement used); the real
+  rows and the synthetic rows each resampled with replacement.
+
+  The real resamples depend only on the number of real rows and the seed, so every table
+  scored against the same real rows (the released one, the baselines) gets the same real
+  resamples: paired draws, as the AUROC's test resamples are. The rows of the two tables
+  are the sampling noise measured here; the DP noise of the one release is not (drawing
+  it again would spend budget). A table of more than max_rows rows is resampled max_rows
+  rows at a time (m out of n), and each draw is then the full tables' value (`full`) plus
+  its departure from the draws' mean scaled by sqrt((1/n_real + 1/n_synthetic) /
+  (1/m_real + 1/m_synthetic)): both measures vary about as 1 / sqrt(rows), so the spread
+  is about the full tables' (a smaller resample's KS is biased upwards, hence the
+  recentring) at a cost that stops growing with the table."""
+  cap = lambda rows: min(rows, max_rows) if max_rows else rows
+  real_drawn, synthetic_drawn = cap(len(real)), cap(len(synthetic))
+  real_rng, synthetic_rng = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
+  as_floats = lambda table: np.stack([_floats(table[c]) for c in real.columns], axis=1) \
+      if len(real.columns) else np.zeros((len(table), 0))
+  real_values, synthetic_values = as_floats(real), as_floats(synthetic)
+  measured = [list(real.columns).index(c) for c in columns]
+  correlated = [list(real.columns).index(c) for c in correlated] if len(correlated) >= 3 \
+      else []
+  ks_draws, spearman_draws = [], []
+  for _ in range(samples if real_drawn and synthetic_drawn else 0):
+    real_rows = real_values[real_rng.integers(0, len(real), real_drawn)]
+    synthetic_rows = synthetic_values[synthetic_rng.integers(0, len(synthetic),
+                                                             synthetic_drawn)]
+    if measured:
+      ks_draws.append(np.nanmedian([_ks(real_rows[:, j], synthetic_rows[:, j])
+                                    for j in measured]))
+    if correlated:
+      spearman_draws.append(_spearman_of_lower(
+          _pairwise_correlations(real_rows[:, correlated]),
+          _pairwise_correlations(synthetic_rows[:, correlated])))
+  capped = (real_drawn, synthetic_drawn) != (len(real), len(synthetic))
+  # the variance of either measure as 1 / (real rows) + 1 / (synthetic rows), each table's
+  # rows alike: the full tables' spread over the drawn rows' spread
+  scale = (np.sqrt((1 / max(len(real), 1) + 1 / max(len(synthetic), 1))
+                   / (1 / max(real_drawn, 1) + 1 / max(synthetic_drawn, 1))))
+
+  def rescaled(draws, measure):
+    draws = np.asarray(draws, np.float64)
+    if not len(draws) or not np.all(np.isfinite(draws)) or full.get(measure) is None:
+      return []
+    if capped:
+      draws = full[measure] + scale * (draws - draws.mean())
+    return np.round(draws, 6).tolist()
+
+  result = {"median_ks": rescaled(ks_draws, "median_ks"),
+             "correlation_spearman": rescaled(spearman_draws, "correlation_spearman"),
+             "rows_per_resample": {"real": int(real_drawn), "synthetic": int(synthetic_drawn)},
+             "rows": {"real": len(real), "synthetic": len(synthetic)}, "samples": int(samples)}
+  for measure in ("median_ks", "correlation_spearman"):
+    result[f"{measure}_ci"] = percentile_interval(result[measure], confidence)
+  return result
+
+
+def fidelity_report(real: pd.DataFrame, synthetic: pd.DataFrame, spec: DatasetSpec,
+                    bootstrap_samples: int = 0, bootstrap_rows: int = 0, seed: int = 0
+                    ) -> Dict:
   """Marginals per column, correlation agreement, trajectories and their error, and
-  saturation, real vs synthetic."""
+  saturation, real vs synthetic; with bootstrap_samples, fidelity_bootstrap's draws of
+  the correlation Spearman and the median KS."""
   marginals = {}
   for feature in spec.static:
     if feature.is_categorical:
@@ -194,6 +295,15 @@ def fidelity_report(real: pd.DataFrame, synthetic: pd.DataFrame, spec: DatasetSp
   correlation = correlation_agreement(real[numeric], synthetic[numeric])
   trajectories = {"real": median_trajectories(real, spec),
                   "synthetic": median_trajectories(synthetic, spec)}
+  bootstrap = None
+  if bootstrap_samples:
+    measured = [c for c in numeric if marginals[c].get("ks") is not None]
+    bootstrap = fidelity_bootstrap(
+        real[numeric], synthetic[numeric], measured,
+        correlation["columns"] if correlation["spearman"] is not None else [],
+        bootstrap_samples, bootstrap_rows, seed,
+        {"median_ks": float(np.median(ks)) if ks else None,
+         "correlation_spearman": correlation["spearman"]})
   return {
       "correlation_spearman": correlation["spearman"],
       "correlation_reason": correlation.get("reason") if correlation["spearman"] is None
@@ -211,4 +321,5 @@ def fidelity_report(real: pd.DataFrame, synthetic: pd.DataFrame, spec: DatasetSp
       "trajectories": trajectories,
       "trajectory_error": trajectory_error(trajectories["real"], trajectories["synthetic"]),
       "saturation": saturation(real, synthetic, spec),
+      **({"bootstrap": bootstrap} if bootstrap is not None else {}),
   }

@@ -32,6 +32,10 @@ class UtilityConfig:
   forest_trees: int = 200
   neighbours: int = 15
   shuffle_repeats: int = 20  # label permutations averaged by the shuffled-label control
+  # Paired bootstrap of the fidelity measures (fidelity.fidelity_bootstrap): resamples,
+  # and the rows drawn per resample above which it draws fewer and rescales the spread.
+  fidelity_bootstrap_samples: int = 100
+  fidelity_bootstrap_rows: int = 2000
   seed: int = 0
 
 
@@ -76,7 +80,7 @@ def bootstrap_resamples(y_true: np.ndarray, config: UtilityConfig) -> List[np.nd
   return [index for index in draws if len(np.unique(y_true[index])) == 2]
 
 
-def _percentiles(estimates, confidence: float) -> Optional[list]:
+def percentile_interval(estimates, confidence: float) -> Optional[list]:
   if not len(estimates):
     return None
   tail = (1 - confidence) / 2 * 100
@@ -91,7 +95,7 @@ def _estimates(y_true: np.ndarray, values: np.ndarray, metric,
 def bootstrap_interval(y_true: np.ndarray, values: np.ndarray, metric, config: UtilityConfig
                        ) -> Optional[list]:
   """Percentile interval of metric(y, values) over the bootstrap resamples."""
-  return _percentiles(_estimates(y_true, values, metric, bootstrap_resamples(y_true, config)),
+  return percentile_interval(_estimates(y_true, values, metric, bootstrap_resamples(y_true, config)),
                       config.confidence)
 
 
@@ -101,7 +105,7 @@ def paired_difference_interval(ours: Sequence[float], theirs: Sequence[float],
   of one test split, as `bootstrap_resamples` makes them); None when they do not pair."""
   if ours is None or theirs is None or not len(ours) or len(ours) != len(theirs):
     return None
-  return _percentiles(np.asarray(ours) - np.asarray(theirs), confidence)
+  return percentile_interval(np.asarray(ours) - np.asarray(theirs), confidence)
 
 
 def _accuracy(y_true: np.ndarray, predicted: np.ndarray) -> float:
@@ -115,11 +119,11 @@ def score_predictions(y_true: np.ndarray, scores: np.ndarray, predicted: np.ndar
   resamples = bootstrap_resamples(y_true, config)
   draws = _estimates(y_true, scores, auroc, resamples)
   result = {"auroc": auroc(y_true, scores),
-            "auroc_ci": _percentiles(draws, config.confidence),
+            "auroc_ci": percentile_interval(draws, config.confidence),
             # Kept so that two tables' models can be compared draw by draw.
             "auroc_bootstrap": [round(d, 6) for d in draws],
             "accuracy": _accuracy(y_true, predicted),
-            "accuracy_ci": _percentiles(_estimates(y_true, np.asarray(predicted), _accuracy,
+            "accuracy_ci": percentile_interval(_estimates(y_true, np.asarray(predicted), _accuracy,
                                                    resamples), config.confidence),
             "test_patients": int(len(y_true))}
   reason = one_class_reason(y_true)

@@ -85,10 +85,16 @@ def comparison_measures(utility: Dict, fidelity: Dict) -> Dict[str, Optional[flo
   return measures
 
 
-def _paired_auroc_interval(ours: Dict, theirs: Dict, model: str) -> Optional[list]:
-  """95% interval of the difference in `model`'s test AUROC, ours minus theirs, over the
-  paired bootstrap draws (same test resamples); None where either lacks them."""
-  draws = lambda use: use.get("synthetic", {}).get(model, {}).get("auroc_bootstrap")
+def _paired_interval(ours: Dict, theirs: Dict, measure: str) -> Optional[list]:
+  """95% interval of ours minus theirs over paired bootstrap draws: an AUROC ratio's
+  model's test AUROC over the same test resamples (its real-data denominator is common
+  to both), a fidelity measure over the same resamples of the real training rows
+  (fidelity.fidelity_bootstrap); None where either lacks its draws."""
+  if measure.endswith("_relative_auroc"):
+    model = measure[:-len("_relative_auroc")]
+    draws = lambda use: use["utility"].get("synthetic", {}).get(model, {}).get("auroc_bootstrap")
+  else:
+    draws = lambda use: use["fidelity"].get("bootstrap", {}).get(measure)
   return paired_difference_interval(draws(ours), draws(theirs))
 
 
@@ -100,9 +106,10 @@ def baseline_verdict(utility: Dict, fidelity: Dict, baselines: Dict[str, Dict]) 
   """Does the released table beat each DP baseline (not released) on every measure both
   have: the AUROC ratios to real of the four models, correlation Spearman, median KS?
 
-  An AUROC ratio whose difference is inside its 95% paired bootstrap interval over the
-  test patients is level, not a win or a loss: on a small test split most are. (The
-  fidelity measures have no such interval and are compared as they are.)"""
+  A measure whose difference is inside its 95% paired bootstrap interval is level, not a
+  win or a loss: the AUROC ratios over the test patients (on a small test split most are
+  level), correlation Spearman and median KS over the real training rows and each
+  table's synthetic rows. A measure without draws is compared as it is."""
   ours = comparison_measures(utility, fidelity)
   comparisons, sentences = {}, []
   for key, baseline in baselines.items():
@@ -113,8 +120,8 @@ def baseline_verdict(utility: Dict, fidelity: Dict, baselines: Dict[str, Dict]) 
       if mine is None or other is None:
         not_measured.append(measure)
         continue
-      model = measure[:-len("_relative_auroc")] if measure.endswith("_relative_auroc") else None
-      interval = model and _paired_auroc_interval(utility, baseline["utility"], model)
+      interval = _paired_interval({"utility": utility, "fidelity": fidelity}, baseline,
+                                  measure)
       if interval:
         intervals[measure] = interval
       if interval and interval[0] <= 0.0 <= interval[1]:
@@ -129,7 +136,7 @@ def baseline_verdict(utility: Dict, fidelity: Dict, baselines: Dict[str, Dict]) 
     comparisons[key] = {"beats": None if outcome == "unknown" else outcome == "beats",
                         "outcome": outcome, "ahead": ahead, "level": level,
                         "behind": behind, "not_measured": not_measured,
-                        "auroc_difference_ci": intervals, "released": ours,
+                        "difference_ci": intervals, "released": ours,
                         "baseline": theirs}
     name = baseline.get("name", key)
     tie = f"; level on {len(level)} ({_names(level)})" if level else ""
@@ -151,8 +158,10 @@ def baseline_verdict(utility: Dict, fidelity: Dict, baselines: Dict[str, Dict]) 
             else "beats baselines" if outcomes == {"beats"} else "level with a baseline")
   text = ("The released table against simple DP baselines fitted at the same budget and "
           "not released (AUROC ratios of LR, RF, SVM and kNN, correlation Spearman, median "
-          "KS; an AUROC ratio is level when the difference is inside its 95% paired "
-          "bootstrap interval over the test patients): "
+          "KS; a measure is level when the difference is inside its 95% paired bootstrap "
+          "interval: over the test patients for an AUROC ratio, over the real training and "
+          "the synthetic rows for the fidelity measures; the DP noise of one release is "
+          "not resampled): "
           + ("; ".join(sentences) if sentences else "none were fitted") + ".")
   return {"status": status, "text": text, "comparisons": comparisons}
 
