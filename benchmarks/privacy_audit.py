@@ -126,7 +126,7 @@ def demo_step_mechanisms(num_examples: int = DEMO_TRAINING_PATIENTS
        training.classifier_budget),
       ("GAN discriminator DP-SGD step (one-pass clipping)", FAST, training.gan,
        training.gan_budget)):
-    config = dp_training.fit_batch_to_data(config, num_examples, log=None)
+    config = dp_training.fit_to_data(config, num_examples, log=None)
     count_noise = getattr(config, "label_count_noise_multiplier", 0.0)
     plan = dataclasses.replace(dp_training.plan_for(
         num_examples, config, budget, label_count_noise_multiplier=count_noise),

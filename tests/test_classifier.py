@@ -72,3 +72,25 @@ def test_without_a_seed_each_training_draws_a_secret_one(sprint_arrays):
 
   np.testing.assert_allclose(weights(4), weights(4), rtol=1e-6)
   assert not np.allclose(weights(None), weights(None))
+
+
+def test_a_step_cap_trains_that_many_steps_and_the_record_accounts_for_them(sprint_arrays):
+  """On a table larger than its steps need, the classifier trains max_steps DP steps (its
+  epochs a fraction), and its privacy record is that of those steps at the budget."""
+  x_train, y_train, _, _ = sprint_arrays
+  budget = dp_training.PrivacyBudget(1.0, 1e-5)
+  config = classifier.ClassifierConfig(epochs=3, max_steps=11)
+  logs = []
+  model, record = classifier.train_classifier(x_train, y_train, config, budget, seed=0,
+                                              log=logs.append)
+  assert record.steps == 11 and record.epochs < 3
+  assert record.epsilon <= budget.target_epsilon
+  assert any("above the cap of 11" in line for line in logs)
+  assert any(f"epoch {record.epochs:.2f}/{record.epochs:g}" in line for line in logs), logs
+  # The same cap left open runs every epoch: a control that the cap is what changed.
+  _, uncapped = classifier.train_classifier(
+      x_train, y_train, dataclasses.replace(config, max_steps=None), budget, seed=0,
+      log=lambda _: None)
+  assert uncapped.steps > 11 and uncapped.epochs == 3
+  assert uncapped.noise_multiplier > record.noise_multiplier  # more steps, more noise each
+  del model

@@ -73,6 +73,24 @@ def test_table_classes_have_the_shapes_they_name():
 
 # Batch fitting and the can-DP-work criterion.
 
+@pytest.mark.parametrize("config", [gan.GanConfig(), classifier.ClassifierConfig()],
+                         ids=["gan", "classifier"])
+@pytest.mark.parametrize("rows", [300, 5000, 16_001, 25_601, 79_984, 999_999, 10 ** 7])
+def test_large_tables_train_at_most_max_steps_and_the_plan_counts_them(config, rows):
+  lines = []
+  fitted = dp_training.fit_to_data(config, rows, log=lines.append)
+  planned = dp_training.plan_for(rows, dataclasses.replace(fitted, noise_multiplier=5.0),
+                                 BUDGET)
+  uncapped = math.ceil(config.epochs * rows / config.batch_size)
+  assert planned.steps == min(uncapped, config.max_steps)
+  assert (fitted.epochs < config.epochs) == (uncapped > config.max_steps) == bool(lines)
+  if lines:
+    assert f"above the cap of {config.max_steps}" in lines[0]
+  # Paper mode (SPRINT_gan's 500 epochs of batch 1) is never capped.
+  paper = gan.paper_config()
+  assert dp_training.fit_to_data(paper, rows, log=None).epochs == paper.epochs
+
+
 @pytest.mark.parametrize("config", [gan.GanConfig(), gan.paper_config(),
                                     classifier.ClassifierConfig()],
                          ids=["gan", "gan_paper", "classifier"])

@@ -18,7 +18,7 @@ import tensorflow as tf
 from clinical_dp import secret_seed
 from clinical_dp.console import say
 from trainers import accounting
-from trainers.dp_training import (PrivacyBudget, TrainingProgress, dp_adam, fit_batch_to_data,
+from trainers.dp_training import (PrivacyBudget, TrainingProgress, dp_adam, fit_to_data,
                                   plan_for, seed_global_generators, training_batches,
                                   with_noise_for_budget)
 
@@ -31,6 +31,10 @@ class ClassifierConfig:
   hidden_units: int = 32
   batch_size: int = 64
   epochs: int = 20
+  # At most this many DP steps (dp_training.fit_steps_to_cap): above 5000 x 64 / 20 =
+  # 16 000 training rows the epochs shrink, so that training time stops growing with the
+  # table.
+  max_steps: Optional[int] = 5000
   learning_rate: float = 1e-2
   l2_norm_clip: float = 1.0
   noise_multiplier: Optional[float] = None  # None: the smallest noise within the budget
@@ -70,7 +74,7 @@ def train_classifier(x: np.ndarray, y: np.ndarray, config: ClassifierConfig,
   num_examples = len(y)
   # The batch first (the twin too): the noise, the plan and the record follow the batch
   # that runs.
-  config = fit_batch_to_data(config, num_examples, log)
+  config = fit_to_data(config, num_examples, log)
   if config.private:
     config = with_noise_for_budget(
         config, plan_for(num_examples, config, budget, max_rows_per_patient), budget)

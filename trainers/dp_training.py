@@ -92,6 +92,35 @@ def fit_batch_to_data(config, num_examples: int, log: Optional[Callable[[str], N
   return dataclasses.replace(config, batch_size=batch)
 
 
+def fit_steps_to_cap(config, num_examples: int,
+                     log: Optional[Callable[[str], None]] = say):
+  """The trainer config with at most its `max_steps` DP steps: on a table so large that
+  `epochs` passes would take more, the epochs shrink to max_steps x batch / rows (a
+  fraction), so that training time stops growing with the table. Like the batch, the
+  epochs are fitted before the noise is solved, so the plan, its accounting and the
+  privacy record follow the steps that actually run (fewer steps at the same budget:
+  less noise per step). A config without `max_steps`, or with None, is unchanged."""
+  cap = getattr(config, "max_steps", None)
+  if not cap or num_examples < 1:
+    return config
+  steps = math.ceil(config.epochs * num_examples / config.batch_size)
+  if steps <= cap:
+    return config
+  epochs = cap * config.batch_size / num_examples
+  while math.ceil(epochs * num_examples / config.batch_size) > cap:  # float rounding
+    epochs = math.nextafter(epochs, 0.0)
+  if log is not None:
+    log(f"  {steps} steps ({config.epochs:g} epochs of batch {config.batch_size}) on "
+        f"{num_examples} rows are above the cap of {cap}; training {epochs:.3g} epochs "
+        f"({cap} steps)")
+  return dataclasses.replace(config, epochs=epochs)
+
+
+def fit_to_data(config, num_examples: int, log: Optional[Callable[[str], None]] = say):
+  """fit_batch_to_data, then fit_steps_to_cap: the batch and the epochs that run."""
+  return fit_steps_to_cap(fit_batch_to_data(config, num_examples, log), num_examples, log)
+
+
 # The pre-flight criterion of DP training: after batch fitting, the Gaussian noise on the
 # averaged clipped gradient has standard deviation clip x noise_multiplier / batch. At
 # most one clip (one patient's whole clipped gradient) the signal of the batch can still
@@ -104,7 +133,7 @@ class DpFeasibility:
   """Whether DP training of one trainer config can usefully run on num_examples rows."""
   feasible: bool
   num_examples: int
-  batch_size: int  # after fit_batch_to_data
+  batch_size: int  # after fit_to_data
   noise_multiplier: Optional[float]  # configured or solved for the budget; None: no noise fits
   noise_per_example: Optional[float]  # noise_multiplier / batch_size, in units of the clip
   max_noise_per_example: float
@@ -147,7 +176,7 @@ def dp_feasibility(config, budget: PrivacyBudget, num_examples: int,
 
   if num_examples < 1:
     return result(False, 1, None, None, None, "no training rows")
-  config = fit_batch_to_data(config, num_examples, log=None)
+  config = fit_to_data(config, num_examples, log=None)
   batch = config.batch_size
   if delta >= 1.0 / num_examples:
     return result(False, batch, None, None, None,
@@ -338,7 +367,8 @@ class TrainingProgress:
       return
     epochs_done = step * self._examples_per_step
     rate = (step - self._first_step) / max(time.time() - self._start, 1e-9)
-    line = (f"  {self._name} epoch {epochs_done:.0f}/{self._epochs}: "
+    shown = ".0f" if float(self._epochs).is_integer() else ".2f"
+    line = (f"  {self._name} epoch {epochs_done:{shown}}/{self._epochs:g}: "
             + " ".join(f"{k} {float(v):.3f}" for k, v in losses.items())
             + f", {rate:.1f} steps/s")
     if self._plan is not None:

@@ -43,6 +43,10 @@ class GanConfig:
   # benchmarks/gan_settings_sweep.py on simulated data only.
   batch_size: int = 256
   epochs: int = 30
+  # At most this many DP steps (dp_training.fit_steps_to_cap): above 3000 x 256 / 30 =
+  # 25 600 training rows the epochs shrink, so that training time stops growing with the
+  # table; the generator starts as its DP statistics' copula, and the steps refine it.
+  max_steps: Optional[int] = 3000
   generator_learning_rate: float = 2e-4
   discriminator_learning_rate: float = 1e-3
   beta_1: float = 0.5
@@ -121,7 +125,8 @@ def paper_config(epochs: int = 500) -> GanConfig:
   return GanConfig(batch_size=1, l2_norm_clip=1e-4, noise_multiplier=1.0,
                    generator_learning_rate=2e-5, discriminator_learning_rate=2e-5,
                    beta_1=0.5, epochs=epochs, discriminator_filters=32,
-                   discriminator_units=1024, dp_method=BATCH1_METHOD, statistics_share=0.0)
+                   discriminator_units=1024, dp_method=BATCH1_METHOD, statistics_share=0.0,
+                   max_steps=None)
 
 
 def build_generator(layout: PatientLayout, config: GanConfig,

@@ -23,7 +23,7 @@ from clinical_dp.console import say
 from clinical_dp.spec import DatasetSpec
 from trainers import accounting, batch1_dp, dp_statistics, features, gan, gan_checkpoint
 from trainers.dp_training import (PrivacyBudget, TrainingProgress, dp_positive_rate,
-                                  fit_batch_to_data, padded_batch, plan_for,
+                                  fit_to_data, padded_batch, plan_for,
                                   seed_global_generators, statistics_noise, step_batch,
                                   with_noise_for_budget)
 from trainers.features import PatientLayout
@@ -55,7 +55,7 @@ def train_gan(inputs: List[np.ndarray], labels: np.ndarray, spec: DatasetSpec,
                     label_count_noise_multiplier=count_noise)
 
   # The batch first: the noise, the plan and the record follow the batch that runs.
-  config = fit_batch_to_data(config, num_examples, log)
+  config = fit_to_data(config, num_examples, log)
   layout = PatientLayout.from_spec(spec)
   statistics = config.statistics(num_examples)
   config = dataclasses.replace(config, statistics_bins=statistics.bins)  # as recorded
