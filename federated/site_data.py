@@ -32,6 +32,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import pandas as pd
 
+from clinical_dp.example_tables import read_example_table
 from clinical_dp.names import ColumnKeys
 from clinical_dp.spec import DatasetSpec, SpecError, load_spec, parse_spec
 from clinical_dp.validation import InvalidInputError, validate_table
@@ -207,19 +208,11 @@ def load_csv(path: str, spec: DatasetSpec) -> FederatedData:
   return _assemble({s: table[split == s] for s in SPLITS}, internal, source=path)
 
 
-def _example_rows(files: List[str]) -> pd.DataFrame:
-  import tensorflow as tf  # only this source needs TensorFlow
-  rows = []
-  for record in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator():
-    example = tf.train.Example.FromString(record)
-    row = {}
-    for name, feature in example.features.feature.items():
-      kind = feature.WhichOneof("kind")
-      values = list(getattr(feature, kind).value) if kind else []
-      value = values[0] if values else ""
-      row[name] = value.decode("utf-8") if isinstance(value, bytes) else value
-    rows.append(row)
-  return pd.DataFrame(rows)
+def _example_rows(files: List[str], keys: List[str]) -> pd.DataFrame:
+  """The records' `keys` that some record holds (a column no record holds is absent, as
+  in a CSV without it); whole numbers with holes stay whole numbers in the CSV."""
+  frame = read_example_table(files, keys, nullable_integers=True)
+  return frame.loc[:, frame.notna().any().to_numpy()]
 
 
 def load_examples(directory: str, spec: DatasetSpec) -> FederatedData:
@@ -235,7 +228,7 @@ def load_examples(directory: str, spec: DatasetSpec) -> FederatedData:
       if not files:
         raise DataError(f"{directory}: no Split-{split}/ files; expected ExampleGen output with "
                         f"splits {list(SPLITS)}")
-      frame = _example_rows(files)
+      frame = _example_rows(files, list(spec.required_columns))
       if frame.empty:
         raise DataError(f"{directory}/Split-{split}: no examples")
       if spec.models_missing:  # a column empty in every example of a split is a hole, not absent

@@ -1,0 +1,68 @@
+"""Batched reading of ExampleGen's records against reading them one by one."""
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from clinical_dp import example_tables
+
+
+def _example(values: dict) -> bytes:
+  """A tf.Example as CsvExampleGen writes one: an empty cell has no feature."""
+  feature = {}
+  for key, value in values.items():
+    if value is None:
+      continue
+    if isinstance(value, str):
+      feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+    elif isinstance(value, int):
+      feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+    else:
+      feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _one_by_one(files, keys) -> pd.DataFrame:
+  """The reference: each record's first value of each key, None where it has none."""
+  rows = []
+  for record in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator():
+    features = tf.train.Example.FromString(record).features.feature
+    row = {}
+    for key in keys:
+      kind = features[key].WhichOneof("kind") if key in features else None
+      values = getattr(features[key], kind).value if kind else []
+      value = values[0] if len(values) else None
+      row[key] = value.decode("utf-8") if isinstance(value, bytes) else value
+    rows.append(row)
+  return pd.DataFrame(rows, columns=keys)
+
+
+def _write(path, rows) -> str:
+  with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+    for row in rows:
+      writer.write(_example(row))
+  return str(path)
+
+
+def test_batches_give_the_table_that_reading_record_by_record_gives(tmp_path, monkeypatch):
+  rng = np.random.default_rng(0)
+  rows = [{"age": int(rng.integers(18, 90)),  # whole numbers, never missing
+           "creatinine": None if rng.random() < 0.2 else float(np.float32(rng.lognormal())),
+           "visits": None if rng.random() < 0.1 else int(rng.integers(0, 5)),
+           "Größe (cm)": None if i < 30 else "groß",  # missing in every early record
+           "never": None}
+          for i in range(50)]
+  files = [_write(tmp_path / "a.gz", rows[:23]), _write(tmp_path / "b.gz", rows[23:])]
+  keys = list(rows[0])
+  monkeypatch.setattr(example_tables, "_BATCH", 7)  # batches that span both files
+  expected = _one_by_one(files, keys)
+  table = example_tables.read_example_table(files, keys)
+  pd.testing.assert_frame_equal(table.drop(columns="never"), expected.drop(columns="never"))
+  assert table["never"].isna().all() and table["age"].dtype == np.int64
+  assert table["visits"].dtype == np.float64 and table["visits"].isna().sum() == \
+      sum(r["visits"] is None for r in rows)
+  # For a CSV: whole numbers with holes stay whole numbers.
+  nullable = example_tables.read_example_table(files, keys, nullable_integers=True)
+  assert str(nullable["visits"].dtype) == "Int64"
+  assert "3.0" not in nullable[["visits"]].to_csv(index=False)
+  assert nullable["age"].dtype == np.int64  # no hole: plain int64
