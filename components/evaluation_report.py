@@ -32,6 +32,7 @@ from clinical_dp.validation import InvalidInputError, validate_table
 from components.evaluation import (audit, baselines, disclosure, fidelity, missingness, plots,
                                    report_html, utility, verdicts)
 from components.evaluation.audit import AuditConfig
+from components.evaluation.step_clock import StepClock, silent
 from components.evaluation.report_html import REPORT_HTML, REPORT_JSON
 from components.evaluation.verdicts import Thresholds
 from components.evaluation.utility import UtilityConfig
@@ -172,24 +173,32 @@ def privacy_section(generator_record: Dict, classifier_record: Dict,
 
 def score_table(table: pd.DataFrame, x: np.ndarray, y: np.ndarray, train: pd.DataFrame,
                 x_test: np.ndarray, y_test: np.ndarray, real_utility: Dict,
-                user_spec: DatasetSpec, config: UtilityConfig) -> Dict:
+                user_spec: DatasetSpec, config: UtilityConfig,
+                clock: Optional[StepClock] = None) -> Dict:
   """Utility and fidelity of one table of synthetic patients (label 1 / 0; encoded as x, y)
   against the real splits: the one code path of the released table and the baselines."""
-  use = {"real": real_utility,
-         **utility.utility_table({"synthetic": (x, y)}, x_test, y_test, config)}
+  clock = clock or silent()
+  with clock.step("utility models"):
+    use = {"real": real_utility,
+           **utility.utility_table({"synthetic": (x, y)}, x_test, y_test, config)}
   use["synthetic_relative_to_real"] = utility.relative_to_real(use, "synthetic")
-  use["shuffled_label_control"] = utility.shuffled_label_control(x, y, x_test, y_test, config)
+  with clock.step("shuffled-label control"):
+    use["shuffled_label_control"] = utility.shuffled_label_control(x, y, x_test, y_test,
+                                                                   config)
   use["test_patients"] = int(len(y_test))
-  fid = fidelity.fidelity_report(with_user_labels(train, user_spec),
-                                 with_user_labels(table, user_spec), user_spec)
+  with clock.step("fidelity"):
+    fid = fidelity.fidelity_report(with_user_labels(train, user_spec),
+                                   with_user_labels(table, user_spec), user_spec)
   return {"utility": use, "fidelity": fid}
 
 
 def fit_baselines(train: pd.DataFrame, x_train: np.ndarray, y_train: np.ndarray,
                   spec: DatasetSpec, generator_record: Dict, patients: int, seed: int,
-                  score, log=say) -> Dict[str, Dict]:
+                  score, log=say, clock: Optional[StepClock] = None) -> Dict[str, Dict]:
   """The DP baselines (components/evaluation/baselines.py) at the generator's budget, each
-  sampled to `patients` patients and scored by `score(table, x, y)`; never released."""
+  sampled to `patients` patients and scored by `score(table, x, y)`; never released.
+  `clock` times each baseline's fit and sample, and its scoring inside `clock.about`."""
+  clock = clock or silent()
   target = generator_record.get("target_epsilon") or generator_record["epsilon"]
   delta = generator_record["delta"]
   rows = (int(train[spec.id_column].value_counts().max())
@@ -198,12 +207,15 @@ def fit_baselines(train: pd.DataFrame, x_train: np.ndarray, y_train: np.ndarray,
       f"{target:g}")
   result = {}
   for index, name in enumerate(baselines.BASELINES):
-    fitted = baselines.fit_and_sample(name, x_train, y_train, features.PatientLayout.from_spec(
-        spec), target, delta, rows, patients, seed + index)
-    table = features.table_from_flat(fitted.flat, fitted.labels, spec)
-    x, _, y = encode(table, spec)
-    result[name] = {"name": baselines.BASELINE_NAMES[name], "released": False,
-                    **score(table, x, y), "privacy": fitted.privacy}
+    with clock.about(baselines.BASELINE_NAMES[name]):
+      with clock.step("fit and sample"):
+        fitted = baselines.fit_and_sample(name, x_train, y_train,
+                                          features.PatientLayout.from_spec(spec), target,
+                                          delta, rows, patients, seed + index)
+        table = features.table_from_flat(fitted.flat, fitted.labels, spec)
+        x, _, y = encode(table, spec)
+      result[name] = {"name": baselines.BASELINE_NAMES[name], "released": False,
+                      **score(table, x, y), "privacy": fitted.privacy}
   return result
 
 
@@ -218,37 +230,45 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
                  synthetic_csv: str, generator_dir: str, classifier_dir: str,
                  discriminator_weights: str, evaluation_uri: Optional[str] = None,
                  federated: Optional[Dict] = None, log=say) -> Tuple[Dict, Dict[str, bytes]]:
-  """Every measurement of the report, and its figures, under the user's column names."""
+  """Every measurement of the report, and its figures, under the user's column names.
+  Each sub-step's seconds are said through `log` as it ends and kept in `step_seconds`."""
   seed = config.audit.seed
-  train, train_serialized = read_split(examples_uri, "train", spec)
-  holdout, holdout_serialized = read_split(examples_uri, "eval", spec)
-  test, _ = read_split(examples_uri, "test", spec)
-  synthetic = read_synthetic(synthetic_csv, spec)
-  user_spec, spec = spec, binary_label_spec(spec)  # every table here holds the label as 1 / 0
-  train_encoded = encode(train, spec)
-  x_train, _, y_train = train_encoded
-  x_test, _, y_test = encode(test, spec)
-  x_synthetic, _, y_synthetic = encode(synthetic, spec)
+  clock = StepClock(log)
+  with clock.step("reading the splits and the synthetic table"):
+    train, train_serialized = read_split(examples_uri, "train", spec)
+    holdout, holdout_serialized = read_split(examples_uri, "eval", spec)
+    test, _ = read_split(examples_uri, "test", spec)
+    synthetic = read_synthetic(synthetic_csv, spec)
+    user_spec, spec = spec, binary_label_spec(spec)  # every table here holds the label as 1/0
+    train_encoded = encode(train, spec)
+    x_train, _, y_train = train_encoded
+    x_test, _, y_test = encode(test, spec)
+    x_synthetic, _, y_synthetic = encode(synthetic, spec)
   generator_record = dp_training.read_privacy_record(generator_dir)
   classifier_record = dp_training.read_privacy_record(classifier_dir)
 
   log(f"  EvaluationReport: utility and fidelity ({len(train)} real training, "
       f"{len(synthetic)} synthetic, {len(test)} real test rows)")
-  real_utility = utility.utility_table({"real": (x_train, y_train)}, x_test, y_test,
-                                       config.utility)["real"]
+  with clock.step("utility models, real training table"):
+    real_utility = utility.utility_table({"real": (x_train, y_train)}, x_test, y_test,
+                                         config.utility)["real"]
   def score(table, x, y):
     return score_table(table, x, y, train, x_test, y_test, real_utility, user_spec,
-                       config.utility)
-  scored = score(synthetic, x_synthetic, y_synthetic)
+                       config.utility, clock)
+  with clock.about("released table"):
+    scored = score(synthetic, x_synthetic, y_synthetic)
   use, fid = scored["utility"], scored["fidelity"]
   holes = None
   if user_spec.models_missing:
     complete = ~missingness.missing_mask(train, spec.feature_columns).any(axis=1).to_numpy()
-    use["complete_case_real"] = utility.complete_case(x_train, y_train, complete, x_test,
-                                                      y_test, config.utility)
+    with clock.step("complete-case models, real training table"):
+      use["complete_case_real"] = utility.complete_case(x_train, y_train, complete, x_test,
+                                                        y_test, config.utility)
     use["missing_value_rule"] = missingness.MODEL_ENCODING_RULE
-    holes = missingness.missingness_fidelity(with_user_labels(train, user_spec),
-                                             with_user_labels(synthetic, user_spec), user_spec)
+    with clock.step("missingness"):
+      holes = missingness.missingness_fidelity(with_user_labels(train, user_spec),
+                                               with_user_labels(synthetic, user_spec),
+                                               user_spec)
   use["dp_models"] = {}
   if evaluation_uri:
     slices = tfma_slices(evaluation_uri, ColumnKeys.for_spec(user_spec))
@@ -257,7 +277,7 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
         use["dp_models"][name] = {"slices": slices[model]}
 
   compared = fit_baselines(train, x_train, y_train, spec, generator_record, len(synthetic),
-                           seed, score, log)
+                           seed, score, log, clock)
 
   log("  EvaluationReport: membership attacks (shadow models, positive control)")
   members = _sample(train_encoded, train_serialized, config.audit.max_records, seed)
@@ -265,15 +285,19 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
                         seed)
   discriminator = audit.load_discriminator(discriminator_weights, spec,
                                            generator_record["gan_config"])
-  targets = {
-      "dp_classifier": audit.audit_dp_classifier(classifier_dir, classifier_record, members,
-                                                 non_members, x_synthetic, y_synthetic,
-                                                 config.audit),
-      "synthetic_data": audit.audit_synthetic_data(x_synthetic, members, non_members),
-      "gan_discriminator": audit.audit_discriminator(discriminator, members, non_members),
-      "positive_control": audit.audit_positive_control(members, non_members, x_synthetic,
-                                                       y_synthetic, config.audit),
-  }
+  targets = {}
+  with clock.step("attacks, dp_classifier"):
+    targets["dp_classifier"] = audit.audit_dp_classifier(
+        classifier_dir, classifier_record, members, non_members, x_synthetic, y_synthetic,
+        config.audit)
+  with clock.step("attacks, synthetic_data"):
+    targets["synthetic_data"] = audit.audit_synthetic_data(x_synthetic, members, non_members)
+  with clock.step("attacks, gan_discriminator"):
+    targets["gan_discriminator"] = audit.audit_discriminator(discriminator, members,
+                                                             non_members)
+  with clock.step("attacks, positive_control"):
+    targets["positive_control"] = audit.audit_positive_control(
+        members, non_members, x_synthetic, y_synthetic, config.audit)
   released = ("dp_classifier", "synthetic_data")
   measured = [(t, a, r) for t in released for a, r in targets[t].items()
               if r.get("auroc") is not None]  # an attack on an empty set is n/a
@@ -300,9 +324,11 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
 
   log("  EvaluationReport: disclosure")
   n = min(len(x_synthetic), len(non_members.y))
-  disc = disclosure.disclosure_report(x_train, non_members.x[:n], x_synthetic[:n])
-  disc["exact_copies"] = disclosure.exact_copies(
-      train, synthetic, spec.feature_columns + [spec.label_column])
+  with clock.step("disclosure, distances"):
+    disc = disclosure.disclosure_report(x_train, non_members.x[:n], x_synthetic[:n])
+  with clock.step("disclosure, exact copies"):
+    disc["exact_copies"] = disclosure.exact_copies(
+        train, synthetic, spec.feature_columns + [spec.label_column])
 
   result = {
       "not_for_release": report_html.NOT_FOR_RELEASE,
@@ -323,12 +349,14 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
                         "fidelity": verdicts.fidelity_verdict(fid, config.thresholds),
                         "baselines": verdicts.baseline_verdict(use, fid, compared),
                         "privacy": verdicts.attack_verdict(attack, config.thresholds)}
-  figures = {"utility": plots.utility_bars(use, compared),
-             "trajectories": plots.trajectories(fid, spec.label_column),
-             "correlation": plots.correlation_matrices(fid),
-             "attacks": plots.attack_bars(attack)}
-  if holes is not None:
-    figures["dropout"] = plots.dropout_curves(holes, spec.label_column)
+  with clock.step("figures"):
+    figures = {"utility": plots.utility_bars(use, compared),
+               "trajectories": plots.trajectories(fid, spec.label_column),
+               "correlation": plots.correlation_matrices(fid),
+               "attacks": plots.attack_bars(attack)}
+    if holes is not None:
+      figures["dropout"] = plots.dropout_curves(holes, spec.label_column)
+  result["step_seconds"] = clock.seconds
   return result, figures
 
 

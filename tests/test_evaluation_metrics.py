@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from clinical_dp.spec import DatasetSpec, SeriesFeature, StaticFeature
-from components.evaluation import attacks, disclosure, fidelity, utility, verdicts
+from components.evaluation import attacks, disclosure, fidelity, step_clock, utility, verdicts
 
 FAST = utility.UtilityConfig(bootstrap_samples=100, forest_trees=30)
 
@@ -171,3 +171,27 @@ def test_verdicts_need_a_working_positive_control():
   assert faithful["status"] == "meets target" and "0.05" in faithful["text"]
   assert verdicts.fidelity_verdict({"correlation_spearman": 0.7, "median_ks": 0.7},
                                  thresholds)["status"] == "below target"
+
+
+def test_step_clock_says_each_step_with_its_subject_and_keeps_its_seconds():
+  lines = []
+  clock = step_clock.StepClock(lines.append)
+  with clock.step("utility models, real training table"):
+    pass
+  with clock.about("released table"):
+    with clock.step("fidelity"):
+      pass
+    with clock.step("fidelity"):  # the same name again adds up
+      pass
+  assert [line.rsplit(":", 1)[0] for line in lines] == [
+      "  EvaluationReport: utility models, real training table",
+      "  EvaluationReport: fidelity, released table",
+      "  EvaluationReport: fidelity, released table"]
+  assert all(line.endswith(" s") for line in lines)
+  assert list(clock.seconds) == ["utility models, real training table",
+                                 "fidelity, released table"]
+  assert all(seconds >= 0 for seconds in clock.seconds.values())
+  silent = step_clock.silent()
+  with silent.step("anything"):
+    pass
+  assert list(silent.seconds) == ["anything"]
