@@ -219,6 +219,40 @@ def fit_baselines(train: pd.DataFrame, x_train: np.ndarray, y_train: np.ndarray,
   return result
 
 
+def sub_samples(config: ReportConfig, train_rows: int, synthetic_rows: int, members: int,
+                holdout_rows: int, non_members: int) -> Dict:
+  """What the report measured on seeded sub-samples of a large table, and how big they
+  were, with a sentence for the page's data note ("" when nothing was sub-sampled)."""
+  fitted = {table: min(rows, config.utility.max_training_rows or rows)
+            for table, rows in (("real training", train_rows), ("synthetic", synthetic_rows))}
+  shadow = audit.shadow_rows(synthetic_rows, config.audit)
+  sentences = []
+  if any(fitted[t] < rows for t, rows in (("real training", train_rows),
+                                          ("synthetic", synthetic_rows))):
+    sentences.append(
+        f"Each utility model (and the shuffled-label control and complete-case models) is "
+        f"fitted on at most {config.utility.max_training_rows} rows of its table, a seeded "
+        f"sub-sample: {fitted['real training']} of {train_rows} real training rows, "
+        f"{fitted['synthetic']} of {synthetic_rows} synthetic (the baselines' alike); the "
+        f"test split is scored whole.")
+  if shadow < synthetic_rows // 2:
+    sentences.append(f"Each shadow model of the DP classifier trains on {shadow} synthetic "
+                     f"patients (half the table would be {synthetic_rows // 2}).")
+  if members < train_rows or non_members < holdout_rows:
+    sentences.append(f"The membership attacks score {members} of {train_rows} training and "
+                     f"{non_members} of {holdout_rows} eval-split patients.")
+  return {
+      "utility_models": {"max_training_rows": config.utility.max_training_rows,
+                         "rows_fitted": fitted,
+                         "rows": {"real training": train_rows, "synthetic": synthetic_rows}},
+      "shadow_models": {"max_shadow_rows": config.audit.max_shadow_rows, "rows": shadow,
+                        "half_synthetic_table": synthetic_rows // 2},
+      "attacks": {"members": members, "of_training": train_rows, "non_members": non_members,
+                  "of_eval": holdout_rows},
+      "note": "".join(" " + s for s in sentences),
+  }
+
+
 def patients_and_rows(frame: pd.DataFrame, spec: DatasetSpec) -> str:
   """'N patients', and their rows where some patient has several (readmissions)."""
   patients = (int(frame[spec.id_column].nunique()) if spec.id_column in frame
@@ -314,8 +348,9 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
       "thresholds": dataclasses.asdict(config.thresholds),
       "setup": (f"Members: {len(members.y)} training patients; non-members: "
                 f"{len(non_members.y)} eval-split patients, which no model trained on. "
-                "Shadow models are trained the way the target was, on halves of the "
-                "released synthetic table. The positive control is a deliberately overfit "
+                "Shadow models are trained the way the target was, each on "
+                f"{audit.shadow_rows(len(y_synthetic), config.audit)} patients drawn from "
+                "the released synthetic table. The positive control is a deliberately overfit "
                 f"non-private random forest (fully grown trees) trained on "
                 f"{min(config.audit.control_members, len(members.y))} of the members. "
                 "The GAN discriminator is not released; it is attacked because it is the "
@@ -330,13 +365,16 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
     disc["exact_copies"] = disclosure.exact_copies(
         train, synthetic, spec.feature_columns + [spec.label_column])
 
+  sampled = sub_samples(config, len(train), len(synthetic), len(members.y),
+                        len(holdout), len(non_members.y))
   result = {
       "not_for_release": report_html.NOT_FOR_RELEASE,
       "dataset": spec.name,
       "data_note": (f"Real data, split by patient: {patients_and_rows(train, spec)} for "
                     f"training, {patients_and_rows(holdout, spec)} for eval and "
                     f"{patients_and_rows(test, spec)} for test. Synthetic: "
-                    f"{len(synthetic)} patients."),
+                    f"{len(synthetic)} patients." + sampled["note"]),
+      "sub_sampled": sampled,
       "privacy": privacy_section(generator_record, classifier_record, spec.privacy_spent),
       "utility": use, "fidelity": fid, "baselines": compared, "attack": attack,
       "disclosure": disc,
