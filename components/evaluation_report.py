@@ -24,6 +24,7 @@ from tfx.types import artifact
 from tfx.utils import path_utils
 
 from clinical_dp.console import say
+from clinical_dp.example_tables import read_example_table
 from clinical_dp.files import write_text_atomically
 from clinical_dp.names import ColumnKeys, binary_label_spec, user_labels
 from clinical_dp.report_format import json_safe
@@ -32,6 +33,7 @@ from clinical_dp.validation import InvalidInputError, validate_table
 from components.evaluation import (audit, baselines, disclosure, fidelity, missingness, plots,
                                    report_html, utility, verdicts)
 from components.evaluation.audit import AuditConfig
+from components.evaluation.step_clock import StepClock, silent
 from components.evaluation.report_html import REPORT_HTML, REPORT_JSON
 from components.evaluation.verdicts import Thresholds
 from components.evaluation.utility import UtilityConfig
@@ -73,15 +75,6 @@ def fast_report_config() -> ReportConfig:
                       audit=AuditConfig(shadow_models=2))
 
 
-def _value(feature: tf.train.Feature):
-  kind = feature.WhichOneof("kind")
-  values = getattr(feature, kind).value if kind else []
-  if not values:
-    return None
-  value = values[0]
-  return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
 def read_split(examples_uri: str, split: str, spec: DatasetSpec
                ) -> Tuple[pd.DataFrame, List[bytes]]:
   """One split of raw patients as a table (the user's column names, the label as 1 / 0)
@@ -90,13 +83,10 @@ def read_split(examples_uri: str, split: str, spec: DatasetSpec
   files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
   if not files:
     raise FileNotFoundError(f"no examples in split '{split}' under {examples_uri}")
+  table = read_example_table(files, [keys.key(c) for c in spec.required_columns])
+  table.columns = list(spec.required_columns)
   serialized = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
-  rows = []
-  for record in serialized:
-    feature = tf.train.Example.FromString(record).features.feature
-    rows.append({c: _value(feature[keys.key(c)]) for c in spec.required_columns
-                 if keys.key(c) in feature})
-  return pd.DataFrame(rows, columns=spec.required_columns), serialized
+  return table, serialized
 
 
 def read_synthetic(synthetic_csv: str, spec: DatasetSpec) -> pd.DataFrame:
@@ -172,26 +162,34 @@ def privacy_section(generator_record: Dict, classifier_record: Dict,
 
 def score_table(table: pd.DataFrame, x: np.ndarray, y: np.ndarray, train: pd.DataFrame,
                 x_test: np.ndarray, y_test: np.ndarray, real_utility: Dict,
-                user_spec: DatasetSpec, config: UtilityConfig) -> Dict:
+                user_spec: DatasetSpec, config: UtilityConfig,
+                clock: Optional[StepClock] = None) -> Dict:
   """Utility and fidelity of one table of synthetic patients (label 1 / 0; encoded as x, y)
   against the real splits: the one code path of the released table and the baselines."""
-  use = {"real": real_utility,
-         **utility.utility_table({"synthetic": (x, y)}, x_test, y_test, config)}
+  clock = clock or silent()
+  with clock.step("utility models"):
+    use = {"real": real_utility,
+           **utility.utility_table({"synthetic": (x, y)}, x_test, y_test, config)}
   use["synthetic_relative_to_real"] = utility.relative_to_real(use, "synthetic")
-  use["shuffled_label_control"] = utility.shuffled_label_control(x, y, x_test, y_test, config)
+  with clock.step("shuffled-label control"):
+    use["shuffled_label_control"] = utility.shuffled_label_control(x, y, x_test, y_test,
+                                                                   config)
   use["test_patients"] = int(len(y_test))
-  fid = fidelity.fidelity_report(with_user_labels(train, user_spec),
-                                 with_user_labels(table, user_spec), user_spec,
-                                 config.fidelity_bootstrap_samples,
-                                 config.fidelity_bootstrap_rows, config.seed)
+  with clock.step("fidelity"):
+    fid = fidelity.fidelity_report(with_user_labels(train, user_spec),
+                                   with_user_labels(table, user_spec), user_spec,
+                                   config.fidelity_bootstrap_samples,
+                                   config.fidelity_bootstrap_rows, config.seed)
   return {"utility": use, "fidelity": fid}
 
 
 def fit_baselines(train: pd.DataFrame, x_train: np.ndarray, y_train: np.ndarray,
                   spec: DatasetSpec, generator_record: Dict, patients: int, seed: int,
-                  score, log=say) -> Dict[str, Dict]:
+                  score, log=say, clock: Optional[StepClock] = None) -> Dict[str, Dict]:
   """The DP baselines (components/evaluation/baselines.py) at the generator's budget, each
-  sampled to `patients` patients and scored by `score(table, x, y)`; never released."""
+  sampled to `patients` patients and scored by `score(table, x, y)`; never released.
+  `clock` times each baseline's fit and sample, and its scoring inside `clock.about`."""
+  clock = clock or silent()
   target = generator_record.get("target_epsilon") or generator_record["epsilon"]
   delta = generator_record["delta"]
   rows = (int(train[spec.id_column].value_counts().max())
@@ -200,13 +198,50 @@ def fit_baselines(train: pd.DataFrame, x_train: np.ndarray, y_train: np.ndarray,
       f"{target:g}")
   result = {}
   for index, name in enumerate(baselines.BASELINES):
-    fitted = baselines.fit_and_sample(name, x_train, y_train, features.PatientLayout.from_spec(
-        spec), target, delta, rows, patients, seed + index)
-    table = features.table_from_flat(fitted.flat, fitted.labels, spec)
-    x, _, y = encode(table, spec)
-    result[name] = {"name": baselines.BASELINE_NAMES[name], "released": False,
-                    **score(table, x, y), "privacy": fitted.privacy}
+    with clock.about(baselines.BASELINE_NAMES[name]):
+      with clock.step("fit and sample"):
+        fitted = baselines.fit_and_sample(name, x_train, y_train,
+                                          features.PatientLayout.from_spec(spec), target,
+                                          delta, rows, patients, seed + index)
+        table = features.table_from_flat(fitted.flat, fitted.labels, spec)
+        x, _, y = encode(table, spec)
+      result[name] = {"name": baselines.BASELINE_NAMES[name], "released": False,
+                      **score(table, x, y), "privacy": fitted.privacy}
   return result
+
+
+def sub_samples(config: ReportConfig, train_rows: int, synthetic_rows: int, members: int,
+                holdout_rows: int, non_members: int) -> Dict:
+  """What the report measured on seeded sub-samples of a large table, and how big they
+  were, with a sentence for the page's data note ("" when nothing was sub-sampled)."""
+  fitted = {table: min(rows, config.utility.max_training_rows or rows)
+            for table, rows in (("real training", train_rows), ("synthetic", synthetic_rows))}
+  shadow = audit.shadow_rows(synthetic_rows, config.audit)
+  sentences = []
+  if any(fitted[t] < rows for t, rows in (("real training", train_rows),
+                                          ("synthetic", synthetic_rows))):
+    sentences.append(
+        f"Each utility model (and the shuffled-label control and complete-case models) is "
+        f"fitted on at most {config.utility.max_training_rows} rows of its table, a seeded "
+        f"sub-sample: {fitted['real training']} of {train_rows} real training rows, "
+        f"{fitted['synthetic']} of {synthetic_rows} synthetic (the baselines' alike); the "
+        f"test split is scored whole.")
+  if shadow < synthetic_rows // 2:
+    sentences.append(f"Each shadow model of the DP classifier trains on {shadow} synthetic "
+                     f"patients (half the table would be {synthetic_rows // 2}).")
+  if members < train_rows or non_members < holdout_rows:
+    sentences.append(f"The membership attacks score {members} of {train_rows} training and "
+                     f"{non_members} of {holdout_rows} eval-split patients.")
+  return {
+      "utility_models": {"max_training_rows": config.utility.max_training_rows,
+                         "rows_fitted": fitted,
+                         "rows": {"real training": train_rows, "synthetic": synthetic_rows}},
+      "shadow_models": {"max_shadow_rows": config.audit.max_shadow_rows, "rows": shadow,
+                        "half_synthetic_table": synthetic_rows // 2},
+      "attacks": {"members": members, "of_training": train_rows, "non_members": non_members,
+                  "of_eval": holdout_rows},
+      "note": "".join(" " + s for s in sentences),
+  }
 
 
 def patients_and_rows(frame: pd.DataFrame, spec: DatasetSpec) -> str:
@@ -220,37 +255,45 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
                  synthetic_csv: str, generator_dir: str, classifier_dir: str,
                  discriminator_weights: str, evaluation_uri: Optional[str] = None,
                  federated: Optional[Dict] = None, log=say) -> Tuple[Dict, Dict[str, bytes]]:
-  """Every measurement of the report, and its figures, under the user's column names."""
+  """Every measurement of the report, and its figures, under the user's column names.
+  Each sub-step's seconds are said through `log` as it ends and kept in `step_seconds`."""
   seed = config.audit.seed
-  train, train_serialized = read_split(examples_uri, "train", spec)
-  holdout, holdout_serialized = read_split(examples_uri, "eval", spec)
-  test, _ = read_split(examples_uri, "test", spec)
-  synthetic = read_synthetic(synthetic_csv, spec)
-  user_spec, spec = spec, binary_label_spec(spec)  # every table here holds the label as 1 / 0
-  train_encoded = encode(train, spec)
-  x_train, _, y_train = train_encoded
-  x_test, _, y_test = encode(test, spec)
-  x_synthetic, _, y_synthetic = encode(synthetic, spec)
+  clock = StepClock(log)
+  with clock.step("reading the splits and the synthetic table"):
+    train, train_serialized = read_split(examples_uri, "train", spec)
+    holdout, holdout_serialized = read_split(examples_uri, "eval", spec)
+    test, _ = read_split(examples_uri, "test", spec)
+    synthetic = read_synthetic(synthetic_csv, spec)
+    user_spec, spec = spec, binary_label_spec(spec)  # every table here holds the label as 1/0
+    train_encoded = encode(train, spec)
+    x_train, _, y_train = train_encoded
+    x_test, _, y_test = encode(test, spec)
+    x_synthetic, _, y_synthetic = encode(synthetic, spec)
   generator_record = dp_training.read_privacy_record(generator_dir)
   classifier_record = dp_training.read_privacy_record(classifier_dir)
 
   log(f"  EvaluationReport: utility and fidelity ({len(train)} real training, "
       f"{len(synthetic)} synthetic, {len(test)} real test rows)")
-  real_utility = utility.utility_table({"real": (x_train, y_train)}, x_test, y_test,
-                                       config.utility)["real"]
+  with clock.step("utility models, real training table"):
+    real_utility = utility.utility_table({"real": (x_train, y_train)}, x_test, y_test,
+                                         config.utility)["real"]
   def score(table, x, y):
     return score_table(table, x, y, train, x_test, y_test, real_utility, user_spec,
-                       config.utility)
-  scored = score(synthetic, x_synthetic, y_synthetic)
+                       config.utility, clock)
+  with clock.about("released table"):
+    scored = score(synthetic, x_synthetic, y_synthetic)
   use, fid = scored["utility"], scored["fidelity"]
   holes = None
   if user_spec.models_missing:
     complete = ~missingness.missing_mask(train, spec.feature_columns).any(axis=1).to_numpy()
-    use["complete_case_real"] = utility.complete_case(x_train, y_train, complete, x_test,
-                                                      y_test, config.utility)
+    with clock.step("complete-case models, real training table"):
+      use["complete_case_real"] = utility.complete_case(x_train, y_train, complete, x_test,
+                                                        y_test, config.utility)
     use["missing_value_rule"] = missingness.MODEL_ENCODING_RULE
-    holes = missingness.missingness_fidelity(with_user_labels(train, user_spec),
-                                             with_user_labels(synthetic, user_spec), user_spec)
+    with clock.step("missingness"):
+      holes = missingness.missingness_fidelity(with_user_labels(train, user_spec),
+                                               with_user_labels(synthetic, user_spec),
+                                               user_spec)
   use["dp_models"] = {}
   if evaluation_uri:
     slices = tfma_slices(evaluation_uri, ColumnKeys.for_spec(user_spec))
@@ -259,7 +302,7 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
         use["dp_models"][name] = {"slices": slices[model]}
 
   compared = fit_baselines(train, x_train, y_train, spec, generator_record, len(synthetic),
-                           seed, score, log)
+                           seed, score, log, clock)
 
   log("  EvaluationReport: membership attacks (shadow models, positive control)")
   members = _sample(train_encoded, train_serialized, config.audit.max_records, seed)
@@ -267,15 +310,19 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
                         seed)
   discriminator = audit.load_discriminator(discriminator_weights, spec,
                                            generator_record["gan_config"])
-  targets = {
-      "dp_classifier": audit.audit_dp_classifier(classifier_dir, classifier_record, members,
-                                                 non_members, x_synthetic, y_synthetic,
-                                                 config.audit),
-      "synthetic_data": audit.audit_synthetic_data(x_synthetic, members, non_members),
-      "gan_discriminator": audit.audit_discriminator(discriminator, members, non_members),
-      "positive_control": audit.audit_positive_control(members, non_members, x_synthetic,
-                                                       y_synthetic, config.audit),
-  }
+  targets = {}
+  with clock.step("attacks, dp_classifier"):
+    targets["dp_classifier"] = audit.audit_dp_classifier(
+        classifier_dir, classifier_record, members, non_members, x_synthetic, y_synthetic,
+        config.audit)
+  with clock.step("attacks, synthetic_data"):
+    targets["synthetic_data"] = audit.audit_synthetic_data(x_synthetic, members, non_members)
+  with clock.step("attacks, gan_discriminator"):
+    targets["gan_discriminator"] = audit.audit_discriminator(discriminator, members,
+                                                             non_members)
+  with clock.step("attacks, positive_control"):
+    targets["positive_control"] = audit.audit_positive_control(
+        members, non_members, x_synthetic, y_synthetic, config.audit)
   released = ("dp_classifier", "synthetic_data")
   measured = [(t, a, r) for t in released for a, r in targets[t].items()
               if r.get("auroc") is not None]  # an attack on an empty set is n/a
@@ -292,8 +339,9 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
       "thresholds": dataclasses.asdict(config.thresholds),
       "setup": (f"Members: {len(members.y)} training patients; non-members: "
                 f"{len(non_members.y)} eval-split patients, which no model trained on. "
-                "Shadow models are trained the way the target was, on halves of the "
-                "released synthetic table. The positive control is a deliberately overfit "
+                "Shadow models are trained the way the target was, each on "
+                f"{audit.shadow_rows(len(y_synthetic), config.audit)} patients drawn from "
+                "the released synthetic table. The positive control is a deliberately overfit "
                 f"non-private random forest (fully grown trees) trained on "
                 f"{min(config.audit.control_members, len(members.y))} of the members. "
                 "The GAN discriminator is not released; it is attacked because it is the "
@@ -302,17 +350,22 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
 
   log("  EvaluationReport: disclosure")
   n = min(len(x_synthetic), len(non_members.y))
-  disc = disclosure.disclosure_report(x_train, non_members.x[:n], x_synthetic[:n])
-  disc["exact_copies"] = disclosure.exact_copies(
-      train, synthetic, spec.feature_columns + [spec.label_column])
+  with clock.step("disclosure, distances"):
+    disc = disclosure.disclosure_report(x_train, non_members.x[:n], x_synthetic[:n])
+  with clock.step("disclosure, exact copies"):
+    disc["exact_copies"] = disclosure.exact_copies(
+        train, synthetic, spec.feature_columns + [spec.label_column])
 
+  sampled = sub_samples(config, len(train), len(synthetic), len(members.y),
+                        len(holdout), len(non_members.y))
   result = {
       "not_for_release": report_html.NOT_FOR_RELEASE,
       "dataset": spec.name,
       "data_note": (f"Real data, split by patient: {patients_and_rows(train, spec)} for "
                     f"training, {patients_and_rows(holdout, spec)} for eval and "
                     f"{patients_and_rows(test, spec)} for test. Synthetic: "
-                    f"{len(synthetic)} patients."),
+                    f"{len(synthetic)} patients." + sampled["note"]),
+      "sub_sampled": sampled,
       "privacy": privacy_section(generator_record, classifier_record, spec.privacy_spent),
       "utility": use, "fidelity": fid, "baselines": compared, "attack": attack,
       "disclosure": disc,
@@ -325,12 +378,14 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
                         "fidelity": verdicts.fidelity_verdict(fid, config.thresholds),
                         "baselines": verdicts.baseline_verdict(use, fid, compared),
                         "privacy": verdicts.attack_verdict(attack, config.thresholds)}
-  figures = {"utility": plots.utility_bars(use, compared),
-             "trajectories": plots.trajectories(fid, spec.label_column),
-             "correlation": plots.correlation_matrices(fid),
-             "attacks": plots.attack_bars(attack)}
-  if holes is not None:
-    figures["dropout"] = plots.dropout_curves(holes, spec.label_column)
+  with clock.step("figures"):
+    figures = {"utility": plots.utility_bars(use, compared),
+               "trajectories": plots.trajectories(fid, spec.label_column),
+               "correlation": plots.correlation_matrices(fid),
+               "attacks": plots.attack_bars(attack)}
+    if holes is not None:
+      figures["dropout"] = plots.dropout_curves(holes, spec.label_column)
+  result["step_seconds"] = clock.seconds
   return result, figures
 
 

@@ -56,3 +56,23 @@ def test_synthetic_copies_of_members_are_caught(icu_patients):
   leaked = members.x + rng.normal(0, 1e-3, members.x.shape)
   result = audit.audit_synthetic_data(leaked, members, non_members)
   assert result["distance_to_synthetic"]["auroc"] > 0.95
+
+
+def test_shadows_train_on_half_the_reference_up_to_the_cap():
+  assert audit.shadow_rows(7000, audit.AuditConfig()) == 3500  # make demo's size: half
+  assert audit.shadow_rows(80_000, audit.AuditConfig(max_shadow_rows=10_000)) == 10_000
+  assert audit.shadow_rows(80_000, audit.AuditConfig(max_shadow_rows=None)) == 40_000
+  # The cap draws its rows as the halves are drawn: seeded, without replacement.
+  seen = []
+
+  def train(x, y):
+    seen.append((x.copy(), y.copy()))
+    return lambda features: np.full(len(features), 0.5)
+  reference_x = np.arange(100, dtype=float).reshape(-1, 1)
+  records = audit.Records(reference_x[:5], [], np.zeros(5, int), [b""] * 5)
+  config = audit.AuditConfig(shadow_models=3, max_shadow_rows=20, seed=3)
+  confidences = audit.shadow_confidences(train, reference_x, np.arange(100) % 2,
+                                         audit.shadow_rows(100, config), [records], config)
+  assert confidences[0].shape == (3, 5)
+  assert [len(x) for x, _ in seen] == [20, 20, 20]
+  assert all(len(np.unique(x)) == 20 for x, _ in seen)

@@ -309,3 +309,18 @@ def test_the_dp_generator_beats_independent_marginals_on_a_small_table(tmp_path)
   # (measured: real 0.928, generator 0.835, floor 0.461, with every patient kept; on the
   # complete patients alone, before issue 24, the generator reached 0.9).
   assert scores["generator"] > max(0.85 * scores["real"], scores["floor"] + 0.1), scores
+
+
+def test_the_report_says_what_it_sub_sampled_and_how_big():
+  config = evaluation_report.ReportConfig()
+  small = evaluation_report.sub_samples(config, 5000, 5000, 1000, 600, 600)
+  assert "utility model" not in small["note"] and "shadow" not in small["note"]
+  assert small["utility_models"]["rows_fitted"] == {"real training": 5000, "synthetic": 5000}
+  assert small["shadow_models"]["rows"] == 2500
+  large = evaluation_report.sub_samples(config, 79984, 79984, 1000, 10103, 1000)
+  cap = config.utility.max_training_rows
+  assert large["utility_models"]["rows_fitted"] == {"real training": cap, "synthetic": cap}
+  assert f"at most {cap} rows" in large["note"] and f"{cap} of 79984 real" in large["note"]
+  assert f"trains on {config.audit.max_shadow_rows} synthetic patients" in large["note"]
+  assert "1000 of 79984 training and 1000 of 10103 eval-split" in large["note"]
+  json.dumps(large)  # report.json holds it as it is

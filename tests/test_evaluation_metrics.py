@@ -1,11 +1,14 @@
 """Evaluation metrics on hand-made data whose answers are known."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from clinical_dp.spec import DatasetSpec, SeriesFeature, StaticFeature
-from components.evaluation import attacks, disclosure, fidelity, report_html, utility, verdicts
+from components.evaluation import (attacks, disclosure, fidelity, report_html, step_clock,
+                                   utility, verdicts)
 
 FAST = utility.UtilityConfig(bootstrap_samples=100, forest_trees=30)
 
@@ -254,3 +257,78 @@ def test_resampling_fewer_rows_keeps_the_spread_of_the_whole_tables():
   low, high = capped["median_ks_ci"]
   assert report_html._draws_ci({"bootstrap": capped}, "median_ks") == (  # pylint: disable=protected-access
       f" <small>({low:.3f}-{high:.3f})</small>")
+
+
+def test_step_clock_says_each_step_with_its_subject_and_keeps_its_seconds():
+  lines = []
+  clock = step_clock.StepClock(lines.append)
+  with clock.step("utility models, real training table"):
+    pass
+  with clock.about("released table"):
+    with clock.step("fidelity"):
+      pass
+    with clock.step("fidelity"):  # the same name again adds up
+      pass
+  assert [line.rsplit(":", 1)[0] for line in lines] == [
+      "  EvaluationReport: utility models, real training table",
+      "  EvaluationReport: fidelity, released table",
+      "  EvaluationReport: fidelity, released table"]
+  assert all(line.endswith(" s") for line in lines)
+  assert list(clock.seconds) == ["utility models, real training table",
+                                 "fidelity, released table"]
+  assert all(seconds >= 0 for seconds in clock.seconds.values())
+  silent = step_clock.silent()
+  with silent.step("anything"):
+    pass
+  assert list(silent.seconds) == ["anything"]
+
+
+# Sub-samples of large tables (issue 26): seeded, capped, and small tables untouched.
+
+def test_training_subsample_is_seeded_capped_and_absent_at_or_below_the_cap():
+  config = utility.UtilityConfig(max_training_rows=50)
+  kept = utility.training_subsample(200, config)
+  assert len(kept) == 50 and len(np.unique(kept)) == 50
+  assert np.all(np.diff(kept) > 0) and kept.min() >= 0 and kept.max() < 200
+  assert np.array_equal(kept, utility.training_subsample(200, config))  # seeded
+  other_seed = utility.training_subsample(200, utility.UtilityConfig(max_training_rows=50,
+                                                                     seed=1))
+  assert not np.array_equal(kept, other_seed)
+  assert utility.training_subsample(50, config) is None
+  assert utility.training_subsample(10**6, utility.UtilityConfig(max_training_rows=None)) is None
+
+
+@pytest.mark.parametrize("model", utility.MODELS)
+def test_a_model_above_the_cap_is_the_same_model_fitted_on_the_sub_sample(model):
+  rng = np.random.default_rng(5)
+  x, y = _separable(400, rng, noise=0.2)
+  x_test, y_test = _separable(200, rng, noise=0.2)
+  capped = utility.UtilityConfig(bootstrap_samples=30, forest_trees=10, max_training_rows=150)
+  result = utility.train_and_test(model, x, y, x_test, y_test, capped)
+  assert result["train_patients"] == 400 and result["fitted_on_rows"] == 150
+  kept = utility.training_subsample(400, capped)
+  uncapped = dataclasses.replace(capped, max_training_rows=None)
+  direct = utility.train_and_test(model, x[kept], y[kept], x_test, y_test, uncapped)
+  assert "fitted_on_rows" not in direct
+  for key in ("auroc", "auroc_bootstrap", "accuracy"):
+    assert result[key] == direct[key], key
+
+
+def test_small_tables_score_as_before_the_cap_and_the_same_on_any_number_of_threads():
+  rng = np.random.default_rng(6)
+  x, y = _separable(300, rng, noise=0.3)
+  xs, ys = _separable(300, rng, noise=0.4)
+  x_test, y_test = _separable(150, rng, noise=0.3)
+  sources = {"real": (x, y), "synthetic": (xs, ys)}
+  small = utility.UtilityConfig(bootstrap_samples=30, forest_trees=20, shuffle_repeats=4)
+  assert small.max_training_rows >= 300  # the default cap leaves this table whole
+  before = dataclasses.replace(small, max_training_rows=None, parallel_jobs=1)
+  assert (utility.utility_table(sources, x_test, y_test, small)
+          == utility.utility_table(sources, x_test, y_test, before))
+  assert (utility.shuffled_label_control(xs, ys, x_test, y_test, small)
+          == utility.shuffled_label_control(xs, ys, x_test, y_test, before))
+  # Above the cap too: the threads change nothing.
+  capped = dataclasses.replace(small, max_training_rows=120)
+  assert (utility.utility_table(sources, x_test, y_test, capped)
+          == utility.utility_table(sources, x_test, y_test,
+                                   dataclasses.replace(capped, parallel_jobs=1)))

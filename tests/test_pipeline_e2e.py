@@ -395,6 +395,13 @@ def test_report_has_every_documented_field_and_run_prints_its_headline(icu_run):
   assert f"report    {html_path}" in result.stdout
   assert "strongest membership attack AUROC" in result.stdout
   assert "federated" in summary["results"]
+  # Each sub-step of the report says its seconds on the console and keeps them.
+  steps = report["step_seconds"]
+  for step in ("utility models, real training table", "utility models, released table",
+               "shuffled-label control, released table", "fidelity, released table",
+               "utility models, DP Gaussian copula", "attacks, dp_classifier", "figures"):
+    assert steps[step] >= 0, step
+    assert re.search(rf"  EvaluationReport: {re.escape(step)}: \d+ s\n", result.stdout), step
 
 
 class _Page(HTMLParser):
