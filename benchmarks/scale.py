@@ -8,6 +8,7 @@ too under --federated) as a child process, and measures
   and the EvaluationReport's sub-steps ("  EvaluationReport: <step>: 42 s");
 - peak resident memory of the whole process tree (the run and every process under it,
   summed), polled with psutil every --poll_seconds;
+- peak resident memory while each component ran (the same polling);
 - CPU share: CPU seconds over wall seconds, for the run (getrusage of the waited child,
   which counts every descendant it waited for) and per component (the tree's CPU
   seconds polled at the component's first and last line; 200% is both cores of this
@@ -64,6 +65,7 @@ class _TreeMonitor:
     self._cpu: Dict[int, float] = {}
     self._lock = threading.Lock()
     self.peak_rss = 0
+    self.window_peak_rss = 0  # since the current component started
     self._stop = threading.Event()
     self._thread = threading.Thread(target=self._poll, daemon=True)
     self._thread.start()
@@ -89,6 +91,7 @@ class _TreeMonitor:
       except psutil.Error:
         continue
     self.peak_rss = max(self.peak_rss, rss)
+    self.window_peak_rss = max(self.window_peak_rss, rss)
 
   def cpu_seconds(self) -> float:
     with self._lock:
@@ -136,11 +139,13 @@ def _run(table: Dict[str, str], output: str, log_path: str) -> Dict:
         monitor.sample()  # the CPU seconds at this very line
       if started:
         components[started.group(1)] = {"start": now, "cpu_start": monitor.cpu_seconds()}
+        monitor.window_peak_rss = 0
       elif finished and finished.group(1) in components:
         entry = components[finished.group(1)]
         entry.update(seconds=now - entry["start"], said_seconds=int(finished.group(2)))
         wall = max(entry["seconds"], 1e-9)
         entry["cpu_share"] = (monitor.cpu_seconds() - entry.pop("cpu_start")) / wall
+        entry["peak_rss_gb"] = monitor.window_peak_rss / 1e9
       elif step:
         report_steps[step.group(1)] = float(step.group(2))
   code = process.wait()
@@ -210,6 +215,11 @@ def _print_table(results: Dict[int, Dict]) -> Dict[str, Optional[float]]:
           + f"{'n/a' if slope is None else f'{slope:.1f}':>10}")
   print(f"{'peak RSS of the tree':<{width}}"
         + "".join(f"{results[n]['peak_rss_gb']:>15.2f} GB" for n in sizes))
+  print("\npeak RSS of the tree while each component ran, GB")
+  for name, _ in rows[:-1]:
+    peaks = [results[n]["components"].get(name, {}).get("peak_rss_gb") for n in sizes]
+    print(f"{name:<{width}}" + "".join("n/a".rjust(18) if p is None else f"{p:>18.2f}"
+                                       for p in peaks))
   steps: List[str] = []
   for size in sizes:
     steps += [s for s in results[size]["report_steps"] if s not in steps]
