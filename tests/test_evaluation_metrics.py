@@ -256,7 +256,7 @@ def test_resampling_fewer_rows_keeps_the_spread_of_the_whole_tables():
   assert "per resample at most" not in note({"bootstrap": whole})
   low, high = capped["median_ks_ci"]
   assert report_html._draws_ci({"bootstrap": capped}, "median_ks") == (  # pylint: disable=protected-access
-      f" <small>({low:.3f}-{high:.3f})</small>")
+      f" <small>({low:.3f}&ndash;{high:.3f})</small>")
 
 
 def test_step_clock_says_each_step_with_its_subject_and_keeps_its_seconds():

@@ -122,7 +122,7 @@ def _draws_ci(fidelity: Dict, measure: str) -> str:
   """' (low-high)': the measure's 95% bootstrap interval over the real and synthetic rows,
   where it was drawn."""
   interval = fidelity.get("bootstrap", {}).get(f"{measure}_ci")
-  return (f" <small>({interval[0]:.3f}-{interval[1]:.3f})</small>" if interval else "")
+  return (f" <small>({interval[0]:.3f}&ndash;{interval[1]:.3f})</small>" if interval else "")
 
 
 def _bootstrap_note(fidelity: Dict) -> str:
