@@ -134,11 +134,12 @@ def _bootstrap_note(fidelity: Dict) -> str:
   size = (f" ({max(drawn_rows.values())} rows of a table per resample at most, the spread "
           "scaled to the whole tables')" if drawn_rows != drawn.get("rows") else "")
   return ("<p><small>In brackets: 95% bootstrap intervals over " f"{drawn['samples']} "
-          "resamples of the real training rows and the synthetic rows" + size + ". They show the sampling noise of the rows only: "
-          "the DP noise of the one release is not in them (a second release, at a second "
-          "budget, would differ by that too: by about 0.05 of correlation Spearman on a "
-          "simulated table of 3200 patients with skewed labs). A comparison with a baseline "
-          "whose paired interval holds 0 counts as level."
+          "resamples of the real training rows and the synthetic rows" + size + ". They "
+          "show the sampling noise of the rows only: the DP noise of the one release is "
+          "not in them (a second release, at a second budget, would differ by that too: by "
+          "about 0.05 of correlation Spearman on a simulated table of 3200 patients with "
+          "skewed labs). A comparison with a baseline whose paired interval holds 0 counts "
+          "as level."
           "</small></p>")
 
 
