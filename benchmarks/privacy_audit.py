@@ -15,9 +15,12 @@ power), and exceeds it with the noise halved (the audit catches the bug).
 Mechanisms, each through the code path the trainers use, at the demo's settings (the
 default table's 5235 training patients, epsilon 1 at delta 1e-5 per trainer, noise
 solved by trainers/accounting.py for Poisson sampling):
-- DP-SGD step of the classifier (TF Privacy's DP Adam, `dp_training.dp_adam`, read at
-  `_compute_gradients`, what `minimize` hands to Adam) and of the GAN's discriminator
-  (`dp_clipping.clipped_gradient_sum` plus `gaussian_sum_query`'s noise). The model is
+- DP-SGD step of the classifier (`classifier.optimizer_for`: `dp_clipping`'s one-pass
+  clipped sum and the optimizer's Gaussian sum query, read at `noised_mean`, what
+  `minimize_examples` hands to Adam) and of the GAN's discriminator
+  (`dp_clipping.clipped_gradient_sum` plus `gaussian_sum_query`'s noise from a seeded
+  generator); tests/test_privacy_audit.py also audits TF Privacy's DP Adam
+  (`dp_training.dp_adam`, the GAN's tf_privacy and batch-1 Poisson path). The model is
   one Dense kernel (d x o, no bias) and canary i an example whose input is 2 C e_a and
   whose loss is output j, so its gradient 2 C e_a e_j^T is clipped to C on one weight
   of its own: every weight is an independent run. A table holds a multiple of 5235
@@ -69,13 +72,14 @@ import tensorflow as tf  # noqa: E402
 
 from clinical_dp import privacy_audit, sensitivity  # noqa: E402
 from federated.child_session import run_in_own_session  # noqa: E402
-from trainers import accounting, dp_clipping, dp_statistics, dp_training  # noqa: E402
+from trainers import (accounting, classifier, dp_clipping, dp_statistics,  # noqa: E402
+                      dp_training)
 
 # The default table's training split (`clinical-dp simulate --kind sprint`, default size:
 # 6511 complete patients, hash split 8:1:1); the trainers' defaults and budgets are
 # pipelines.config's.
 DEMO_TRAINING_PATIENTS = 5235
-TF_PRIVACY, FAST = "tf_privacy", "fast"
+TF_PRIVACY, FAST, CLASSIFIER = "tf_privacy", "fast", "classifier"
 FEDERATED_PYTHON = os.path.join(PROJECT_ROOT, ".venv-federated", "bin", "python")
 Log = Callable[[str], None]
 
@@ -98,7 +102,7 @@ class StepMechanism:
   """A DP-SGD step mechanism as its accountant sees it (`plan`: steps only, Poisson
   sampling) and the code path whose noise is audited."""
   name: str
-  path: str  # TF_PRIVACY or FAST
+  path: str  # TF_PRIVACY, FAST or CLASSIFIER
   plan: accounting.PrivacyPlan
   l2_norm_clip: float
 
@@ -122,7 +126,8 @@ def demo_step_mechanisms(num_examples: int = DEMO_TRAINING_PATIENTS
   training = _training_defaults()
   mechanisms = []
   for name, path, config, budget in (
-      ("classifier DP-SGD step (TF Privacy DP Adam)", TF_PRIVACY, training.classifier,
+      ("classifier DP-SGD step (one-pass clipping, TF Privacy DP Adam)", CLASSIFIER,
+       training.classifier,
        training.classifier_budget),
       ("GAN discriminator DP-SGD step (one-pass clipping)", FAST, training.gan,
        training.gan_budget)):
@@ -188,6 +193,24 @@ def _release_fn(path: str, model: tf.keras.Model, clip: float, noise_multiplier:
       [(gradient, _)] = optimizer._compute_gradients(  # pylint: disable=protected-access
           losses, model.trainable_variables, tape=tape)
       return gradient * expected_batch
+    return release
+
+  if path == CLASSIFIER:
+    # The classifier's optimizer: the one-pass clipped sum and its Gaussian sum query's
+    # noise (TF Privacy's random op, seeded by TF's global seed as the classifier's is).
+    tf.random.set_seed(seed)
+    optimizer = classifier.optimizer_for(classifier.ClassifierConfig(
+        l2_norm_clip=clip, noise_multiplier=noise_multiplier), expected_batch)
+
+    @tf.function(input_signature=signature, autograph=False)  # as above
+    def release(rows, columns, weights):
+      x = scale * tf.one_hot(rows, d)
+      selector = tf.one_hot(columns, o)
+      sums, _, _ = dp_clipping.clipped_gradient_sum(
+          model, [[x]], lambda outputs: weights * tf.reduce_sum(outputs[0] * selector, 1),
+          clip)
+      # What minimize_examples hands to Adam: the noisy sum over the expected batch.
+      return optimizer.noised_mean(sums, expected_batch)[0] * expected_batch
     return release
 
   # The GAN's fast path: its clipping, and its query's noise from a seeded generator.
@@ -531,9 +554,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help="skip the federated mechanisms (no federated runtime)")
   args = parser.parse_args(argv)
   started = time.time()
-  classifier, gan = demo_step_mechanisms()
-  audits = [audit_step(classifier, CLASSIFIER_RUNS.times(args.scale), args.seed),
-            audit_step(gan, GAN_RUNS.times(args.scale), args.seed + 10),
+  classifier_step, gan_step = demo_step_mechanisms()
+  audits = [audit_step(classifier_step, CLASSIFIER_RUNS.times(args.scale), args.seed),
+            audit_step(gan_step, GAN_RUNS.times(args.scale), args.seed + 10),
             audit_statistics_release(demo_statistics_mechanism(),
                                      STATISTICS_RUNS.times(args.scale), args.seed + 20,
                                      args.workers)]

@@ -18,6 +18,7 @@ Prints a table with the slope (seconds per 100 000 patients, least squares over 
 sizes run) of each component, and writes everything as JSON with --out.
 
   .venv/bin/python benchmarks/scale.py [--patients 10000,100000] [--federated] [--out F]
+      [--sites 200] [--run_args=--federated-workers,2]
 """
 
 import json
@@ -41,6 +42,8 @@ flags.DEFINE_list("patients", ["10000", "100000"], "table sizes, in patients (10
 flags.DEFINE_bool("federated", False, "run the federated step too (the sprint table has sites)")
 flags.DEFINE_integer("seed", 1, "the run's seed (`clinical-dp run --seed`)")
 flags.DEFINE_integer("data_seed", 2, "the simulator's seed")
+flags.DEFINE_integer("sites", None, "hospitals in the simulated table (`simulate --sites`; "
+                     "default: the simulator's)")
 flags.DEFINE_string("work_dir", None, "where the tables and runs go (default: a temporary "
                     "directory, removed at the end unless --keep)")
 flags.DEFINE_bool("keep", False, "keep the simulated tables and run directories")
@@ -107,8 +110,9 @@ def _cli(*args: str) -> List[str]:
 
 
 def _simulate(patients: int, directory: str) -> Dict[str, str]:
+  sites = ["--sites", str(FLAGS.sites)] if FLAGS.sites else []
   subprocess.run(_cli("simulate", "--kind", "sprint", "--patients", str(patients), "--seed",
-                      str(FLAGS.data_seed), "--out", directory),
+                      str(FLAGS.data_seed), *sites, "--out", directory),
                  check=True, cwd=_PROJECT, stdout=subprocess.DEVNULL)
   return {"data": os.path.join(directory, "data.csv"),
           "spec": os.path.join(directory, "spec.yaml")}

@@ -15,7 +15,7 @@ from federated.config import (DEFAULT_FEDERATED_RELEASE, RELEASE_FEDERATED_HELP,
 # The arguments of `run` that make a run; kept in DIR/run_args.json for `run --resume`.
 RUN_ARGUMENTS = ("data", "spec", "output", "fast", "mode", "epochs", "target_epsilon",
                  "delta", "seed", "non_private_twin", "no_federated", "release_federated",
-                 "beam_mode", "beam_workers", "beam_arg")
+                 "beam_mode", "beam_workers", "beam_arg", "federated_workers")
 # Runs started before seeds were secret kept no "seed": theirs was 0.
 _SEED_BEFORE_SECRET_SEEDS = 0
 _RUN_PATHS = ("data", "spec", "output")
@@ -56,6 +56,22 @@ def _resumed_arguments(args: argparse.Namespace, say) -> argparse.Namespace:
                                 **run.run_args, "output": run.output_dir})
 
 
+def pipeline_config(args: argparse.Namespace):
+  """The PipelineConfig of `run`'s arguments."""
+  from federated.workers import WorkersConfig  # pylint: disable=g-import-not-at-top
+  from pipelines.config import BeamConfig, build_config, training_config, with_budget  # pylint: disable=g-import-not-at-top
+  training = with_budget(training_config(args.mode, fast=args.fast, epochs=args.epochs,
+                                         train_twin=args.non_private_twin),
+                         args.target_epsilon, args.delta)
+  return build_config(
+      args.output, fast=args.fast, training=training, seed=args.seed,
+      federated=not args.no_federated,
+      release_federated=federated_release(args.release_federated),
+      beam=BeamConfig(mode=args.beam_mode, workers=args.beam_workers,
+                      extra_args=tuple(args.beam_arg)),
+      federated_workers=WorkersConfig(workers=args.federated_workers or 0))
+
+
 def _run(args: argparse.Namespace) -> int:
   """Runs the pipeline with a quiet console: our own lines on the terminal, library
   output (from TensorFlow's import on) in the run's log (clinical_dp/console.py)."""
@@ -72,21 +88,12 @@ def _run(args: argparse.Namespace) -> int:
     if spec.privacy_spent:
       say(f"  the spec was written from DP statistics of these patients (privacy_spent: "
           f"epsilon {spec.epsilon_spent:g}); the release adds them to its total")
-    from pipelines.config import BeamConfig, build_config, training_config, with_budget  # pylint: disable=g-import-not-at-top
     from pipelines.runner import run_pipeline  # pylint: disable=g-import-not-at-top
     from pipelines.summary_text import format_summary  # pylint: disable=g-import-not-at-top
     if args.mode == "paper":  # hours of batch-1 steps: one intra-op thread is faster
       from trainers import batch1_dp  # pylint: disable=g-import-not-at-top
       batch1_dp.use_one_intra_op_thread()
-    training = with_budget(training_config(args.mode, fast=args.fast, epochs=args.epochs,
-                                           train_twin=args.non_private_twin),
-                           args.target_epsilon, args.delta)
-    config = build_config(
-        args.output, fast=args.fast, training=training, seed=args.seed,
-        federated=not args.no_federated,
-        release_federated=federated_release(args.release_federated),
-        beam=BeamConfig(mode=args.beam_mode, workers=args.beam_workers,
-                        extra_args=tuple(args.beam_arg)))
+    config = pipeline_config(args)
     summary = run_pipeline(args.data, spec, config, report=report,
                            run_args=_run_arguments(args), resume=bool(args.resume))
     say(format_summary(summary))
@@ -132,4 +139,8 @@ def add_run_parser(commands) -> None:
   run.add_argument("--beam-workers", type=int, default=1)
   run.add_argument("--beam-arg", action="append", default=[],
                    help="extra Beam pipeline argument, e.g. --beam-arg=--runner=FlinkRunner")
+  run.add_argument("--federated-workers", type=int, default=0, metavar="N",
+                   help="run the federated step's rounds on N TFF worker processes started "
+                        "here, the sites split among them (default 0: one TFF process); "
+                        "the figures are the same (docs/federated.md)")
   run.set_defaults(handler=_run)

@@ -1,4 +1,5 @@
-"""ExampleGen's GZIP TFRecords of tf.Examples read back as a table, in batches.
+"""ExampleGen's GZIP TFRecords of tf.Examples read back as a table, in batches, and a
+table serialized as tf.Examples the way CsvExampleGen writes them.
 
 The report and the federated step both read the raw splits. Parsing record by record in
 Python took 11 s for 80 000 patients (two minutes a split at a million); batches of
@@ -7,6 +8,10 @@ reading each record's values one by one would give: a feature's first value, Non
 (NaN in a numeric column) where a record has none, strings decoded from UTF-8, and the
 column types pandas infers from those values (whole numbers stay int64 unless a value
 is missing).
+
+Writing: building one tf.train.Example per row in Python took 13 s for 80 000 synthetic
+patients; `serialized_examples` hands each group of rows with the same empty cells to
+tfx_bsl's C++ encoder as one Arrow batch.
 """
 
 from typing import Dict, List, Sequence
@@ -79,3 +84,43 @@ def read_example_table(files: Sequence[str], keys: List[str],
     elif kinds[key] == "int64_list" and nullable_integers and table[key].isna().any():
       table[key] = table[key].astype("Int64")
   return table
+
+
+def _arrow_values(column: pd.Series):
+  """One value per row, typed as CsvExampleGen types a CSV column: whole numbers int64,
+  other numbers float32, anything else UTF-8 bytes."""
+  import pyarrow as pa  # pylint: disable=import-outside-toplevel
+  if pd.api.types.is_integer_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
+    return pa.array(column.to_numpy(np.int64))
+  if pd.api.types.is_float_dtype(column.dtype):
+    return pa.array(column.to_numpy(np.float64), pa.float64()).cast(pa.float32())
+  return pa.array([str(v).encode("utf-8") for v in column], pa.binary())
+
+
+def serialized_examples(frame: pd.DataFrame) -> List[bytes]:
+  """One serialized tf.Example per row, in row order, each feature named by its column
+  and holding the cell's one value; an empty cell has no feature (as CsvExampleGen
+  writes it), so rows are encoded in groups that share their empty cells."""
+  # The pipeline runtime's (the federated runtime, which reads with this module, has none).
+  import pyarrow as pa  # pylint: disable=import-outside-toplevel
+  from tfx_bsl.coders import example_coder  # pylint: disable=import-outside-toplevel
+  frame = frame.reset_index(drop=True)
+  present = frame.notna().to_numpy()
+  patterns, group = np.unique(present, axis=0, return_inverse=True)
+  group = np.asarray(group).reshape(-1)
+  order = np.argsort(group, kind="stable")
+  bounds = np.searchsorted(group[order], np.arange(len(patterns) + 1))
+  # A row of empty cells: an Example whose (empty) features are set, as written by hand.
+  serialized: List[bytes] = [b"\n\x00"] * len(frame)
+  for pattern, start, end in zip(patterns, bounds[:-1], bounds[1:]):
+    rows = order[start:end]
+    columns = [c for c, kept in zip(frame.columns, pattern) if kept]
+    if not columns:
+      continue
+    offsets = pa.array(np.arange(len(rows) + 1, dtype=np.int32))
+    batch = pa.RecordBatch.from_arrays(
+        [pa.ListArray.from_arrays(offsets, _arrow_values(frame[c].iloc[rows]))
+         for c in columns], [str(c) for c in columns])
+    for row, example in zip(rows, example_coder.RecordBatchToExamples(batch)):
+      serialized[row] = example
+  return serialized

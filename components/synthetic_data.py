@@ -18,6 +18,7 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from clinical_dp.console import say
+from clinical_dp.example_tables import serialized_examples
 from clinical_dp.files import write_atomically
 from clinical_dp.names import ColumnKeys, user_labels
 from clinical_dp.release_layout import SYNTHETIC_CSV
@@ -47,23 +48,12 @@ def user_table(frame: pd.DataFrame, spec: DatasetSpec, keys: ColumnKeys) -> pd.D
   return table
 
 
-def _feature(value) -> tf.train.Feature:
-  if isinstance(value, str):
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
-  if isinstance(value, int):
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
-  return tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
-
-
 def write_examples(frame: pd.DataFrame, path: str) -> None:
-  """One tf.Example per row, typed as CsvExampleGen types the input CSV."""
+  """One tf.Example per row, typed as CsvExampleGen types the input CSV (an empty cell is
+  an absent feature)."""
   with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-    for row in frame.itertuples(index=False):
-      # an empty cell is an absent feature, as CsvExampleGen writes one
-      example = tf.train.Example(features=tf.train.Features(feature={
-          column: _feature(value.item() if hasattr(value, "item") else value)
-          for column, value in zip(frame.columns, row) if not pd.isna(value)}))
-      writer.write(example.SerializeToString())
+    for example in serialized_examples(frame):
+      writer.write(example)
 
 
 def write_checked_csv(frame: pd.DataFrame, spec: DatasetSpec, path: str) -> None:

@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from clinical_dp.simulators import simulate, write_simulated
 from clinical_dp.validation import validate_table
@@ -51,6 +52,48 @@ def test_heavy_noise_hurts_utility(sprint_arrays):
                                          dp_training.PrivacyBudget(10.0, 1e-5), seed=0,
                                          log=lambda _: None)
   assert classifier.accuracy(model, x_test, y_test) < 0.75
+
+
+def _clipped_step_by_tf_privacy(model, features, targets, weights, clip, expected_batch):
+  """The step through TF Privacy's DPKerasAdamOptimizer (a Jacobian per example, no
+  noise): the reference for the classifier's one-pass clipping."""
+  optimizer = dp_training.dp_adam(clip, 0.0, classifier.ClassifierConfig().learning_rate,
+                                  expected_batch_size=expected_batch)
+  with tf.GradientTape(persistent=True) as tape:
+    losses = weights * tf.reshape(tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=targets, logits=model(features, training=True)), [-1])
+  optimizer.minimize(losses, model.trainable_variables, tape=tape)
+
+
+@pytest.mark.parametrize("kind", ["logistic", "mlp"])
+def test_dp_step_is_tf_privacys_step(kind, sprint_arrays):
+  """The private classifier's step (one-pass clipping) leaves the weights where TF
+  Privacy's DPKerasAdamOptimizer does, with clipping active and a row of weight 0; its
+  noise is the same Gaussian sum query's (tests/test_dp_clipping.py: the noise's scale)."""
+  x_train, y_train, _, _ = sprint_arrays
+  features = tf.constant(x_train[:32], tf.float32)
+  targets = tf.constant(y_train[:32].reshape(-1, 1), tf.float32)
+  weights = tf.constant(np.r_[np.ones(31), 0.0], tf.float32)
+  config = classifier.ClassifierConfig(kind=kind, noise_multiplier=0.0)
+  tf.random.set_seed(0)
+  model = classifier.build_classifier(x_train.shape[1], config)
+  start = [v.numpy() for v in model.trainable_variables]
+  with tf.GradientTape() as jacobian:  # the clip at the median example's gradient norm
+    per_example = tf.reshape(tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=targets, logits=model(features)), [-1])
+  grads = jacobian.jacobian(per_example, model.trainable_variables)
+  norms = np.sqrt(sum(np.sum(g.numpy().reshape(32, -1) ** 2, axis=1) for g in grads))
+  clip = float(np.median(norms))
+  _clipped_step_by_tf_privacy(model, features, targets, weights, clip, 20.0)
+  want = [v.numpy() for v in model.trainable_variables]
+  for variable, value in zip(model.trainable_variables, start):
+    variable.assign(value)
+
+  optimizer = classifier.optimizer_for(dataclasses.replace(config, l2_norm_clip=clip), 20.0)
+  classifier.training_step(model, optimizer, features, targets, weights, 20.0)
+  for got, expect, value in zip(model.trainable_variables, want, start):
+    assert not np.allclose(got.numpy(), value)
+    np.testing.assert_allclose(got.numpy(), expect, rtol=1e-4, atol=1e-6)
 
 
 def test_unknown_kind_is_refused():

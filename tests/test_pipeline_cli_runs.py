@@ -171,3 +171,26 @@ def test_a_failing_component_is_named_in_one_line_with_its_log(sprint_dir, tmp_p
   assert "Traceback" not in result.stdout and "Traceback" in log.read_text()
   assert (output / "FAILED").read_text().strip() == line[len("clinical-dp run: "):]
   assert not (output / "run_summary.json").exists() and not (output / "RUNNING").exists()
+
+
+def test_federated_workers_flag_reaches_the_federated_step(sprint_dir, tmp_path):
+  """`run --federated-workers 2` starts the federated step's rounds on two TFF workers
+  (federated.simulate --workers 2); by default they run in one TFF process."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  from cli import run as run_command  # pylint: disable=g-import-not-at-top
+  from clinical_dp.spec import load_spec  # pylint: disable=g-import-not-at-top
+  from pipelines.pipeline import create_components  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser()
+  run_command.add_run_parser(parser.add_subparsers(dest="command"))
+  spec = load_spec(os.path.join(sprint_dir, "spec.yaml"))
+
+  def federated_args(*flags):
+    args = parser.parse_args(["run", "--data", "d.csv", "--spec", "s.yaml", "--output",
+                              str(tmp_path), *flags])
+    [step] = [c for c in create_components(run_command.pipeline_config(args), spec)
+              if "federated_results" in c.outputs]
+    return json.loads(step.exec_properties["federated_args"])
+
+  with_workers = federated_args("--federated-workers", "2")
+  assert with_workers[with_workers.index("--workers") + 1] == "2"
+  assert "--workers" not in federated_args()

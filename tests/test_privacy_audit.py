@@ -127,8 +127,15 @@ def _check(result: privacy_audit.MechanismAudit):
 
 
 def test_classifier_dp_sgd_step_passes_its_audit():
-  # TF Privacy's DP Adam, every canary in every step (q = 1): the fit is exact there.
-  mechanism = audit.step_mechanism("classifier step", audit.TF_PRIVACY, num_examples=600,
+  # The classifier's optimizer, every canary in every step (q = 1): the fit is exact there.
+  mechanism = audit.step_mechanism("classifier step", audit.CLASSIFIER, num_examples=600,
+                                   batch_size=600, steps=2, target_epsilon=4.0, delta=DELTA)
+  _check(audit.audit_step(mechanism, audit.Runs(), seed=0, log=lambda line: None))
+
+
+def test_tf_privacy_dp_adam_step_passes_its_audit():
+  # TF Privacy's DP Adam (the GAN's tf_privacy and batch-1 Poisson path), as above.
+  mechanism = audit.step_mechanism("TF Privacy step", audit.TF_PRIVACY, num_examples=600,
                                    batch_size=600, steps=2, target_epsilon=4.0, delta=DELTA)
   _check(audit.audit_step(mechanism, audit.Runs(), seed=0, log=lambda line: None))
 
