@@ -4,6 +4,7 @@ an interrupted run with the arguments it started with."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 
 from cli import EXIT_OK
@@ -63,13 +64,17 @@ def pipeline_config(args: argparse.Namespace):
   training = with_budget(training_config(args.mode, fast=args.fast, epochs=args.epochs,
                                          train_twin=args.non_private_twin),
                          args.target_epsilon, args.delta)
-  return build_config(
+  config = build_config(
       args.output, fast=args.fast, training=training, seed=args.seed,
       federated=not args.no_federated,
       release_federated=federated_release(args.release_federated),
       beam=BeamConfig(mode=args.beam_mode, workers=args.beam_workers,
                       extra_args=tuple(args.beam_arg)),
       federated_workers=WorkersConfig(workers=args.federated_workers or 0))
+  if args.delta is not None and config.federated is not None:  # a released model's too
+    config = dataclasses.replace(config, federated=dataclasses.replace(config.federated,
+                                                                       delta=args.delta))
+  return config
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -120,7 +125,9 @@ def add_run_parser(commands) -> None:
                    help="override the trainers' epochs (e.g. paper mode as a smoke test)")
   run.add_argument("--target-epsilon", type=float, default=None,
                    help="privacy budget of each released model (default 1; paper mode GAN 3)")
-  run.add_argument("--delta", type=float, default=None, help="delta of each budget (1e-5)")
+  run.add_argument("--delta", type=float, default=None,
+                   help="delta of each budget, the federated step's too (1e-5); it must be "
+                        "below 1 / the training patients (1e-6 for a million)")
   run.add_argument("--non-private-twin", action="store_true",
                    help="also train a non-private classifier for comparison (kept in the "
                         "pipeline artifacts, never released)")

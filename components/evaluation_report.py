@@ -75,19 +75,36 @@ def fast_report_config() -> ReportConfig:
                       audit=AuditConfig(shadow_models=2))
 
 
-def read_split(examples_uri: str, split: str, spec: DatasetSpec
-               ) -> Tuple[pd.DataFrame, List[bytes]]:
-  """One split of raw patients as a table (the user's column names, the label as 1 / 0)
-  and their tf.Examples (the pipeline's feature keys, clinical_dp/names.py)."""
-  keys = ColumnKeys.for_spec(spec)
+def split_files(examples_uri: str, split: str) -> List[str]:
   files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
   if not files:
     raise FileNotFoundError(f"no examples in split '{split}' under {examples_uri}")
-  table = read_example_table(files, [keys.key(c) for c in spec.required_columns])
+  return files
+
+
+def read_split(examples_uri: str, split: str, spec: DatasetSpec) -> pd.DataFrame:
+  """One split of raw patients as a table (the user's column names, the label as 1 / 0)."""
+  keys = ColumnKeys.for_spec(spec)
+  table = read_example_table(split_files(examples_uri, split),
+                             [keys.key(c) for c in spec.required_columns])
   table.columns = list(spec.required_columns)
-  records = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(8192)
-  serialized = [r for batch in records.as_numpy_iterator() for r in batch]  # 16x one by one
-  return table, serialized
+  return table
+
+
+def records_at(examples_uri: str, split: str, positions: np.ndarray) -> List[bytes]:
+  """The split's serialized tf.Examples (the pipeline's feature keys,
+  clinical_dp/names.py) at `positions` in read_split's row order, in that order; only
+  those are kept (a million-patient split's records would take gigabytes)."""
+  wanted = {int(p): i for i, p in enumerate(positions)}
+  found: List[Optional[bytes]] = [None] * len(positions)
+  start = 0
+  records = tf.data.TFRecordDataset(split_files(examples_uri, split), compression_type="GZIP")
+  for batch in records.batch(8192).as_numpy_iterator():  # 16x faster than one by one
+    for offset in range(len(batch)):
+      if start + offset in wanted:
+        found[wanted[start + offset]] = batch[offset]
+    start += len(batch)
+  return found
 
 
 def read_synthetic(synthetic_csv: str, spec: DatasetSpec) -> pd.DataFrame:
@@ -109,13 +126,13 @@ def encode(frame: pd.DataFrame, spec: DatasetSpec) -> Tuple[np.ndarray, List[np.
   return features.flatten_inputs(inputs), inputs, labels.reshape(-1)
 
 
-def _sample(encoded: Tuple[np.ndarray, List[np.ndarray], np.ndarray], serialized: List[bytes],
-            limit: int, seed: int) -> audit.Records:
+def _sample(encoded: Tuple[np.ndarray, List[np.ndarray], np.ndarray], examples_uri: str,
+            split: str, limit: int, seed: int) -> audit.Records:
   """At most `limit` patients of an encoded split, in a seeded random order."""
   x, inputs, y = encoded
   order = np.random.default_rng(seed).permutation(len(y))[:limit]
   return audit.Records(x[order], [a[order] for a in inputs], y[order],
-                       [serialized[i] for i in order])
+                       records_at(examples_uri, split, order))
 
 
 def tfma_slices(evaluation_uri: str, keys: ColumnKeys) -> Dict[str, Dict[str, Dict]]:
@@ -261,9 +278,9 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
   seed = config.audit.seed
   clock = StepClock(log)
   with clock.step("reading the splits and the synthetic table"):
-    train, train_serialized = read_split(examples_uri, "train", spec)
-    holdout, holdout_serialized = read_split(examples_uri, "eval", spec)
-    test, _ = read_split(examples_uri, "test", spec)
+    train = read_split(examples_uri, "train", spec)
+    holdout = read_split(examples_uri, "eval", spec)
+    test = read_split(examples_uri, "test", spec)
     synthetic = read_synthetic(synthetic_csv, spec)
     user_spec, spec = spec, binary_label_spec(spec)  # every table here holds the label as 1/0
     train_encoded = encode(train, spec)
@@ -306,8 +323,8 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
                            seed, score, log, clock)
 
   log("  EvaluationReport: membership attacks (shadow models, positive control)")
-  members = _sample(train_encoded, train_serialized, config.audit.max_records, seed)
-  non_members = _sample(encode(holdout, spec), holdout_serialized, config.audit.max_records,
+  members = _sample(train_encoded, examples_uri, "train", config.audit.max_records, seed)
+  non_members = _sample(encode(holdout, spec), examples_uri, "eval", config.audit.max_records,
                         seed)
   discriminator = audit.load_discriminator(discriminator_weights, spec,
                                            generator_record["gan_config"])

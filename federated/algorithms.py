@@ -9,6 +9,7 @@ would take the ledger over the budget (the round is discarded, nothing released)
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import time
@@ -185,7 +186,6 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
   runner = _Runner(algorithm, data, config, log)
   schedule = _Schedule(data.sites, config)
   train = data.splits["train"]
-  clients = {s: iterative_process.client_value(train[s]) for s in data.sites}
   initial = model_lib.initial_weights(len(data.feature_names), config.model,
                                       config.hidden_units, config.seed)
   num_features = len(data.feature_names)
@@ -277,6 +277,18 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
   else:
     raise ValueError(f"not a federated algorithm: {algorithm}")
 
+  def client(site: str, round_index: int) -> Tuple[collections.OrderedDict, np.ndarray]:
+    """The site's argument and seed for one round: only the rows its draws take."""
+    seed = _seed(config, algorithm, round_index, data.sites.index(site))
+    part = train[site]
+    if algorithm == "dopamine":  # one Poisson draw at the pooled rate, on the round's seed
+      q_site, seeds = tf.constant(q, tf.float32), [seed]
+    else:  # the local steps' draws (model_steps.local_train)
+      q_site = model_lib.local_sampling_rate(config.site_batch_size, part.num_patients)
+      seeds = list(model_lib.local_step_seeds(tf.constant(seed), steps))
+    rows = model_lib.drawn_rows(part.patient, part.num_patients, q_site, seeds)
+    return iterative_process.client_value(part, rows), seed
+
   faults_before = len(runtime.faults)
   state = runtime.call(built.initialize, algorithm=algorithm, round_index=0)
   weights = iterative_process.weights_of(state)
@@ -298,14 +310,13 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
     if active:
       if algorithm == "cyclical":
         for site in active:  # the model visits the surviving sites in turn
-          state, _ = runtime.call(built.next, state, [clients[site]],
-                                  [_seed(config, algorithm, r, data.sites.index(site))],
+          value, seed = client(site, r)
+          state, _ = runtime.call(built.next, state, [value], [seed],
                                   algorithm=algorithm, round_index=r)
       else:
-        state, measurements = runtime.call(
-            built.next, state, [clients[s] for s in active],
-            [_seed(config, algorithm, r, data.sites.index(s)) for s in active],
-            algorithm=algorithm, round_index=r)
+        values, seeds = zip(*(client(s, r) for s in active))
+        state, measurements = runtime.call(built.next, state, list(values), list(seeds),
+                                           algorithm=algorithm, round_index=r)
         if algorithm == "dopamine":
           secure_clipped += int(measurements["secure_upper_clipped_count"]) + int(
               measurements["secure_lower_clipped_count"])

@@ -53,7 +53,8 @@ def data_type(num_features: int):
       x=tff.TensorType(np.float32, [None, num_features]),
       y=tff.TensorType(np.float32, [None]),
       patient=tff.TensorType(np.int32, [None]),
-      num_patients=tff.TensorType(np.int32)))
+      num_patients=tff.TensorType(np.int32),
+      site_rows=tff.TensorType(np.float32)))
 
 
 SEED_TYPE = tff.TensorType(np.int64, [2])
@@ -113,8 +114,7 @@ def build_process(initial: Sequence[np.ndarray], num_features: int, client: Clie
   @tff.tensorflow.computation(w_type, d_type, SEED_TYPE)
   def client_update(weights, data, seed):
     update = client.fn(list(weights), data, seed)
-    return collections.OrderedDict(update=update,
-                                   rows=tf.cast(tf.shape(data["x"])[0], tf.float32))
+    return collections.OrderedDict(update=update, rows=data["site_rows"])
 
   @tff.tensorflow.computation(w_type, w_type, w_type)
   def server_update(weights, momentum, aggregate):
@@ -153,9 +153,15 @@ def build_process(initial: Sequence[np.ndarray], num_features: int, client: Clie
   return tff.templates.IterativeProcess(initialize, next_fn)
 
 
-def client_value(site_data) -> collections.OrderedDict:
-  return collections.OrderedDict(x=site_data.x, y=site_data.y, patient=site_data.patient,
-                                 num_patients=np.int32(site_data.num_patients))
+def client_value(site_data, rows: Optional[np.ndarray] = None) -> collections.OrderedDict:
+  """A site's argument of a round: its rows (all, or those at `rows`: the patients the
+  round draws, model_steps.drawn_rows), with its patient count and its row count (FedAvg's
+  weight) always of the whole site."""
+  take = slice(None) if rows is None else rows
+  return collections.OrderedDict(x=site_data.x[take], y=site_data.y[take],
+                                 patient=site_data.patient[take],
+                                 num_patients=np.int32(site_data.num_patients),
+                                 site_rows=np.float32(len(site_data.y)))
 
 
 def weights_of(state) -> List[np.ndarray]:

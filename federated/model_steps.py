@@ -53,8 +53,22 @@ def losses(weights: Sequence[tf.Tensor], x: tf.Tensor, y: tf.Tensor) -> tf.Tenso
 def sample_patients(patient: tf.Tensor, num_patients: tf.Tensor, q: tf.Tensor,
                     seed: tf.Tensor) -> tf.Tensor:
   """Row indices of the patients drawn, each patient independently with probability q."""
-  chosen = tf.random.stateless_uniform(tf.reshape(num_patients, [1]), seed) < q
-  return tf.reshape(tf.where(tf.gather(chosen, patient)), [-1])
+  return tf.reshape(tf.where(tf.gather(_chosen(num_patients, q, seed), patient)), [-1])
+
+
+def _chosen(num_patients: tf.Tensor, q: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """[num_patients] bool: which patients the Poisson draw of `seed` takes."""
+  return tf.random.stateless_uniform(tf.reshape(num_patients, [1]), seed) < q
+
+
+@tf.function(autograph=False, input_signature=[
+    tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32),
+    tf.TensorSpec([None, 2], tf.int64)])
+def _drawn_by_any(patient, num_patients, q, seeds):
+  """Rows whose patient at least one of the draws of `seeds` takes (one call per site)."""
+  chosen = tf.map_fn(lambda seed: _chosen(num_patients, q, seed), seeds,
+                     fn_output_signature=tf.bool)
+  return tf.reshape(tf.where(tf.gather(tf.reduce_any(chosen, axis=0), patient)), [-1])
 
 
 def per_patient_clipped_sum(weights: Sequence[tf.Tensor], x: tf.Tensor, y: tf.Tensor,
@@ -125,6 +139,33 @@ def expected_batch(batch_size: int, num_patients) -> tf.Tensor:
   return tf.minimum(float(batch_size), tf.maximum(tf.cast(num_patients, tf.float32), 1.0))
 
 
+def local_sampling_rate(batch_size: int, num_patients) -> tf.Tensor:
+  """q of a site's local step: its expected batch over its patients (at most 1)."""
+  return expected_batch(batch_size, num_patients) / tf.maximum(
+      tf.cast(num_patients, tf.float32), 1.0)
+
+
+def local_step_seeds(seed: tf.Tensor, steps: int) -> tf.Tensor:
+  """The seeds of a round's local steps, one per step, from the round's seed."""
+  return tf.random.experimental.stateless_split(seed, num=steps)
+
+
+def drawn_rows(patient: np.ndarray, num_patients: int, q, seeds) -> np.ndarray:
+  """Rows, in row order, of the patients that at least one of the Poisson draws
+  `sample_patients(patient, num_patients, q, seed)` takes, over `seeds`.
+
+  A round's client computation touches no other row: given only these rows (their
+  `patient` indices and `num_patients` unchanged), every draw inside it takes the same
+  patients' rows in the same order, so the round computes exactly what it would on the
+  site's whole table. The simulation hands each round only these rows instead of every
+  site's table, which TFF serializes into every call (at 200 sites of 5000 patients a
+  round took 1.1 s in one process and 3 s on two workers); a real site would draw the
+  same patients from its own."""
+  seeds = np.asarray([np.asarray(seed) for seed in seeds], np.int64).reshape(-1, 2)
+  return _drawn_by_any(tf.constant(patient, tf.int32), tf.constant(num_patients, tf.int32),
+                       tf.cast(q, tf.float32), tf.constant(seeds)).numpy()
+
+
 def local_train(weights: Sequence[tf.Tensor], x: tf.Tensor, y: tf.Tensor, patient: tf.Tensor,
                 num_patients: tf.Tensor, seed: tf.Tensor, steps: int, batch_size: int,
                 learning_rate: float, dp: bool, clip: float = 1.0,
@@ -136,17 +177,17 @@ def local_train(weights: Sequence[tf.Tensor], x: tf.Tensor, y: tf.Tensor, patien
   divided by the expected batch (`expected_batch`, public, not the drawn count).
   """
   expected = expected_batch(batch_size, num_patients)
-  q = expected / tf.maximum(tf.cast(num_patients, tf.float32), 1.0)
+  q = local_sampling_rate(batch_size, num_patients)
   weights = [tf.identity(w) for w in weights]
-  step_seeds = tf.random.experimental.stateless_split(seed, num=steps)
+  seeds = local_step_seeds(seed, steps)
   for step in range(steps):  # a few steps: unrolled, so each keeps its own shapes
     if dp:
       sums = noisy_clipped_sum(weights, x, y, patient, num_patients, q, clip,
                                tf.constant(noise_multiplier * clip, tf.float32),
-                               step_seeds[step])
+                               seeds[step])
       gradient = [s / expected for s in sums]
     else:
-      rows = sample_patients(patient, num_patients, q, step_seeds[step])
+      rows = sample_patients(patient, num_patients, q, seeds[step])
       gradient = mean_gradient(weights, tf.gather(x, rows), tf.gather(y, rows))
     weights = [w - learning_rate * g for w, g in zip(weights, gradient)]
   return weights

@@ -128,11 +128,24 @@ def _dp_checks(train_rows: int, max_rows: int, config: PipelineConfig, spec: Dat
     needed = None
     over_budget = (feasibility.epsilon is not None
                    and feasibility.epsilon > budget.target_epsilon)
+    if budget.delta * train_rows >= 1:  # more rows make it worse: a smaller delta (advice)
+      over_budget = True
     if not over_budget:  # over budget, the accountant's advice in the reason says what fits
       needed = dp_training.min_examples_for_dp(trainer, budget, max_rows)
     problems.append((f"{name} on {train_rows} training rows: {feasibility.reason}",
                      needed or 0))
   return problems, notes
+
+
+def _delta_problems(train_patients: int, config: PipelineConfig, spec: DatasetSpec
+                    ) -> List[str]:
+  """The federated step's delta against 1/N of its training patients, as the trainers'
+  is checked against their rows (dp_training.dp_feasibility)."""
+  federated = config.federated
+  if federated is None or not spec.site_column or federated.delta * train_patients < 1:
+    return []
+  return [f"federated step on {train_patients} training patients: delta {federated.delta:g} "
+          f"is not below 1/N = 1/{train_patients}"]
 
 
 def _federated_note(table: pd.DataFrame, spec: DatasetSpec, config: PipelineConfig
@@ -174,6 +187,8 @@ def check_run(table: pd.DataFrame, spec: DatasetSpec, config: PipelineConfig, so
   max_rows = int(patients[train].value_counts().max()) if train_rows else 1
   dp, notes = _dp_checks(train_rows, max_rows, config, spec) if train_rows else ([], [])
   problems += [reason for reason, _ in dp]
+  large_delta = _delta_problems(int(patients[train].nunique()), config, spec)
+  problems += large_delta
   if problems:
     needed = max([n for _, n in dp if n] or [0])
     train_share = buckets["train"] / sum(buckets.values())
@@ -182,6 +197,12 @@ def check_run(table: pd.DataFrame, spec: DatasetSpec, config: PipelineConfig, so
               "patients in the table")
     if dp:
       advice += ", or a larger --target-epsilon"
+    if large_delta or any(config_delta * train_rows >= 1 for config_delta in
+                          (config.training.gan_budget.delta,
+                           config.training.classifier_budget.delta)):
+      advice = (f"a smaller --delta: below 1/N for N = {train_rows} training rows, e.g. "
+                f"{10.0 ** -(math.floor(math.log10(train_rows)) + 1):g} (a delta of 1/N or "
+                "more would allow releasing a patient's record outright)")
     raise RunRefused(f"{where}; the pipeline cannot run on it:\n"
                      + "\n".join(f"  {p}" for p in problems)
                      + f"\n  what to change: {advice}")

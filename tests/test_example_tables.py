@@ -92,3 +92,29 @@ def test_a_table_serializes_to_the_examples_written_row_by_row():
     assert tf.train.Example.FromString(have) == tf.train.Example.FromString(want), i
   assert "creatinine" not in tf.train.Example.FromString(got[7]).features.feature
   assert got[9] == tf.train.Example(features=tf.train.Features()).SerializeToString()
+
+
+def test_the_reports_member_records_are_the_rows_its_table_holds(tmp_path):
+  """records_at keeps the split's serialized records at the sampled positions, in the
+  order read_split gives the rows (files and records as globbed and written)."""
+  from clinical_dp.spec import parse_spec  # pylint: disable=g-import-not-at-top
+  from components import evaluation_report  # pylint: disable=g-import-not-at-top
+  spec = parse_spec("""
+name: tiny
+label_column: died
+id_column: patient_id
+static:
+  - {name: age, type: numeric, min: 0, max: 120}
+""")
+  split = tmp_path / "Split-train"
+  split.mkdir()
+  rows = [{"patient_id": f"p{i}", "age": float(20 + i), "died": i % 2} for i in range(40)]
+  _write(split / "data-00000-of-00002.gz", rows[:25])
+  _write(split / "data-00001-of-00002.gz", rows[25:])
+  table = evaluation_report.read_split(str(tmp_path), "train", spec)
+  positions = np.array([39, 0, 24, 25, 7])
+  records = evaluation_report.records_at(str(tmp_path), "train", positions)
+  for position, record in zip(positions, records):
+    features = tf.train.Example.FromString(record).features.feature
+    assert features["patient_id"].bytes_list.value[0].decode() == \
+        table["patient_id"].iloc[position]

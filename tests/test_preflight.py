@@ -116,3 +116,25 @@ def test_small_tables_are_planned_with_a_warning_about_the_generator(patients, t
   frame, spec = odd_table("mixed", patients=patients)
   plan = check_run(_validated(tmp_path, frame, spec), spec, _config(tmp_path), "small.csv")
   assert any("DP marginals carry noise" in note and "limited use" in note for note in plan.notes)
+
+
+def test_a_delta_of_one_over_n_or_more_is_refused_with_a_smaller_delta_to_give(tmp_path):
+  """More patients cannot fix a delta above 1/N (a million patients at the default 1e-5):
+  the advice is a smaller --delta, below 1/N; the federated step's delta is checked too."""
+  frame, spec = simulate("icu", patients=400, sites=2, seed=1)
+  table = _validated(tmp_path, frame, spec)
+  config = _config(tmp_path)
+  wide = dataclasses.replace(config.training.gan_budget, delta=0.01)  # 1/N about 1/320
+  refused = dataclasses.replace(config, training=dataclasses.replace(
+      config.training, gan_budget=wide, classifier_budget=wide),
+      federated=dataclasses.replace(config.federated, delta=0.01))
+  with pytest.raises(RunRefused) as caught:
+    check_run(table, spec, refused, "icu.csv")
+  message = str(caught.value)
+  assert "delta 0.01 is not below 1/N" in message
+  assert "federated step on" in message
+  assert "what to change: a smaller --delta: below 1/N" in message and "e.g. 0.001" in message
+  assert "patients in the table" not in message
+  federated_only = dataclasses.replace(config, federated=refused.federated)
+  with pytest.raises(RunRefused, match="federated step on .* delta 0.01"):
+    check_run(table, spec, federated_only, "icu.csv")

@@ -1,4 +1,5 @@
-"""TFF wiring: secure sum equals the plain sum; a Dopamine round equals its TF definition."""
+"""TFF wiring: secure sum equals the plain sum; a Dopamine round equals its TF definition;
+rounds given only the rows they draw compute what they would on whole site tables."""
 
 import json
 import os
@@ -16,3 +17,8 @@ def test_secure_sum_and_dopamine_round_in_tff():
   assert result["secure_sum_max_error"] < 1e-4
   assert result["dopamine_moved"] > 1e-3  # the round did something to compare
   assert result["dopamine_max_error"] < 1e-4
+  # Each algorithm given only its rounds' drawn rows ends where it does on whole tables,
+  # bit for bit, while passing a fraction of the rows (Dopamine's pooled rate draws few).
+  for algorithm, (difference, share) in result["drawn_rows"].items():
+    assert difference == 0.0, (algorithm, difference)
+    assert share < 0.75, (algorithm, share)

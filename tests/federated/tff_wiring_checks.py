@@ -1,7 +1,8 @@
 """Checks that need TFF's execution context; run as a child by test_tff_wiring.py.
 
-Prints one JSON line: the secure sum against the plain sum, and one Dopamine round
-through TFF against the same round computed directly in TF.
+Prints one JSON line: the secure sum against the plain sum, one Dopamine round
+through TFF against the same round computed directly in TF, and every federated
+algorithm given only the rows each round draws against the same run on whole tables.
 """
 
 import json
@@ -10,10 +11,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from federated import algorithms
 from federated import model_steps as model_lib
 from federated import iterative_process
 from federated.child_session import kill_own_workers
-from federated.site_data import SiteData
+from federated.config import FederatedConfig
+from federated.site_data import SPLITS, FederatedData, SiteData
 
 
 def secure_sum_check():
@@ -60,9 +63,49 @@ def dopamine_round_check():
   return float(np.max(np.abs(got - expected))), moved
 
 
+def drawn_rows_check():
+  """{algorithm: (largest weight difference between a run given only each round's drawn
+  rows (as federated.algorithms runs) and one given every site's whole table, share of the
+  sites' rows passed to the rounds)}, three rounds on three sites of two rows per patient."""
+  rng = np.random.default_rng(2)
+
+  def site(rows):
+    x = rng.random((rows, 6)).astype(np.float32)
+    y = (x[:, 0] + 0.3 * rng.random(rows) > 0.6).astype(np.float32)
+    return SiteData(x, y, np.arange(rows, dtype=np.int32) // 2, rows // 2)
+
+  sizes = {"a": 400, "b": 240, "c": 90}
+  data = FederatedData(tuple(sizes), {split: {name: site(rows) for name, rows in sizes.items()}
+                                      for split in SPLITS},
+                       tuple(f"f{i}" for i in range(6)), "drawn rows check", "check")
+  config = FederatedConfig(rounds=3, seed=5, site_batch_size=16, batch_size=64)
+  original = iterative_process.client_value
+  passed = []
+
+  def counted(site_data, rows=None):
+    value = original(site_data, rows)
+    passed.append((len(value["y"]), site_data.rows))
+    return value
+
+  found = {}
+  try:
+    for algorithm in ("fedavg", "local_dp", "dp_fedavg", "dopamine", "cyclical"):
+      passed.clear()
+      iterative_process.client_value = counted
+      drawn = algorithms.run(algorithm, data, config, log=lambda _: None)
+      share = sum(p for p, _ in passed) / sum(w for _, w in passed)
+      iterative_process.client_value = lambda site_data, rows=None: original(site_data)
+      whole = algorithms.run(algorithm, data, config, log=lambda _: None)
+      found[algorithm] = (max(float(np.max(np.abs(a - b)))
+                              for a, b in zip(drawn.weights, whole.weights)), share)
+  finally:
+    iterative_process.client_value = original
+  return found
+
+
 if __name__ == "__main__":
   secure_error = secure_sum_check()
   dopamine_error, moved = dopamine_round_check()
   print(json.dumps({"secure_sum_max_error": secure_error, "dopamine_max_error": dopamine_error,
-                    "dopamine_moved": moved}), flush=True)
+                    "dopamine_moved": moved, "drawn_rows": drawn_rows_check()}), flush=True)
   kill_own_workers()  # as federated.simulate does; the test fails on any leftover
