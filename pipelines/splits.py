@@ -102,8 +102,11 @@ def example_gen_splits(prepared: pd.DataFrame, buckets: Dict[str, int], partitio
   """The split name of each row of the prepared table, as CsvExampleGen assigns it.
 
   `buckets` maps split names to hash buckets in order (train 8, eval 1, test 1);
-  `csv_text` is the prepared CSV as written (rendered from `prepared` when empty)."""
-  text = csv_text or prepared.to_csv(index=False, float_format="%.6f")
+  `csv_text` is the prepared CSV as written (rendered from `prepared` when empty). With
+  a partition column only that column is rendered: its cells and its type are all the
+  key depends on (rendering and typing all 46 columns of a million rows took 130 s)."""
+  rendered = prepared if partition_column is None else prepared[[partition_column]]
+  text = csv_text or rendered.to_csv(index=False, float_format="%.6f")
   reader = csv.reader(io.StringIO(text))
   header = next(reader)
   rows = list(reader)

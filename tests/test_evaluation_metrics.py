@@ -157,6 +157,30 @@ def test_disclosure_flags_copies_and_passes_fresh_samples():
   assert disclosure.exact_copies(frame, synthetic, ["a", "b"]) == 1
 
 
+def test_exact_copies_equal_a_cell_by_cell_comparison_with_holes():
+  """The hashed pre-selection counts what comparing every row's cells as text counts:
+  copies with empty cells, rounding to 4 decimals, whole numbers with holes, repeats."""
+  rng = np.random.default_rng(7)
+  def table(n):
+    return pd.DataFrame({
+        "lab": np.where(rng.random(n) < 0.3, np.nan, rng.integers(0, 4, n) / 3),
+        "visits": pd.array(np.where(rng.random(n) < 0.2, None, rng.integers(0, 3, n)),
+                           dtype="Int64"),
+        "sex": np.where(rng.random(n) < 0.1, None, rng.choice(["F", "M"], n))})
+  train, synthetic = table(400), table(300)
+  synthetic.iloc[:40] = train.iloc[100:140].to_numpy()  # 40 copies, holes included
+  synthetic.loc[40, "lab"] = train.loc[0, "lab"] + 1e-6 if pd.notna(train.loc[0, "lab"]) \
+      else 0.5
+  columns = ["lab", "visits", "sex"]
+  def as_text(frame):
+    return frame[columns].apply(
+        lambda c: (c.astype(np.float64).round(4).astype(str)
+                   if pd.api.types.is_numeric_dtype(c.dtype) else c.astype(str)))
+  reference = len(as_text(synthetic).merge(as_text(train).drop_duplicates(), on=columns))
+  assert reference >= 40
+  assert disclosure.exact_copies(train, synthetic, columns) == reference
+
+
 def test_verdicts_need_a_working_positive_control():
   thresholds = verdicts.Thresholds()
   def attack(strongest, control):
@@ -332,3 +356,16 @@ def test_small_tables_score_as_before_the_cap_and_the_same_on_any_number_of_thre
   assert (utility.utility_table(sources, x_test, y_test, capped)
           == utility.utility_table(sources, x_test, y_test,
                                    dataclasses.replace(capped, parallel_jobs=1)))
+
+
+def test_bootstrap_auroc_draws_equal_roc_auc_score_on_each_resample():
+  """The one-sort weighted Mann-Whitney draws against sklearn on every resample, with many
+  tied scores (a kNN's votes) and float labels."""
+  rng = np.random.default_rng(8)
+  y = (rng.random(500) < 0.3).astype(np.float64)
+  config = utility.UtilityConfig(bootstrap_samples=60)
+  resamples = utility.bootstrap_resamples(y, config)
+  for scores in (rng.normal(size=500) + y, np.round(rng.random(500) * 4 + y) / 5):
+    expected = [utility.auroc(y[i], scores[i]) for i in resamples]
+    np.testing.assert_allclose(utility.auroc_draws(y, scores, resamples), expected,
+                               rtol=0, atol=1e-12)

@@ -148,6 +148,9 @@ def test_split_keeps_patients_together_and_test_rows_apart(icu_run, odd_icu_dir)
   predicted = example_gen_splits(prepared, {"train": 8, "eval": 1, "test": 1}, id_key, text)
   for split, split_patients in patients.items():
     assert set(prepared[id_key][predicted == split]) == set(split_patients), split
+  # As the pre-flight check calls it: the id column rendered alone.
+  assert predicted.equals(example_gen_splits(prepared, {"train": 8, "eval": 1, "test": 1},
+                                             id_key))
 
 
 @pytest.mark.parametrize("run_fixture,data_fixture", [("small_trial_run", "small_trial_dir"),

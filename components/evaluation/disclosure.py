@@ -28,7 +28,18 @@ def exact_copies(train: pd.DataFrame, synthetic: pd.DataFrame, columns: List[str
     return frame[columns].apply(
         lambda c: (c.astype(np.float64).round(decimals).astype(str)
                    if pd.api.types.is_numeric_dtype(c.dtype) else c.astype(str)))
-  merged = keys(synthetic).merge(keys(train).drop_duplicates(), on=columns, how="inner")
+
+  def hashes(frame):  # equal keys give equal hashes (an empty cell hashes as one value)
+    return pd.util.hash_pandas_object(frame[columns].apply(
+        lambda c: (c.astype(np.float64).round(decimals).fillna(np.inf)
+                   if pd.api.types.is_numeric_dtype(c.dtype) else c.astype(str))),
+        index=False).to_numpy()
+  # Rows as text cost 40 s at a million rows: only rows whose hash the other table shares
+  # are compared cell by cell.
+  synthetic_hashes, train_hashes = hashes(synthetic), hashes(train)
+  merged = keys(synthetic[np.isin(synthetic_hashes, train_hashes)]).merge(
+      keys(train[np.isin(train_hashes, synthetic_hashes)]).drop_duplicates(), on=columns,
+      how="inner")
   return int(len(merged))
 
 

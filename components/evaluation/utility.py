@@ -92,9 +92,10 @@ def bootstrap_resamples(y_true: np.ndarray, config: UtilityConfig) -> List[np.nd
   that hold both classes (AUROC needs both). A function of y_true and the seed only, so
   every model scored on the same test split gets the same resamples: paired draws."""
   rng = np.random.default_rng(config.seed)
-  n = len(y_true)
+  labels = np.asarray(y_true, np.float64).reshape(-1)  # 1 / 0
+  n = len(labels)
   draws = (rng.integers(0, n, n) for _ in range(config.bootstrap_samples))
-  return [index for index in draws if len(np.unique(y_true[index])) == 2]
+  return [index for index in draws if np.ptp(labels[index]) > 0]  # both labels drawn
 
 
 def percentile_interval(estimates, confidence: float) -> Optional[list]:
@@ -125,6 +126,26 @@ def paired_difference_interval(ours: Sequence[float], theirs: Sequence[float],
   return percentile_interval(np.asarray(ours) - np.asarray(theirs), confidence)
 
 
+def auroc_draws(y_true: np.ndarray, scores: np.ndarray, resamples: List[np.ndarray]
+                ) -> List[float]:
+  """auroc(y_true[i], scores[i]) for each resample i (each holds both classes), from one
+  sort of the scores: the Mann-Whitney statistic, ties counted half, each patient weighted
+  by how often the resample drew it (the area under the ROC curve is that statistic, so
+  this is roc_auc_score to float rounding). Calling roc_auc_score on each of 200 resamples
+  of a 100 000-patient test split took about 8 s per model."""
+  values, tie = np.unique(scores, return_inverse=True)
+  tie = tie.reshape(-1)
+  positive = (np.asarray(y_true).reshape(-1) == 1).astype(np.float64)
+  draws = []
+  for index in resamples:
+    drawn = np.bincount(index, minlength=len(tie)).astype(np.float64)
+    pos = np.bincount(tie, weights=drawn * positive, minlength=len(values))
+    neg = np.bincount(tie, weights=drawn * (1.0 - positive), minlength=len(values))
+    below = np.cumsum(neg) - neg
+    draws.append(float(np.sum(pos * (below + 0.5 * neg)) / (pos.sum() * neg.sum())))
+  return draws
+
+
 def _accuracy(y_true: np.ndarray, predicted: np.ndarray) -> float:
   return float(np.mean(y_true == predicted))
 
@@ -134,7 +155,7 @@ def score_predictions(y_true: np.ndarray, scores: np.ndarray, predicted: np.ndar
   """AUROC and accuracy with bootstrap intervals."""
   y_true, scores = np.asarray(y_true).reshape(-1), np.asarray(scores)
   resamples = bootstrap_resamples(y_true, config)
-  draws = _estimates(y_true, scores, auroc, resamples)
+  draws = auroc_draws(y_true, scores, resamples)
   result = {"auroc": auroc(y_true, scores),
             "auroc_ci": percentile_interval(draws, config.confidence),
             # Kept so that two tables' models can be compared draw by draw.
