@@ -92,7 +92,26 @@ def _read_raw(path: str) -> pd.DataFrame:
     raise InvalidInputError([Finding(path, "", "file is empty (no header, no rows)")]) from e
   if raw.empty:
     raise InvalidInputError([Finding(path, "", "file has a header but no data rows")])
-  return raw.apply(lambda column: column.str.strip())
+  return raw.apply(_stripped)
+
+
+# What str.strip() strips: every character whose str.isspace() is true.
+_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003"
+               "\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+
+
+def _stripped(column: pd.Series) -> pd.Series:
+  """column.str.strip(), through Arrow's trim of the same characters where the runtime has
+  Arrow (the pipeline's; 15 of a million-row table's 31 s of validation went to the
+  strip in Python), else in pandas (the federated runtime)."""
+  try:
+    import pyarrow as pa  # pylint: disable=import-outside-toplevel
+    import pyarrow.compute as pc  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return column.str.strip()
+  trimmed = pc.utf8_trim(pa.array(column.to_numpy(), pa.large_string()), characters=_WHITESPACE)
+  return pd.Series(trimmed.to_numpy(zero_copy_only=False), index=column.index,
+                   name=column.name, dtype=object)
 
 
 def validate_table(path: str, spec: DatasetSpec) -> ValidationReport:

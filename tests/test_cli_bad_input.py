@@ -139,3 +139,16 @@ def test_an_unknown_federated_release_is_refused_before_anything_runs(sprint_dir
   assert "--release-federated takes DP federated algorithms" in result.stderr
   assert "not one of them: fedavg" in result.stderr
   assert not output.exists()
+
+
+def test_cells_are_stripped_of_exactly_what_str_strip_strips():
+  """Arrow's trim (the pipeline runtime) with validation's character set against Python's
+  str.strip (the federated runtime's path): every whitespace character, inner spaces kept."""
+  import sys  # pylint: disable=g-import-not-at-top
+  from clinical_dp import validation  # pylint: disable=g-import-not-at-top
+  assert validation._WHITESPACE == "".join(  # pylint: disable=protected-access
+      c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
+  cells = ["", " ", " 12.5 ", "\t7\n", "\x1cF\x1f", "\u3000M\xa0", "a b", "  Größe ",
+           "\u200bx\u200b", "1,5"]  # U+200B is not whitespace: kept
+  column = pd.Series(cells * 3, name="c")
+  assert validation._stripped(column).tolist() == column.str.strip().tolist()  # pylint: disable=protected-access
