@@ -179,6 +179,9 @@ def test_exact_copies_equal_a_cell_by_cell_comparison_with_holes():
   reference = len(as_text(synthetic).merge(as_text(train).drop_duplicates(), on=columns))
   assert reference >= 40
   assert disclosure.exact_copies(train, synthetic, columns) == reference
+  # No row copies anyone, and whole numbers with holes typed as the real splits read them.
+  fresh = synthetic.assign(sex="X", visits=synthetic["visits"].astype("float64"))
+  assert disclosure.exact_copies(train, fresh, columns) == 0
 
 
 def test_verdicts_need_a_working_positive_control():

@@ -37,7 +37,10 @@ def exact_copies(train: pd.DataFrame, synthetic: pd.DataFrame, columns: List[str
   # Rows as text cost 40 s at a million rows: only rows whose hash the other table shares
   # are compared cell by cell.
   synthetic_hashes, train_hashes = hashes(synthetic), hashes(train)
-  merged = keys(synthetic[np.isin(synthetic_hashes, train_hashes)]).merge(
+  candidates = synthetic[np.isin(synthetic_hashes, train_hashes)]
+  if candidates.empty:  # (an empty frame's apply would keep its dtypes, not text)
+    return 0
+  merged = keys(candidates).merge(
       keys(train[np.isin(train_hashes, synthetic_hashes)]).drop_duplicates(), on=columns,
       how="inner")
   return int(len(merged))
