@@ -264,9 +264,9 @@ def fidelity_bootstrap(real: pd.DataFrame, synthetic: pd.DataFrame, columns: Lis
     return np.round(draws, 6).tolist()
 
   result = {"median_ks": rescaled(ks_draws, "median_ks"),
-             "correlation_spearman": rescaled(spearman_draws, "correlation_spearman"),
-             "rows_per_resample": {"real": int(real_drawn), "synthetic": int(synthetic_drawn)},
-             "rows": {"real": len(real), "synthetic": len(synthetic)}, "samples": int(samples)}
+            "correlation_spearman": rescaled(spearman_draws, "correlation_spearman"),
+            "rows_per_resample": {"real": int(real_drawn), "synthetic": int(synthetic_drawn)},
+            "rows": {"real": len(real), "synthetic": len(synthetic)}, "samples": int(samples)}
   for measure in ("median_ks", "correlation_spearman"):
     result[f"{measure}_ci"] = percentile_interval(result[measure], confidence)
   return result

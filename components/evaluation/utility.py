@@ -113,8 +113,8 @@ def _estimates(y_true: np.ndarray, values: np.ndarray, metric,
 def bootstrap_interval(y_true: np.ndarray, values: np.ndarray, metric, config: UtilityConfig
                        ) -> Optional[list]:
   """Percentile interval of metric(y, values) over the bootstrap resamples."""
-  return percentile_interval(_estimates(y_true, values, metric, bootstrap_resamples(y_true, config)),
-                      config.confidence)
+  return percentile_interval(
+      _estimates(y_true, values, metric, bootstrap_resamples(y_true, config)), config.confidence)
 
 
 def paired_difference_interval(ours: Sequence[float], theirs: Sequence[float],
@@ -161,8 +161,9 @@ def score_predictions(y_true: np.ndarray, scores: np.ndarray, predicted: np.ndar
             # Kept so that two tables' models can be compared draw by draw.
             "auroc_bootstrap": [round(d, 6) for d in draws],
             "accuracy": _accuracy(y_true, predicted),
-            "accuracy_ci": percentile_interval(_estimates(y_true, np.asarray(predicted), _accuracy,
-                                                   resamples), config.confidence),
+            "accuracy_ci": percentile_interval(
+                _estimates(y_true, np.asarray(predicted), _accuracy, resamples),
+                config.confidence),
             "test_patients": int(len(y_true))}
   reason = one_class_reason(y_true)
   if reason:
