@@ -69,6 +69,7 @@ class _TreeMonitor:
     self._lock = threading.Lock()
     self.peak_rss = 0
     self.window_peak_rss = 0  # since the current component started
+    self.step_peak_rss = 0  # since the report's previous sub-step ended
     self._stop = threading.Event()
     self._thread = threading.Thread(target=self._poll, daemon=True)
     self._thread.start()
@@ -95,6 +96,7 @@ class _TreeMonitor:
         continue
     self.peak_rss = max(self.peak_rss, rss)
     self.window_peak_rss = max(self.window_peak_rss, rss)
+    self.step_peak_rss = max(self.step_peak_rss, rss)
 
   def cpu_seconds(self) -> float:
     with self._lock:
@@ -131,6 +133,7 @@ def _run(table: Dict[str, str], output: str, log_path: str) -> Dict:
   monitor = _TreeMonitor(process.pid, FLAGS.poll_seconds)
   components: Dict[str, Dict] = {}
   report_steps: Dict[str, float] = {}
+  report_step_peaks: Dict[str, float] = {}  # GB, the process tree's peak RSS in the step
   with open(log_path, "w", encoding="utf-8") as log:
     for line in process.stdout:
       log.write(line)
@@ -143,7 +146,7 @@ def _run(table: Dict[str, str], output: str, log_path: str) -> Dict:
         monitor.sample()  # the CPU seconds at this very line
       if started:
         components[started.group(1)] = {"start": now, "cpu_start": monitor.cpu_seconds()}
-        monitor.window_peak_rss = 0
+        monitor.window_peak_rss = monitor.step_peak_rss = 0
       elif finished and finished.group(1) in components:
         entry = components[finished.group(1)]
         entry.update(seconds=now - entry["start"], said_seconds=int(finished.group(2)))
@@ -152,6 +155,8 @@ def _run(table: Dict[str, str], output: str, log_path: str) -> Dict:
         entry["peak_rss_gb"] = monitor.window_peak_rss / 1e9
       elif step:
         report_steps[step.group(1)] = float(step.group(2))
+        report_step_peaks[step.group(1)] = monitor.step_peak_rss / 1e9
+        monitor.step_peak_rss = 0
   code = process.wait()
   wall = time.perf_counter() - start
   monitor.stop()
@@ -162,7 +167,8 @@ def _run(table: Dict[str, str], output: str, log_path: str) -> Dict:
     entry.pop("cpu_start", None)
   return {"exit_code": code, "wall_seconds": wall, "cpu_seconds": cpu,
           "cpu_share": cpu / wall, "peak_rss_gb": monitor.peak_rss / 1e9,
-          "components": components, "report_steps": report_steps}
+          "components": components, "report_steps": report_steps,
+          "report_step_peak_rss_gb": report_step_peaks}
 
 
 def _headline(output: str) -> Dict:
@@ -228,11 +234,16 @@ def _print_table(results: Dict[int, Dict]) -> Dict[str, Optional[float]]:
   for size in sizes:
     steps += [s for s in results[size]["report_steps"] if s not in steps]
   if steps:
-    print("\nEvaluationReport sub-steps, seconds")
+    print("\nEvaluationReport sub-steps, seconds (peak RSS of the tree in the step, GB)")
     for step in steps:
-      values = [results[n]["report_steps"].get(step) for n in sizes]
-      print(f"  {step:<58}" + "".join("       n/a" if v is None else f"{v:>10.0f}"
-                                      for v in values))
+      cells = []
+      for n in sizes:
+        seconds = results[n]["report_steps"].get(step)
+        peak = results[n].get("report_step_peak_rss_gb", {}).get(step)
+        cells.append("n/a".rjust(18) if seconds is None
+                     else f"{seconds:>9.0f} ({peak:5.2f})" if peak is not None
+                     else f"{seconds:>18.0f}")
+      print(f"  {step:<58}" + "".join(cells))
   for size in sizes:
     h = results[size]["headline"]
     if h:

@@ -8,6 +8,7 @@ import dataclasses
 import os
 
 from cli import EXIT_OK
+from clinical_dp import memory
 from clinical_dp.spec import load_spec
 from clinical_dp.validation import load_valid_table
 from federated.config import (DEFAULT_FEDERATED_RELEASE, RELEASE_FEDERATED_HELP,
@@ -82,6 +83,7 @@ def _run(args: argparse.Namespace) -> int:
   output (from TensorFlow's import on) in the run's log (clinical_dp/console.py)."""
   from clinical_dp.console import captured_run, say  # pylint: disable=g-import-not-at-top
   _check_run_arguments(args)
+  memory.limit_malloc_arenas()  # before TensorFlow's threads: one run, one process
   with captured_run():
     if args.resume:
       args = _resumed_arguments(args, say)
@@ -89,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
     # not after TensorFlow's import.
     spec = load_spec(args.spec)
     say(f"[1/3] validating {args.data} against spec '{spec.name}'")
-    report = load_valid_table(args.data, spec)
+    checked = [load_valid_table(args.data, spec)]  # handed over, not kept (run_pipeline)
     if spec.privacy_spent:
       say(f"  the spec was written from DP statistics of these patients (privacy_spent: "
           f"epsilon {spec.epsilon_spent:g}); the release adds them to its total")
@@ -99,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
       from trainers import batch1_dp  # pylint: disable=g-import-not-at-top
       batch1_dp.use_one_intra_op_thread()
     config = pipeline_config(args)
-    summary = run_pipeline(args.data, spec, config, report=report,
+    summary = run_pipeline(args.data, spec, config, report=checked.pop(),
                            run_args=_run_arguments(args), resume=bool(args.resume))
     say(format_summary(summary))
   return EXIT_OK

@@ -40,6 +40,8 @@ import time
 import traceback
 from typing import Callable, Iterator, Optional
 
+from clinical_dp import memory
+
 CONSOLE_LOGGER = "clinical_dp.console"
 LOG_DIR = "logs"
 LOG_FILE = "pipeline.log"
@@ -135,6 +137,7 @@ class ComponentTracker(logging.Handler):
     else:
       self.current = None
       self._log(f"  {component} done in {time.time() - self._started:.0f} s")
+      memory.return_free_memory()  # what this component freed is not the next one's
 
 
 @contextlib.contextmanager

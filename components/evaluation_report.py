@@ -23,6 +23,7 @@ from tfx import v1 as tfx
 from tfx.types import artifact
 from tfx.utils import path_utils
 
+from clinical_dp import memory
 from clinical_dp.console import say
 from clinical_dp.example_tables import read_example_table
 from clinical_dp.files import write_text_atomically
@@ -225,6 +226,8 @@ def fit_baselines(train: pd.DataFrame, x_train: np.ndarray, y_train: np.ndarray,
         x, _, y = encode(table, spec)
       result[name] = {"name": baselines.BASELINE_NAMES[name], "released": False,
                       **score(table, x, y), "privacy": fitted.privacy}
+      del fitted, table, x, y
+      memory.return_free_memory()  # a baseline's table is as large as the released one
   return result
 
 
@@ -287,6 +290,7 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
     x_train, _, y_train = train_encoded
     x_test, _, y_test = encode(test, spec)
     x_synthetic, _, y_synthetic = encode(synthetic, spec)
+    memory.return_free_memory()  # the CSV's cells as text: twice the table, now garbage
   generator_record = dp_training.read_privacy_record(generator_dir)
   classifier_record = dp_training.read_privacy_record(classifier_dir)
 

@@ -218,6 +218,8 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
     built = iterative_process.build_process(initial, num_features, client,
                                             iterative_process.mean_aggregator(False),
                                             server_lr, 0.0)
+    if algorithm == "cyclical":
+      cycle = iterative_process.build_cycle(built, initial, num_features, client)
     ledger = Ledger(config.delta, "patient", data.sites)
     step_events = lambda active: {s: (rates[s], sigma) for s in active}
     details.update(noise_multiplier=sigma, sampling="poisson (per site)",
@@ -308,13 +310,11 @@ def _federated(algorithm: str, data: FederatedData, config: FederatedConfig,
       log(f"[{algorithm}] round {r}: {len(active)} site(s) left, over budget; round discarded")
       continue
     if active:
-      if algorithm == "cyclical":
-        for site in active:  # the model visits the surviving sites in turn
-          value, seed = client(site, r)
-          state, _ = runtime.call(built.next, state, [value], [seed],
-                                  algorithm=algorithm, round_index=r)
+      values, seeds = zip(*(client(s, r) for s in active))
+      if algorithm == "cyclical":  # the model visits the surviving sites in turn
+        state = runtime.call(cycle, state, iterative_process.cycle_value(values, seeds),
+                             algorithm=algorithm, round_index=r)
       else:
-        values, seeds = zip(*(client(s, r) for s in active))
         state, measurements = runtime.call(built.next, state, list(values), list(seeds),
                                            algorithm=algorithm, round_index=r)
         if algorithm == "dopamine":

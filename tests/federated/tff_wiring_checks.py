@@ -103,9 +103,50 @@ def drawn_rows_check():
   return found
 
 
+def cycle_check():
+  """(largest weight difference between one `build_cycle` call over four sites and one
+  `process.next` call per site in the same order, how far the weights moved, the same
+  difference with the visiting order reversed in the cycle only)."""
+  rng = np.random.default_rng(3)
+  sites = []
+  for rows in (40, 7, 26, 0):  # an empty site (every patient missed by the draws) too
+    x = rng.random((rows, 6)).astype(np.float32)
+    sites.append(SiteData(x, (x[:, 0] > 0.5).astype(np.float32),
+                          np.arange(rows, dtype=np.int32) // 2, max(1, (rows + 1) // 2)))
+  initial = model_lib.initial_weights(6, "mlp", 3, 0)
+  client = iterative_process.local_training_step(3, 8, 0.5, dp=True, clip=1.0,
+                                                 noise_multiplier=0.8)
+  built = iterative_process.build_process(initial, 6, client,
+                                          iterative_process.mean_aggregator(False), 1.0, 0.0)
+  cycle = iterative_process.build_cycle(built, initial, 6, client)
+  values = [iterative_process.client_value(s) for s in sites]
+  seeds = [np.array([7, k], np.int64) for k in range(len(sites))]
+  iterative_process.use_test_context()
+  state = built.initialize()
+  for value, seed in zip(values, seeds):
+    state, _ = built.next(state, [value], [seed])
+  per_site = _flat(iterative_process.weights_of(state))
+
+  def one_call(order):
+    out = cycle(built.initialize(), iterative_process.cycle_value(
+        [values[k] for k in order], [seeds[k] for k in order]))
+    return _flat(iterative_process.weights_of(out))
+
+  forward = one_call(range(len(sites)))
+  backward = one_call(list(reversed(range(len(sites)))))
+  return (float(np.max(np.abs(forward - per_site))),
+          float(np.max(np.abs(per_site - _flat(initial)))),
+          float(np.max(np.abs(backward - per_site))))
+
+
+def _flat(weights):
+  return np.concatenate([np.ravel(w) for w in weights])
+
+
 if __name__ == "__main__":
   secure_error = secure_sum_check()
   dopamine_error, moved = dopamine_round_check()
   print(json.dumps({"secure_sum_max_error": secure_error, "dopamine_max_error": dopamine_error,
-                    "dopamine_moved": moved, "drawn_rows": drawn_rows_check()}), flush=True)
+                    "dopamine_moved": moved, "drawn_rows": drawn_rows_check(),
+                    "cycle": cycle_check()}), flush=True)
   kill_own_workers()  # as federated.simulate does; the test fails on any leftover
