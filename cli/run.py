@@ -17,7 +17,8 @@ from federated.config import (DEFAULT_FEDERATED_RELEASE, RELEASE_FEDERATED_HELP,
 # The arguments of `run` that make a run; kept in DIR/run_args.json for `run --resume`.
 RUN_ARGUMENTS = ("data", "spec", "output", "fast", "mode", "epochs", "target_epsilon",
                  "delta", "seed", "non_private_twin", "no_federated", "release_federated",
-                 "beam_mode", "beam_workers", "beam_arg", "federated_workers")
+                 "beam_mode", "beam_workers", "beam_arg", "federated_workers",
+                 "federated_in_turn")
 # Runs started before seeds were secret kept no "seed": theirs was 0.
 _SEED_BEFORE_SECRET_SEEDS = 0
 _RUN_PATHS = ("data", "spec", "output")
@@ -72,6 +73,7 @@ def pipeline_config(args: argparse.Namespace):
       beam=BeamConfig(mode=args.beam_mode, workers=args.beam_workers,
                       extra_args=tuple(args.beam_arg)),
       federated_workers=WorkersConfig(workers=args.federated_workers or 0))
+  config = dataclasses.replace(config, federated_beside_chain=not args.federated_in_turn)
   if args.delta is not None and config.federated is not None:  # a released model's too
     config = dataclasses.replace(config, federated=dataclasses.replace(config.federated,
                                                                        delta=args.delta))
@@ -152,4 +154,8 @@ def add_run_parser(commands) -> None:
                    help="run the federated step's rounds on N TFF worker processes started "
                         "here, the sites split among them (default 0: one TFF process); "
                         "the figures are the same (docs/federated.md)")
+  run.add_argument("--federated-in-turn", action="store_true",
+                   help="start the federated step's child in its turn, not as soon as the "
+                        "AnomalyGate passes, beside Transform and the DP trainers (default: "
+                        "beside them; in turn holds less memory at once)")
   run.set_defaults(handler=_run)

@@ -19,6 +19,7 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
+from components import early_start
 from components.spec_schema_gen import SCHEMA_FILE
 
 ANOMALIES_FILE = "SchemaDiff.pb"
@@ -142,3 +143,4 @@ def AnomalyGate(  # pylint: disable=invalid-name
     raise DataAnomaliesError(describe(reports, json.loads(column_names or "{}")))
   os.makedirs(validated_schema.uri, exist_ok=True)
   shutil.copyfile(schema_path, os.path.join(validated_schema.uri, SCHEMA_FILE))
+  early_start.gate_passed(examples.uri)  # under `clinical-dp run`: the federated child

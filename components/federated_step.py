@@ -17,12 +17,14 @@ last lines.
 import json
 import os
 import sys
-from typing import List
+import time
+from typing import Dict, List
 
 from tfx import v1 as tfx
 from tfx.types.artifact import Artifact
 
 from clinical_dp.console import say
+from components import early_start
 from federated.child_session import run_in_own_session
 from federated.config import RESULTS_FILE, simulate_command
 
@@ -39,6 +41,25 @@ class FederatedResults(Artifact):
 def federated_python() -> str:
   return os.environ.get(FEDERATED_PYTHON_ENV) or os.path.join(
       PROJECT_ROOT, ".venv-federated", "bin", "python")
+
+
+def federated_command(examples_uri: str, spec_yaml: str, args: List[str],
+                      output: str) -> List[str]:
+  """The child's command line (federated.simulate in the federated runtime)."""
+  python = federated_python()
+  if not os.path.exists(python):
+    raise RuntimeError(f"FederatedStep: the federated runtime's Python {python} does not exist; "
+                       f"run scripts/setup.sh or set {FEDERATED_PYTHON_ENV}")
+  return simulate_command(python, examples_uri, spec_yaml, args, output)
+
+
+def child_environment() -> Dict:
+  """run_in_own_session's keywords for the child: the project root as its working
+  directory and first on its path (so a custom interpreter finds federated/ too)."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  env["PYTHONPATH"] = os.pathsep.join([PROJECT_ROOT] + [p for p in env.get(
+      "PYTHONPATH", "").split(os.pathsep) if p])
+  return {"cwd": PROJECT_ROOT, "env": env}
 
 
 def _parse_args(federated_args: str) -> List[str]:
@@ -77,19 +98,20 @@ def FederatedStep(  # pylint: disable=invalid-name
 ) -> None:
   """Trains and compares the federated algorithms on ExampleGen's patient splits."""
   args = _parse_args(federated_args)
-  python = federated_python()
-  if not os.path.exists(python):
-    raise RuntimeError(f"FederatedStep: the federated runtime's Python {python} does not exist; "
-                       f"run scripts/setup.sh or set {FEDERATED_PYTHON_ENV}")
-  command = simulate_command(python, examples.uri, spec_yaml, args, federated_results.uri)
+  command = federated_command(examples.uri, spec_yaml, args, federated_results.uri)
   # The full command line goes to the log; the console gets the child's own lines.
-  print(f"  FederatedStep: {python} -m federated.simulate --examples {examples.uri} "
+  print(f"  FederatedStep: {command[0]} -m federated.simulate --examples {examples.uri} "
         f"{' '.join(args)} --output {federated_results.uri}", flush=True)
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  # The project root on the path, so a custom interpreter finds federated/ too.
-  env["PYTHONPATH"] = os.pathsep.join([PROJECT_ROOT] + [p for p in env.get(
-      "PYTHONPATH", "").split(os.pathsep) if p])
-  completed = run_in_own_session(command, on_line=_ChildLines(), cwd=PROJECT_ROOT, env=env)
+  early = early_start.adopt(command)
+  if early is None:
+    completed = run_in_own_session(command, on_line=_ChildLines(), **child_environment())
+  else:  # started when the gate passed (components/early_start.py)
+    say(f"  FederatedStep: its child started beside the chain "
+        f"{time.time() - early.started:.0f} s ago; waiting for it")
+    completed = early_start.finish(early, federated_results.uri)
+    show = _ChildLines()
+    for line in early.lines:
+      show(line)
   if completed.returncode != 0 or not os.path.exists(
       os.path.join(federated_results.uri, RESULTS_FILE)):
     raise RuntimeError(

@@ -65,6 +65,7 @@ def sigterm_as_exit() -> Iterator[None]:
 
 def run_in_own_session(command: Sequence[str], on_line: Optional[Callable[[str], None]] = None,
                        timeout: Optional[float] = None, tail_lines: int = 40,
+                       on_start: Optional[Callable[[int], None]] = None,
                        **popen_kwargs) -> "Completed":
   """Runs `command` as a session leader, streams its merged output, kills leftovers.
 
@@ -72,16 +73,20 @@ def run_in_own_session(command: Sequence[str], on_line: Optional[Callable[[str],
   on every exit path: also on timeout, when the caller is interrupted (Ctrl-C, or an
   exception its signal handler raises) and, where the caller has no SIGTERM handler of
   its own, on SIGTERM (then SystemExit(143) is raised once the session is gone).
+  `on_start` gets the session's id (the child's pid) as soon as it runs.
   """
   with sigterm_as_exit():
-    return _run_and_clean_up(command, on_line, timeout, tail_lines, **popen_kwargs)
+    return _run_and_clean_up(command, on_line, timeout, tail_lines, on_start, **popen_kwargs)
 
 
-def _run_and_clean_up(command, on_line, timeout, tail_lines, **popen_kwargs) -> "Completed":
+def _run_and_clean_up(command, on_line, timeout, tail_lines, on_start,
+                      **popen_kwargs) -> "Completed":
   tail: Deque[str] = collections.deque(maxlen=tail_lines)
   process = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL, text=True, start_new_session=True,
                              **popen_kwargs)
+  if on_start:
+    on_start(process.pid)
   started = time.time()
   timed_out = False
   try:

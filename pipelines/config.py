@@ -123,6 +123,11 @@ class PipelineConfig:
   # Where its rounds run (federated.simulate's worker flags): infrastructure, kept out of
   # FederatedConfig, which says what is trained and is recorded with the models.
   federated_workers: WorkersConfig = WorkersConfig()
+  # The federated step's child starts when the AnomalyGate passes and runs beside the
+  # rest of the chain, FederatedStep's turn coming after it (components/early_start.py):
+  # `clinical-dp run` only; LocalDagRunner alone would start it in its turn and
+  # Kubeflow runs independent steps side by side itself.
+  federated_beside_chain: bool = False
   # Where ReleasePusher writes what may be published: None, <output_dir>/release; "",
   # its own output artifact under the pipeline root (Kubeflow without a root given).
   release_uri: Optional[str] = None

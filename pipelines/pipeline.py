@@ -138,10 +138,14 @@ def create_components(config: PipelineConfig, spec: DatasetSpec,
   if config.federated is not None and spec.site_column:
     build = federated_step or _local_federated_step
     federated = build(example_gen.outputs["examples"], spec.to_yaml(),
-                      config.federated.to_args() + config.federated_workers.to_args()
-                      ).with_id(FEDERATED_STEP_ID)
+                      federated_step_args(config)).with_id(FEDERATED_STEP_ID)
     # It reads ExampleGen's rows itself, so only the gate's order keeps anomalies out.
     federated.add_upstream_node(anomaly_gate)
+    if config.federated_beside_chain:
+      # Its child started when the gate passed (components/early_start.py): its turn,
+      # where it is adopted, comes after the rest of the chain, just before the report.
+      federated.add_upstream_node(synthetic_data)
+      federated.add_upstream_node(evaluator)
     components.append(federated)
   report = EvaluationReport(
       examples=example_gen.outputs["examples"],
@@ -162,6 +166,13 @@ def create_components(config: PipelineConfig, spec: DatasetSpec,
   # failed. It takes no real data, so release/ cannot hold any.
   release.add_upstream_node(report)
   return components + [report, release]
+
+
+def federated_step_args(config: PipelineConfig) -> List[str]:
+  """federated.simulate's arguments in the federated step (none without one)."""
+  if config.federated is None:
+    return []
+  return config.federated.to_args() + config.federated_workers.to_args()
 
 
 def create_pipeline(config: PipelineConfig, spec: DatasetSpec) -> tfx.dsl.Pipeline:

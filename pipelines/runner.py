@@ -29,10 +29,22 @@ from pipelines.run_summary import summarize
 
 
 def run_local(config: PipelineConfig, spec: DatasetSpec) -> None:
-  """Runs the pipeline under LocalDagRunner (imports TFX only when a run is asked for)."""
+  """Runs the pipeline under LocalDagRunner (imports TFX only when a run is asked for),
+  the federated step's child beside the chain once the gate passes
+  (config.federated_beside_chain, components/early_start.py)."""
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-  from pipelines.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
-  tfx.orchestration.LocalDagRunner().run(create_pipeline(config, spec))
+  from components import early_start  # pylint: disable=g-import-not-at-top
+  from components.federated_step import child_environment, federated_command  # pylint: disable=g-import-not-at-top
+  from pipelines.pipeline import create_pipeline, federated_step_args  # pylint: disable=g-import-not-at-top
+  if config.federated_beside_chain and config.federated is not None and spec.site_column:
+    spec_yaml, args = spec.to_yaml(), federated_step_args(config)
+    early_start.plan(lambda examples, staging: federated_command(examples, spec_yaml, args,
+                                                                 staging),
+                     config.output_dir, **child_environment())
+  try:
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, spec))
+  finally:
+    early_start.clear()
 
 
 def run_pipeline(data_path: str, spec: DatasetSpec, config: PipelineConfig,

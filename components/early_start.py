@@ -1,0 +1,144 @@
+"""The federated step's child started beside the TFX chain, once the gate has passed.
+
+LocalDagRunner runs one component at a time (TFX notes that independent nodes could
+run side by side, but its launchers would then write the run's SQLite ML Metadata from
+two threads at once). The federated step's work, though, is a child process in another
+runtime that needs only ExampleGen's examples and the AnomalyGate's verdict, and on a
+large table it is the longest step after them (a million patients: 21 min). So under
+`clinical-dp run` (pipelines/runner.py) the runner plans it with `plan`; when the gate
+passes (`gate_passed`, called by AnomalyGate) the child starts in the background with
+the very command FederatedStep would run, writing into a staging directory, while the
+chain goes on (Transform, the DP trainers, the Evaluator, the synthetic data). When
+FederatedStep's turn comes it `adopt`s the child (same command, same examples), waits
+for it, replays its lines and moves its outputs into its artifact: ML Metadata still
+sees one component after another, and the results are those of the same command run
+then. Anywhere nothing was planned (the TFX CLI's local engine, Kubeflow, which runs
+independent nodes in parallel itself, a resumed run whose gate is cached)
+FederatedStep runs its child itself, as before. `clear` ends whatever was not adopted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+import threading
+import time
+from typing import Callable, List, Optional, Sequence
+
+from clinical_dp.console import say
+from clinical_dp.process_tree import kill_session
+from federated.child_session import Completed, run_in_own_session
+
+# (examples uri, staging output directory) -> the child's command line
+CommandFor = Callable[[str, str], List[str]]
+
+
+@dataclasses.dataclass
+class EarlyChild:
+  """A child started at the gate: its command (staging output), lines and outcome."""
+  command: List[str]
+  staging: str
+  started: float
+  lines: List[str] = dataclasses.field(default_factory=list)
+  session: Optional[int] = None
+  completed: Optional[Completed] = None
+  error: Optional[BaseException] = None
+  thread: Optional[threading.Thread] = None
+
+  def wait(self) -> Completed:
+    """Blocks until the child has ended; its session is cleaned up by then (the child's
+    exception, if running it raised one)."""
+    self.thread.join()
+    if self.error is not None:
+      raise self.error
+    return self.completed
+
+
+@dataclasses.dataclass
+class _Plan:
+  command_for: CommandFor
+  staging_parent: str
+  popen_kwargs: dict
+
+
+_lock = threading.Lock()
+_plan: Optional[_Plan] = None
+_children: List[EarlyChild] = []
+
+
+def plan(command_for: CommandFor, staging_parent: str, **popen_kwargs) -> None:
+  """Starts `command_for(examples uri, staging dir)` when the gate passes."""
+  global _plan
+  with _lock:
+    _plan = _Plan(command_for, staging_parent, popen_kwargs)
+
+
+def gate_passed(examples_uri: str) -> None:
+  """AnomalyGate's data are clean: the planned child starts (once)."""
+  global _plan
+  with _lock:
+    planned, _plan = _plan, None
+  if planned is None:
+    return
+  os.makedirs(planned.staging_parent, exist_ok=True)
+  staging = tempfile.mkdtemp(prefix=".federated-early-", dir=planned.staging_parent)
+  child = EarlyChild(planned.command_for(examples_uri, staging), staging, time.time())
+
+  def record_session(session: int) -> None:
+    child.session = session
+
+  def run() -> None:
+    try:
+      child.completed = run_in_own_session(child.command, on_line=child.lines.append,
+                                           on_start=record_session, **planned.popen_kwargs)
+    except BaseException as e:  # pylint: disable=broad-except
+      child.error = e  # raised in FederatedStep, which adopts the child
+
+  child.thread = threading.Thread(target=run, name="federated-early", daemon=True)
+  with _lock:
+    _children.append(child)
+  child.thread.start()
+  say("  FederatedStep: started beside the chain, now that the gate has passed; its "
+      "lines follow in its turn")
+
+
+def adopt(command: Sequence[str]) -> Optional[EarlyChild]:
+  """The child started with `command` but for its last argument (FederatedStep's ends
+  with `--output DIR`; the child's output is its staging directory), or None."""
+  with _lock:
+    for child in _children:
+      if child.command[:-1] == list(command[:-1]):
+        _children.remove(child)
+        return child
+  return None
+
+
+def finish(child: EarlyChild, output: str) -> Completed:
+  """Waits for the child; when it succeeded, its outputs (written whole:
+  federated.simulate publishes last) move into `output`, FederatedStep's artifact. The
+  staging directory goes either way."""
+  try:
+    completed = child.wait()
+    if completed.returncode == 0:
+      os.makedirs(output, exist_ok=True)
+      for name in sorted(os.listdir(child.staging)):
+        os.replace(os.path.join(child.staging, name), os.path.join(output, name))
+    return completed
+  finally:
+    shutil.rmtree(child.staging, ignore_errors=True)
+
+
+def clear() -> None:
+  """Forgets the plan and ends every child not adopted (a run that failed or was
+  interrupted before FederatedStep's turn), removing their staging directories."""
+  global _plan
+  with _lock:
+    _plan, children = None, list(_children)
+    _children.clear()
+  for child in children:
+    if child.session is not None:
+      kill_session(child.session)
+    child.thread.join(timeout=30)
+    shutil.rmtree(child.staging, ignore_errors=True)
