@@ -4,17 +4,18 @@ LocalDagRunner runs one component at a time (TFX notes that independent nodes co
 run side by side, but its launchers would then write the run's SQLite ML Metadata from
 two threads at once). The federated step's work, though, is a child process in another
 runtime that needs only ExampleGen's examples and the AnomalyGate's verdict, and on a
-large table it is the longest step after them (a million patients: 21 min). So under
-`clinical-dp run` (pipelines/runner.py) the runner plans it with `plan`; when the gate
+large table it is the longest step (a million patients over 200 hospitals: 12 min). So
+under `clinical-dp run` (pipelines/runner.py) the runner plans it with `plan`; when the gate
 passes (`gate_passed`, called by AnomalyGate) the child starts in the background with
 the very command FederatedStep would run, writing into a staging directory, while the
 chain goes on (Transform, the DP trainers, the Evaluator, the synthetic data). When
-FederatedStep's turn comes it `adopt`s the child (same command, same examples), waits
-for it, replays its lines and moves its outputs into its artifact: ML Metadata still
-sees one component after another, and the results are those of the same command run
-then. Anywhere nothing was planned (the TFX CLI's local engine, Kubeflow, which runs
-independent nodes in parallel itself, a resumed run whose gate is cached)
-FederatedStep runs its child itself, as before. `clear` ends whatever was not adopted.
+FederatedStep's turn comes (after those: pipelines/pipeline.py orders it so) it
+`adopt`s the child (same command, same examples), waits for it, replays its lines and
+moves its outputs into its artifact: ML Metadata still sees one component after
+another, and the results are those of the same command run then. Anywhere nothing was
+planned (the TFX CLI's local engine, Kubeflow, which runs independent nodes in parallel
+itself, a resumed run whose gate is cached) FederatedStep runs its child itself, as
+before. `clear` ends whatever was not adopted.
 """
 
 from __future__ import annotations
