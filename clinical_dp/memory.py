@@ -16,11 +16,14 @@ import ctypes
 import ctypes.util
 import gc
 import os
+import signal
+import threading
 from typing import Optional
 
 # mallopt's parameter number for the arena limit (glibc malloc.h).
 _M_ARENA_MAX = -8
 RUN_ARENAS = 2
+_INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
 
 
 def _glibc() -> Optional[ctypes.CDLL]:
@@ -52,8 +55,18 @@ def resident_bytes() -> Optional[int]:
 
 def return_free_memory() -> None:
   """Collects unreachable Python objects, then hands the allocator's free pages back to
-  the system (between components: what one freed no longer counts against the next)."""
-  gc.collect()
-  libc = _glibc()
-  if libc is not None:
-    libc.malloc_trim(0)
+  the system (between components: what one freed no longer counts against the next).
+
+  SIGINT and SIGTERM wait until it is done: the collection runs finalizers, and the
+  run's interrupt (clinical_dp/console.py raises it from the signal handler) raised
+  inside a `__del__` would be ignored by Python and the run would go on."""
+  main = threading.current_thread() is threading.main_thread()
+  held = signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS) if main else None
+  try:
+    gc.collect()
+    libc = _glibc()
+    if libc is not None:
+      libc.malloc_trim(0)
+  finally:
+    if held is not None:
+      signal.pthread_sigmask(signal.SIG_SETMASK, held)

@@ -32,8 +32,9 @@ from clinical_dp.console import say
 from clinical_dp.process_tree import kill_session
 from federated.child_session import Completed, run_in_own_session
 
-# (examples uri, staging output directory) -> the child's command line
+# (examples uri, output directory) -> the child's command line
 CommandFor = Callable[[str, str], List[str]]
+_RESULTS = "results"  # the child's output directory, inside its staging directory
 
 
 @dataclasses.dataclass
@@ -85,7 +86,10 @@ def gate_passed(examples_uri: str) -> None:
     return
   os.makedirs(planned.staging_parent, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=".federated-early-", dir=planned.staging_parent)
-  child = EarlyChild(planned.command_for(examples_uri, staging), staging, time.time())
+  # The child's output one level down: what it stages beside its output (a killed
+  # child's partial directory) stays inside `staging`, which `clear` removes.
+  child = EarlyChild(planned.command_for(examples_uri, os.path.join(staging, _RESULTS)),
+                     staging, time.time())
 
   def record_session(session: int) -> None:
     child.session = session
@@ -124,8 +128,9 @@ def finish(child: EarlyChild, output: str) -> Completed:
     completed = child.wait()
     if completed.returncode == 0:
       os.makedirs(output, exist_ok=True)
-      for name in sorted(os.listdir(child.staging)):
-        os.replace(os.path.join(child.staging, name), os.path.join(output, name))
+      results = os.path.join(child.staging, _RESULTS)
+      for name in sorted(os.listdir(results)):
+        os.replace(os.path.join(results, name), os.path.join(output, name))
     return completed
   finally:
     shutil.rmtree(child.staging, ignore_errors=True)

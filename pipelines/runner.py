@@ -21,6 +21,7 @@ from clinical_dp.console import say
 from clinical_dp.files import write_text_atomically
 from clinical_dp.spec import DatasetSpec
 from clinical_dp.validation import ValidationReport, load_valid_table
+from components import early_start
 from pipelines.config import PipelineConfig
 from pipelines.input_selection import plan_run, prepare_input
 from pipelines.run_directory import (RUN_ARGS_FILE, begin_output_dir, fail_output_dir,
@@ -33,7 +34,6 @@ def run_local(config: PipelineConfig, spec: DatasetSpec) -> None:
   the federated step's child beside the chain once the gate passes
   (config.federated_beside_chain, components/early_start.py)."""
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-  from components import early_start  # pylint: disable=g-import-not-at-top
   from components.federated_step import child_environment, federated_command  # pylint: disable=g-import-not-at-top
   from pipelines.pipeline import create_pipeline, federated_step_args  # pylint: disable=g-import-not-at-top
   if config.federated_beside_chain and config.federated is not None and spec.site_column:
@@ -79,9 +79,11 @@ def run_pipeline(data_path: str, spec: DatasetSpec, config: PipelineConfig,
     if run_args is not None:
       write_text_atomically(os.path.join(config.output_dir, RUN_ARGS_FILE),
                             json.dumps(run_args, indent=2))
-  log_file = console.attach_log(
-      config.output_dir, on_interrupt=lambda text: fail_output_dir(config.output_dir, text),
-      append=resume)
+  def on_interrupt(text: str) -> None:  # the run's processes are already ended
+    early_start.clear()
+    fail_output_dir(config.output_dir, text)
+
+  log_file = console.attach_log(config.output_dir, on_interrupt=on_interrupt, append=resume)
   tracker = None
   try:
     prepared = prepare_input(selected, spec, config, resume=resume)

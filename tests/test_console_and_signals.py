@@ -45,19 +45,25 @@ def _cmdline(pid):
 
 
 def _read_until_federated(process, lines):
-  """Console lines until the federated child has printed one (or the run ended)."""
+  """Console lines until the federated child has started beside the chain (once the
+  gate passed, components/early_start.py) and runs, or the run ended: the child's pid."""
   selector = selectors.DefaultSelector()
   selector.register(process.stdout, selectors.EVENT_READ)
   deadline = time.time() + STARTUP_DEADLINE_S
+  started = False
   while time.time() < deadline:
-    if selector.select(timeout=1.0):
+    if started:
+      child = [pid for pid in descendants(process.pid)
+               if "federated.simulate" in _cmdline(pid)]
+      if child:
+        return child[0]
+    if selector.select(timeout=0.2):
       line = process.stdout.readline()
       if not line:
-        return False
+        return None
       lines.append(line)
-      if "[federated]" in line:
-        return True
-  return False
+      started = started or "FederatedStep: started beside the chain" in line
+  return None
 
 
 @pytest.mark.parametrize("signum, exit_code, reason", [
@@ -74,10 +80,11 @@ def test_a_signal_ends_the_run_and_every_process_of_it(signum, exit_code, reason
       text=True, start_new_session=True)
   lines = []
   try:
-    assert _read_until_federated(process, lines), "".join(lines)
+    child = _read_until_federated(process, lines)
+    assert child, "".join(lines)
     # The run's processes, the federated child's session included (by pid).
     pids = {process.pid, *descendants(process.pid)}
-    assert any("federated.simulate" in _cmdline(pid) for pid in pids), pids
+    assert child in pids, pids
     sent = time.time()
     if signum == signal.SIGINT:
       os.killpg(process.pid, signum)  # as Ctrl-C on a terminal: the foreground group
@@ -103,9 +110,11 @@ def test_a_signal_ends_the_run_and_every_process_of_it(signum, exit_code, reason
   assert len(about) == 1 and reason in about[0], console[-3000:]
   assert (output / "FAILED").read_text().startswith(reason)
   assert not (output / "RUNNING").exists() and not (output / "run_summary.json").exists()
+  # The federated child's staging directory went with it.
+  assert not list(output.glob(".federated-*")), os.listdir(output)
   if signum == signal.SIGTERM:
-    # The federated step runs before the GAN (it needs Transform's output no more than
-    # ExampleGen's): no GAN checkpoint yet, so there is nothing to resume.
+    # The federated child starts when the gate passes, before Transform and the GAN:
+    # no GAN checkpoint yet, so there is nothing to resume.
     resumed = run_cli("run", "--resume", output)
     assert resumed.returncode == 2, resumed.stderr
     assert "no checkpoint of the DP AC-GAN" in resumed.stderr

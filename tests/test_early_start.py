@@ -11,6 +11,7 @@ from components import early_start
 
 # A stand-in for federated.simulate: prints, then writes its result into --output.
 _WRITES = ("import os, sys, time; print('first line', flush=True); time.sleep(float(sys.argv[1]));"
+           " os.makedirs(sys.argv[4]);"
            " open(os.path.join(sys.argv[4], 'federated.json'), 'w').write('{}')")
 
 
