@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import os
 import signal
@@ -26,6 +27,7 @@ RUN_ARENAS = 2
 _INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
 
 
+@functools.lru_cache(maxsize=1)  # find_library runs `ldconfig -p`: once per process
 def _glibc() -> Optional[ctypes.CDLL]:
   name = ctypes.util.find_library("c")
   if not name:
