@@ -3,16 +3,19 @@
 Runs the EvaluationReport's measurements (components/evaluation_report.build_report) on
 the artifacts of a finished `clinical-dp run` (found through its run_summary.json) with
 each configuration of --configs: `capped`, the default ReportConfig, whose models fit
-seeded sub-samples of large tables (UtilityConfig.max_training_rows, AuditConfig.
-max_shadow_rows), and `full`, every cap off (every model on every row). Prints, for each,
-every AUROC of the utility table with its 95% bootstrap interval over the test patients,
-the difference capped - full with its paired interval (both configurations score on
-the same resamples of the same test split), the shuffled-label control, the fidelity
-headline, the attacks, and the seconds of each sub-step; writes it all as JSON with
---out. The sub-sample is good enough where every paired interval holds 0 or the
-difference is a small fraction of the figure's own interval.
+seeded sub-samples of large tables (UtilityConfig.max_training_rows and
+max_fidelity_rows, AuditConfig.max_shadow_rows), and `full`, every cap off (every model
+on every row, fidelity on whole tables, baselines as large as the released table).
+Prints, for each, every AUROC of the utility table with its 95% bootstrap interval over
+the test patients, the difference capped - full with its paired interval (both
+configurations score on the same resamples of the same test split), the shuffled-label
+control, the median KS and correlation Spearman of the released table and each baseline
+with their intervals, the attacks, and the seconds of each sub-step; writes it all as
+JSON with --out. The sub-sample is good enough where every paired interval holds 0 or
+the difference is a small fraction of the figure's own interval.
 
   .venv/bin/python benchmarks/report_subsampling.py --run_dir DIR [--out FILE.json]
+      [--max_fidelity_rows 20000]
 """
 
 import clinical_dp  # noqa: F401  (selects Keras 2 before TensorFlow)
@@ -42,13 +45,20 @@ flags.DEFINE_string("out", None, "write the figures and seconds here as JSON (an
                     "configuration's report beside it, OUT.<config>.report.json)")
 flags.DEFINE_bool("from_reports", False, "compare the reports an earlier run with the same "
                   "--out wrote, without measuring again")
+flags.DEFINE_integer("max_fidelity_rows", None, "the capped configuration's fidelity cap "
+                     "(UtilityConfig.max_fidelity_rows; default: the ReportConfig's), to "
+                     "show a sub-sample's fidelity on a table the default cap leaves whole")
 flags.mark_flag_as_required("run_dir")
 
 
 def _configs() -> Dict[str, evaluation_report.ReportConfig]:
   capped = evaluation_report.ReportConfig()
+  if FLAGS.max_fidelity_rows is not None:
+    capped = dataclasses.replace(capped, utility=dataclasses.replace(
+        capped.utility, max_fidelity_rows=FLAGS.max_fidelity_rows or None))
   full = dataclasses.replace(
-      capped, utility=dataclasses.replace(capped.utility, max_training_rows=None),
+      capped, utility=dataclasses.replace(capped.utility, max_training_rows=None,
+                                          max_fidelity_rows=None),
       audit=dataclasses.replace(capped.audit, max_shadow_rows=None))
   return {"capped": capped, "full": full}
 
@@ -137,6 +147,29 @@ def _compare_ratios(reports: Dict[str, Dict]) -> Dict[str, Dict]:
   return result
 
 
+def _fidelity_tables(report: Dict) -> Dict[str, Dict]:
+  """{table: fidelity}: the released table's and each baseline's."""
+  return {"synthetic": report["fidelity"],
+          **{name: baseline["fidelity"] for name, baseline in report["baselines"].items()}}
+
+
+def _compare_fidelity(reports: Dict[str, Dict]) -> List[Dict]:
+  """Median KS and the correlation Spearman of every table scored, with their bootstrap
+  intervals and the rows measured, per configuration."""
+  names = list(reports)
+  rows = []
+  for table in _fidelity_tables(reports[names[0]]):
+    for measure in ("median_ks", "correlation_spearman"):
+      row = {"table": table, "measure": measure}
+      for name in names:
+        fid = _fidelity_tables(reports[name])[table]
+        bootstrap = fid.get("bootstrap", {})
+        row[name] = {"value": fid.get(measure), "ci": bootstrap.get(f"{measure}_ci"),
+                     "rows": bootstrap.get("rows")}
+      rows.append(row)
+  return rows
+
+
 def _headline(report: Dict) -> Dict:
   fid, attack = report["fidelity"], report["attack"]
   return {
@@ -197,6 +230,13 @@ def main(_):
         f"{n} {_figure(row[n]['ratio'])} {_interval(row[n]['ratio_ci'])}" for n in names)
           + (f"  difference {_interval(row['difference_ci'])}" if "difference_ci" in row
              else ""))
+  fidelity_rows = _compare_fidelity(reports)
+  print("\nfidelity, 95% bootstrap interval (rows measured: real / synthetic)")
+  for row in fidelity_rows:
+    print(f"  {row['table']:<12} {row['measure']:<20} " + "  ".join(
+        f"{n} {_figure(row[n]['value'])} {_interval(row[n]['ci'])} "
+        f"({(row[n]['rows'] or {}).get('real')} / {(row[n]['rows'] or {}).get('synthetic')})"
+        for n in names))
   headlines = {name: _headline(report) for name, report in reports.items()}
   for name, headline in headlines.items():
     control = headline["shuffled_label_control"]
@@ -216,7 +256,7 @@ def main(_):
     with open(FLAGS.out, "w", encoding="utf-8") as f:
       json.dump(json_safe({"run_dir": FLAGS.run_dir, "seconds": seconds, "utility": rows,
                            "ratios": ratios,
-                           "headline": headlines,
+                           "fidelity": fidelity_rows, "headline": headlines,
                            "step_seconds": {n: r["step_seconds"] for n, r in reports.items()}}),
                 f, indent=2)
     print(f"wrote {FLAGS.out}")

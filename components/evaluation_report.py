@@ -195,11 +195,18 @@ def score_table(table: pd.DataFrame, x: np.ndarray, y: np.ndarray, train: pd.Dat
                                                                    config)
   use["test_patients"] = int(len(y_test))
   with clock.step("fidelity"):
-    fid = fidelity.fidelity_report(with_user_labels(train, user_spec),
-                                   with_user_labels(table, user_spec), user_spec,
-                                   config.fidelity_bootstrap_samples,
+    fid = fidelity.fidelity_report(with_user_labels(fidelity_rows(train, config), user_spec),
+                                   with_user_labels(fidelity_rows(table, config), user_spec),
+                                   user_spec, config.fidelity_bootstrap_samples,
                                    config.fidelity_bootstrap_rows, config.seed)
   return {"utility": use, "fidelity": fid}
+
+
+def fidelity_rows(frame: pd.DataFrame, config: UtilityConfig) -> pd.DataFrame:
+  """The rows of `frame` that fidelity and missingness measure (utility.fidelity_subsample),
+  in the table's order."""
+  kept = utility.fidelity_subsample(len(frame), config)
+  return frame if kept is None else frame.iloc[kept].reset_index(drop=True)
 
 
 def fit_baselines(train: pd.DataFrame, x_train: np.ndarray, y_train: np.ndarray,
@@ -214,7 +221,7 @@ def fit_baselines(train: pd.DataFrame, x_train: np.ndarray, y_train: np.ndarray,
   rows = (int(train[spec.id_column].value_counts().max())
           if spec.id_column and len(train) else 1)  # as features.max_rows_per_patient
   log(f"  EvaluationReport: DP baselines (copula, independent marginals) at epsilon "
-      f"{target:g}")
+      f"{target:g}, {patients} patients each")
   result = {}
   for index, name in enumerate(baselines.BASELINES):
     with clock.about(baselines.BASELINE_NAMES[name]):
@@ -247,6 +254,18 @@ def sub_samples(config: ReportConfig, train_rows: int, synthetic_rows: int, memb
         f"sub-sample: {fitted['real training']} of {train_rows} real training rows, "
         f"{fitted['synthetic']} of {synthetic_rows} synthetic (the baselines' alike); the "
         f"test split is scored whole.")
+  measured = {table: min(rows, config.utility.max_fidelity_rows or rows)
+              for table, rows in (("real training", train_rows), ("synthetic", synthetic_rows))}
+  baseline = utility.baseline_patients(config.utility, synthetic_rows)
+  if measured != {"real training": train_rows, "synthetic": synthetic_rows}:
+    sentences.append(
+        f"Fidelity and missingness are measured on at most {config.utility.max_fidelity_rows} "
+        f"rows of each table, a seeded sub-sample: {measured['real training']} of "
+        f"{train_rows} real training rows, {measured['synthetic']} of {synthetic_rows} "
+        f"synthetic.")
+  if baseline < synthetic_rows:
+    sentences.append(f"Each DP baseline samples {baseline} patients, as many as its largest "
+                     f"sub-sample.")
   if shadow < synthetic_rows // 2:
     sentences.append(f"Each shadow model of the DP classifier trains on {shadow} synthetic "
                      f"patients (half the table would be {synthetic_rows // 2}).")
@@ -257,6 +276,9 @@ def sub_samples(config: ReportConfig, train_rows: int, synthetic_rows: int, memb
       "utility_models": {"max_training_rows": config.utility.max_training_rows,
                          "rows_fitted": fitted,
                          "rows": {"real training": train_rows, "synthetic": synthetic_rows}},
+      "fidelity": {"max_fidelity_rows": config.utility.max_fidelity_rows,
+                   "rows_measured": measured},
+      "baselines": {"patients": baseline, "released_patients": synthetic_rows},
       "shadow_models": {"max_shadow_rows": config.audit.max_shadow_rows, "rows": shadow,
                         "half_synthetic_table": synthetic_rows // 2},
       "attacks": {"members": members, "of_training": train_rows, "non_members": non_members,
@@ -313,9 +335,9 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
                                                         y_test, config.utility)
     use["missing_value_rule"] = missingness.MODEL_ENCODING_RULE
     with clock.step("missingness"):
-      holes = missingness.missingness_fidelity(with_user_labels(train, user_spec),
-                                               with_user_labels(synthetic, user_spec),
-                                               user_spec)
+      holes = missingness.missingness_fidelity(
+          with_user_labels(fidelity_rows(train, config.utility), user_spec),
+          with_user_labels(fidelity_rows(synthetic, config.utility), user_spec), user_spec)
   use["dp_models"] = {}
   if evaluation_uri:
     slices = tfma_slices(evaluation_uri, ColumnKeys.for_spec(user_spec))
@@ -323,8 +345,9 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
       if model in slices:
         use["dp_models"][name] = {"slices": slices[model]}
 
-  compared = fit_baselines(train, x_train, y_train, spec, generator_record, len(synthetic),
-                           seed, score, log, clock)
+  compared = fit_baselines(train, x_train, y_train, spec, generator_record,
+                           utility.baseline_patients(config.utility, len(synthetic)), seed,
+                           score, log, clock)
 
   log("  EvaluationReport: membership attacks (shadow models, positive control)")
   members = _sample(train_encoded, examples_uri, "train", config.audit.max_records, seed)

@@ -10,6 +10,7 @@ copied beside the table.
 
 import os
 import shutil
+from typing import Iterable, Iterator
 
 import pandas as pd
 import tensorflow as tf
@@ -30,15 +31,31 @@ SYNTHETIC_SPLIT = "train"
 SYNTHETIC_SITE = "synthetic"
 
 
-def synthetic_table(generator_dir: str, spec: DatasetSpec, num_patients: int,
-                    positive_rate: float) -> pd.DataFrame:
-  """Generated patients with the input's columns, in the order the spec lists them."""
-  frame = gan_export.generate_table(generator_dir, spec, num_patients, positive_rate)
+# Patients generated, encoded and written at a time: a million-patient table, its copy under
+# the user's names, its CSV text and its serialized examples, all at once, took gigabytes.
+BLOCK_PATIENTS = 100_000
+
+
+def synthetic_table(generator, spec: DatasetSpec, num_patients: int, positive_rate: float,
+                    first_id: int = 1) -> pd.DataFrame:
+  """Generated patients with the input's columns, in the order the spec lists them, their
+  ids numbered from `first_id` (`generator`: as gan_export.generate_table takes it)."""
+  frame = gan_export.generate_table(generator, spec, num_patients, positive_rate)
   if spec.id_column:
-    frame[spec.id_column] = [f"synthetic-{i:06d}" for i in range(1, num_patients + 1)]
+    frame[spec.id_column] = [f"synthetic-{i:06d}"
+                             for i in range(first_id, first_id + num_patients)]
   if spec.site_column:
     frame[spec.site_column] = SYNTHETIC_SITE
   return frame[spec.required_columns]
+
+
+def synthetic_blocks(generator_dir: str, spec: DatasetSpec, num_patients: int,
+                     positive_rate: float) -> Iterator[pd.DataFrame]:
+  """synthetic_table's patients, BLOCK_PATIENTS at a time (one empty block for none)."""
+  generator = gan_export.load_generator(generator_dir)
+  for start in range(0, num_patients or 1, BLOCK_PATIENTS):
+    yield synthetic_table(generator, spec, min(BLOCK_PATIENTS, num_patients - start),
+                          positive_rate, first_id=start + 1)
 
 
 def user_table(frame: pd.DataFrame, spec: DatasetSpec, keys: ColumnKeys) -> pd.DataFrame:
@@ -48,18 +65,13 @@ def user_table(frame: pd.DataFrame, spec: DatasetSpec, keys: ColumnKeys) -> pd.D
   return table
 
 
-def write_examples(frame: pd.DataFrame, path: str) -> None:
-  """One tf.Example per row, typed as CsvExampleGen types the input CSV (an empty cell is
-  an absent feature)."""
-  with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-    for example in serialized_examples(frame):
-      writer.write(example)
-
-
-def write_checked_csv(frame: pd.DataFrame, spec: DatasetSpec, path: str) -> None:
-  """Publishes the table only if it passes the same validation as real input."""
+def write_checked_csv(frames: Iterable[pd.DataFrame], spec: DatasetSpec, path: str) -> None:
+  """Writes the rows of `frames` one after another as one CSV and publishes it only if the
+  whole file passes the same validation as real input."""
   def write(tmp: str) -> None:
-    frame.to_csv(tmp, index=False, float_format="%.6f")
+    for index, frame in enumerate(frames):
+      frame.to_csv(tmp, mode="a" if index else "w", header=not index, index=False,
+                   float_format="%.6f")
     report = validate_table(tmp, spec)
     if not report.ok or report.dropped_rows:
       raise InvalidInputError(report.findings)
@@ -84,13 +96,19 @@ def SyntheticDataGen(  # pylint: disable=invalid-name
   count = num_patients or record["num_examples"]
   say(f"  SyntheticDataGen: sampling {count} synthetic patients at positive rate "
         f"{record['positive_rate']:.3f} (DP epsilon {record['epsilon']:.3f})")
-  frame = synthetic_table(generator_dir, keys.internal_spec(spec), count,
-                          record["positive_rate"])
-  write_checked_csv(user_table(frame, spec, keys), spec,
-                    os.path.join(synthetic_examples.uri, SYNTHETIC_CSV))
   split_dir = os.path.join(synthetic_examples.uri, f"Split-{SYNTHETIC_SPLIT}")
   os.makedirs(split_dir, exist_ok=True)
-  write_examples(frame, os.path.join(split_dir, "synthetic-00000-of-00001.gz"))
+  # One tf.Example per row, typed as CsvExampleGen types the input CSV (an empty cell is
+  # an absent feature); the CSV the same rows under the user's names and classes.
+  with tf.io.TFRecordWriter(os.path.join(split_dir, "synthetic-00000-of-00001.gz"),
+                            options="GZIP") as examples:
+    def user_tables() -> Iterator[pd.DataFrame]:
+      for frame in synthetic_blocks(generator_dir, keys.internal_spec(spec), count,
+                                    record["positive_rate"]):
+        for example in serialized_examples(frame):
+          examples.write(example)
+        yield user_table(frame, spec, keys)
+    write_checked_csv(user_tables(), spec, os.path.join(synthetic_examples.uri, SYNTHETIC_CSV))
   synthetic_examples.split_names = artifact_utils.encode_split_names([SYNTHETIC_SPLIT])
   shutil.copyfile(os.path.join(generator_dir, dp_training.PRIVACY_RECORD_FILE),
                   os.path.join(synthetic_examples.uri, dp_training.PRIVACY_RECORD_FILE))

@@ -2,6 +2,7 @@
 saturation measures, and the verdict on whether the released table beats the baselines;
 on hand-made data, without a pipeline run."""
 
+import dataclasses
 import json
 import re
 
@@ -239,7 +240,7 @@ def test_baselines_are_scored_like_the_released_table_on_odd_tables(name, tmp_pa
   compared = evaluation_report.fit_baselines(train, x, y, spec, record, 30, 0, score,
                                              lines.append)
   assert lines == ["  EvaluationReport: DP baselines (copula, independent marginals) at "
-                   "epsilon 1"]
+                   "epsilon 1, 30 patients each"]
   released = score(train, x, y)  # any table: the keys must be the released table's
   for key, baseline in compared.items():
     assert baseline["released"] is False
@@ -323,4 +324,46 @@ def test_the_report_says_what_it_sub_sampled_and_how_big():
   assert f"at most {cap} rows" in large["note"] and f"{cap} of 79984 real" in large["note"]
   assert f"trains on {config.audit.max_shadow_rows} synthetic patients" in large["note"]
   assert "1000 of 79984 training and 1000 of 10103 eval-split" in large["note"]
+  assert "Fidelity and missingness" not in large["note"]  # below the fidelity cap
+  assert large["baselines"] == {"patients": 79984, "released_patients": 79984}
   json.dumps(large)  # report.json holds it as it is
+  fidelity_cap = config.utility.max_fidelity_rows
+  million = evaluation_report.sub_samples(config, 801166, 801166, 1000, 99000, 1000)
+  assert million["fidelity"]["rows_measured"] == {"real training": fidelity_cap,
+                                                   "synthetic": fidelity_cap}
+  assert f"{fidelity_cap} of 801166 real training rows" in million["note"]
+  assert million["baselines"]["patients"] == fidelity_cap
+  assert f"Each DP baseline samples {fidelity_cap} patients" in million["note"]
+
+
+def test_fidelity_measures_a_seeded_subsample_the_same_real_rows_for_every_table(tmp_path):
+  config = dataclasses.replace(FAST_UTILITY, max_fidelity_rows=40, fidelity_bootstrap_samples=5)
+  kept = utility.fidelity_subsample(100, config)
+  assert len(kept) == 40 and np.all(np.diff(kept) > 0)
+  assert np.array_equal(kept, utility.fidelity_subsample(100, config))  # seeded
+  assert not np.array_equal(kept[:20], utility.seeded_subsample(100, 20, [0, 100]))
+  assert utility.fidelity_subsample(40, config) is None
+  assert utility.fidelity_subsample(10**6, dataclasses.replace(config, max_fidelity_rows=None)
+                                    ) is None
+  # The baselines sample as many patients as the largest sub-sample, never more than the
+  # released table; with either cap off, as many as the released table.
+  assert utility.baseline_patients(dataclasses.replace(config, max_training_rows=30), 100) == 40
+  assert utility.baseline_patients(dataclasses.replace(config, max_training_rows=60), 100) == 60
+  assert utility.baseline_patients(config, 25) == 25
+  assert utility.baseline_patients(dataclasses.replace(config, max_training_rows=None), 100) \
+      == 100
+  # score_table measures fidelity on the sub-samples: 40 real and 40 synthetic rows, the
+  # real ones the same for any table of 100 rows.
+  frame, user_spec = odd_tables.odd_table("static_only", patients=100, seed=4)
+  frame = validate_table(odd_tables.write_table(str(tmp_path), frame, user_spec)[0],
+                         user_spec).table
+  spec = binary_label_spec(user_spec)
+  x, _, y = evaluation_report.encode(frame, spec)
+  real = utility.utility_table({"real": (x, y)}, x, y, config)["real"]
+  scored = evaluation_report.score_table(frame, x, y, frame, x, y, real, user_spec, config)
+  assert scored["fidelity"]["bootstrap"]["rows"] == {"real": 40, "synthetic": 40}
+  # the same 40 rows of the same table on both sides: every marginal agrees exactly
+  assert scored["fidelity"]["median_ks"] == 0.0
+  whole = evaluation_report.score_table(frame, x, y, frame, x, y, real, user_spec,
+                                        dataclasses.replace(config, max_fidelity_rows=None))
+  assert whole["fidelity"]["bootstrap"]["rows"] == {"real": 100, "synthetic": 100}

@@ -151,4 +151,4 @@ def test_cells_are_stripped_of_exactly_what_str_strip_strips():
   cells = ["", " ", " 12.5 ", "\t7\n", "\x1cF\x1f", "\u3000M\xa0", "a b", "  Größe ",
            "\u200bx\u200b", "1,5"]  # U+200B is not whitespace: kept
   column = pd.Series(cells * 3, name="c")
-  assert validation._stripped(column).tolist() == column.str.strip().tolist()  # pylint: disable=protected-access
+  assert validation._trimmed(column).to_pylist() == column.str.strip().tolist()  # pylint: disable=protected-access

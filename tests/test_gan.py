@@ -1,8 +1,10 @@
 """The DP AC-GAN's models and steps; a positive control that DP noise is really applied."""
 
 import dataclasses
+import os
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 import tensorflow as tf
@@ -158,6 +160,32 @@ def test_plan_over_budget_is_refused_before_training(tmp_path):
   from trainers import accounting, dp_training
   with pytest.raises(accounting.BudgetExceededError, match="raise noise_multiplier"):
     _tiny_training(tmp_path, epochs=2, budget=dp_training.PrivacyBudget(0.5, 1e-5))
+
+
+def test_synthetic_data_is_generated_and_published_block_by_block(tmp_path, monkeypatch):
+  from clinical_dp.validation import InvalidInputError, validate_table
+  from components import synthetic_data
+  from trainers import gan_export
+  trained, _, _ = _tiny_training(tmp_path, epochs=1)
+  export_dir = gan_export.export_generator(trained.generator, SPRINT_SPEC,
+                                           trained.config.latent_dim, str(tmp_path / "generator"))
+  monkeypatch.setattr(synthetic_data, "BLOCK_PATIENTS", 7)
+  blocks = list(synthetic_data.synthetic_blocks(export_dir, SPRINT_SPEC, 20, 0.5))
+  assert [len(block) for block in blocks] == [7, 7, 6]
+  assert pd.concat(blocks)["patient_id"].tolist() == [f"synthetic-{i:06d}" for i in range(1, 21)]
+  assert set(pd.concat(blocks)["site"]) == {"synthetic"}
+  published = str(tmp_path / "out" / "synthetic.csv")
+  synthetic_data.write_checked_csv(iter(blocks), SPRINT_SPEC, published)
+  checked = validate_table(published, SPRINT_SPEC)
+  assert checked.ok and checked.rows == 20
+  assert checked.table["patient_id"].tolist() == pd.concat(blocks)["patient_id"].tolist()
+  # A block that breaks the spec: nothing is published, the file before stays as it was.
+  before = open(published, encoding="utf-8").read()
+  broken = blocks[2].assign(age=500)
+  with pytest.raises(InvalidInputError, match="age"):
+    synthetic_data.write_checked_csv(iter([blocks[0], broken]), SPRINT_SPEC, published)
+  assert open(published, encoding="utf-8").read() == before
+  assert os.listdir(tmp_path / "out") == ["synthetic.csv"]
 
 
 def test_exported_generator_returns_patients_in_clinical_units(tmp_path):

@@ -85,10 +85,16 @@ def export_generator(generator: tf.keras.Model, spec: DatasetSpec, latent_dim: i
   return export_dir
 
 
-def generate_table(export_dir: str, spec: DatasetSpec, num_patients: int,
+def load_generator(export_dir: str):
+  """The exported generator's sampling signature, for generate_table."""
+  return tf.saved_model.load(export_dir).signatures[SIGNATURE]
+
+
+def generate_table(export_dir, spec: DatasetSpec, num_patients: int,
                    positive_rate: float = 0.5) -> pd.DataFrame:
-  """Loads an exported generator and returns a table in the input's columns and units."""
-  signature = tf.saved_model.load(export_dir).signatures[SIGNATURE]
+  """A table in the input's columns and units from an exported generator: its directory,
+  or its signature from load_generator (loaded once for many tables)."""
+  signature = load_generator(export_dir) if isinstance(export_dir, str) else export_dir
   columns = [spec.label_column] + spec.feature_columns
   chunks = []
   for start in range(0, num_patients or 1, GENERATE_CHUNK):  # one call for no patients

@@ -51,6 +51,15 @@ class UtilityConfig:
   # and the rows drawn per resample above which it draws fewer and rescales the spread.
   fidelity_bootstrap_samples: int = 100
   fidelity_bootstrap_rows: int = 2000
+  # Fidelity and missingness are measured on at most this many rows of the real training
+  # table and of each synthetic table: a seeded sub-sample above it, every row at or below
+  # (None: always every row). With both caps set, each DP baseline then samples only as
+  # many patients as the larger cap, not as many as the released table: at a million
+  # patients the 801 166-row tables, and a baseline's as large beside them, were the
+  # report's peak memory. Measured (docs/benchmarks.md, "The report at a million, on
+  # sub-samples"): the headline fidelity figures on the sub-sample within the full
+  # tables' bootstrap intervals. The tables of the tests and `make demo` stay below it.
+  max_fidelity_rows: Optional[int] = 100_000
   seed: int = 0
 
 
@@ -171,14 +180,37 @@ def score_predictions(y_true: np.ndarray, scores: np.ndarray, predicted: np.ndar
   return result
 
 
-def training_subsample(rows: int, config: UtilityConfig) -> Optional[np.ndarray]:
-  """The positions (ascending) of the training rows a model is fitted on when there are
-  more than `max_training_rows`, drawn without replacement from config.seed alone; None
-  when every row is used."""
-  cap = config.max_training_rows
+def seeded_subsample(rows: int, cap: Optional[int], seed: Sequence[int]
+                     ) -> Optional[np.ndarray]:
+  """The positions (ascending) of `cap` of `rows` rows drawn without replacement from
+  `seed` alone; None when every row is kept (no cap, or `rows` at or below it)."""
   if cap is None or rows <= cap:
     return None
-  return np.sort(np.random.default_rng([config.seed, rows]).choice(rows, cap, replace=False))
+  return np.sort(np.random.default_rng(list(seed)).choice(rows, cap, replace=False))
+
+
+def training_subsample(rows: int, config: UtilityConfig) -> Optional[np.ndarray]:
+  """The positions of the training rows a model is fitted on when there are more than
+  `max_training_rows` (seeded_subsample); None when every row is used."""
+  return seeded_subsample(rows, config.max_training_rows, [config.seed, rows])
+
+
+def fidelity_subsample(rows: int, config: UtilityConfig) -> Optional[np.ndarray]:
+  """The positions of a table's rows that fidelity and missingness measure when it has
+  more than `max_fidelity_rows` (seeded_subsample, a stream apart from the models'); None
+  when every row is used. The same for every table of as many rows: the real training
+  rows are the same ones for the released table and each baseline (paired draws)."""
+  return seeded_subsample(rows, config.max_fidelity_rows, [config.seed, rows, 1])
+
+
+def baseline_patients(config: UtilityConfig, released_patients: int) -> int:
+  """How many patients each DP baseline samples: no more than the largest table any of its
+  measures reads (the models' and fidelity's sub-samples), and never more than the
+  released table has."""
+  caps = (config.max_training_rows, config.max_fidelity_rows)
+  if any(cap is None for cap in caps):
+    return released_patients
+  return min(released_patients, max(caps))
 
 
 def train_and_test(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
