@@ -121,11 +121,13 @@ def log_path(run_dir: str) -> str:
 class ComponentTracker(logging.Handler):
   """Follows LocalDagRunner's component messages; `current` is the one running."""
 
-  def __init__(self, log: Callable[[str], None]):
+  def __init__(self, log: Callable[[str], None],
+               on_finished: Optional[Callable[[str], None]] = None):
     super().__init__(level=logging.INFO)
     self.current: Optional[str] = None
     self._started = 0.0
     self._log = log
+    self._on_finished = on_finished
 
   def emit(self, record: logging.LogRecord) -> None:
     if record.msg not in (_COMPONENT_RUNNING, _COMPONENT_FINISHED) or not record.args:
@@ -138,11 +140,20 @@ class ComponentTracker(logging.Handler):
       self.current = None
       self._log(f"  {component} done in {time.time() - self._started:.0f} s")
       memory.return_free_memory()  # what this component freed is not the next one's
+      if self._on_finished is not None:
+        try:
+          self._on_finished(component)
+        except Exception as e:  # pylint: disable=broad-except
+          # a hook's failure must not fail the component that just finished
+          self._log(f"  (after {component}: {one_line(e)})")
 
 
 @contextlib.contextmanager
-def track_components(log: Callable[[str], None] = say) -> Iterator[ComponentTracker]:
-  """Reports each component's start and end while the block runs.
+def track_components(log: Callable[[str], None] = say,
+                     on_finished: Optional[Callable[[str], None]] = None
+                     ) -> Iterator[ComponentTracker]:
+  """Reports each component's start and end while the block runs, and calls
+  `on_finished(component id)` after each end (in the runner's thread, between components).
 
   LocalDagRunner's messages are absl INFO, and absl's logger is at WARNING unless
   someone asks for more; worse, something in a run (seen during Transform) sets it
@@ -150,7 +161,7 @@ def track_components(log: Callable[[str], None] = say) -> Iterator[ComponentTrac
   setLevel is wrapped (INFO goes to the log file, not the console).
   """
   absl_logger = logging.getLogger("absl")
-  tracker = ComponentTracker(log)
+  tracker = ComponentTracker(log, on_finished)
   level = absl_logger.level
 
   def set_level_at_most_info(new_level) -> None:

@@ -105,7 +105,7 @@ def FederatedStep(  # pylint: disable=invalid-name
   early = early_start.adopt(command)
   if early is None:
     completed = run_in_own_session(command, on_line=_ChildLines(), **child_environment())
-  else:  # started when the gate passed (components/early_start.py)
+  else:  # started beside the chain (components/early_start.py)
     say(f"  FederatedStep: its child started beside the chain "
         f"{time.time() - early.started:.0f} s ago; waiting for it")
     completed = early_start.finish(early, federated_results.uri)

@@ -2,6 +2,7 @@
 (pipelines/pipeline.py), in ML Metadata, in the run summary's results and in the
 Kubeflow spec (the federated step's container). Import them; no TFX needed."""
 
+EXAMPLE_GEN_ID = "CsvExampleGen"
 GAN_TRAINER_ID = "GanTrainer"
 CLASSIFIER_TRAINER_ID = "DpClassifierTrainer"
 TWIN_TRAINER_ID = "NonPrivateTwinTrainer"

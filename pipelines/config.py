@@ -123,7 +123,8 @@ class PipelineConfig:
   # Where its rounds run (federated.simulate's worker flags): infrastructure, kept out of
   # FederatedConfig, which says what is trained and is recorded with the models.
   federated_workers: WorkersConfig = WorkersConfig()
-  # The federated step's child starts when the AnomalyGate passes and runs beside the
+  # The federated step's child starts when ExampleGen has written the examples (or at
+  # the latest when the AnomalyGate passes; a gate that fails ends it) and runs beside the
   # rest of the chain, FederatedStep's turn coming after it (components/early_start.py):
   # `clinical-dp run` only; LocalDagRunner alone would start it in its turn and
   # Kubeflow runs independent steps side by side itself.

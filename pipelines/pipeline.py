@@ -14,8 +14,9 @@ from components.evaluation_report import SEX_COLUMN, EvaluationReport
 from components.release import ReleasePusher
 from components.spec_schema_gen import SpecSchemaGen
 from components.synthetic_data import SyntheticDataGen
-from pipelines.component_ids import (CLASSIFIER_TRAINER_ID, EVALUATOR_ID, FEDERATED_STEP_ID,
-                                      GAN_TRAINER_ID, RELEASE_ID, REPORT_ID, TWIN_TRAINER_ID)
+from pipelines.component_ids import (CLASSIFIER_TRAINER_ID, EVALUATOR_ID, EXAMPLE_GEN_ID,
+                                      FEDERATED_STEP_ID, GAN_TRAINER_ID, RELEASE_ID, REPORT_ID,
+                                      TWIN_TRAINER_ID)
 from pipelines.config import PipelineConfig, SplitConfig
 from trainers.preprocessing import COLUMN_NAMES_KEY, SPEC_KEY
 
@@ -91,7 +92,8 @@ def create_components(config: PipelineConfig, spec: DatasetSpec,
   internal = keys.internal_spec(spec).to_dict()
   example_gen = tfx.components.CsvExampleGen(
       input_base=config.input_dir,
-      output_config=_patient_split(config.splits, spec.id_column and keys.key(spec.id_column)))
+      output_config=_patient_split(config.splits, spec.id_column and keys.key(spec.id_column))
+  ).with_id(EXAMPLE_GEN_ID)  # TFX's default id, named where the runner looks for it
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
   schema_gen = SpecSchemaGen(statistics=statistics_gen.outputs["statistics"],
                              spec_yaml=keys.internal_spec(spec).to_yaml())
@@ -105,7 +107,11 @@ def create_components(config: PipelineConfig, spec: DatasetSpec,
       examples=example_gen.outputs["examples"],
       schema=anomaly_gate.outputs["validated_schema"],
       preprocessing_fn=PREPROCESSING_FN,
-      custom_config={SPEC_KEY: internal})
+      custom_config={SPEC_KEY: internal},
+      # Its pre- and post-transform statistics would be two more full passes of TFDV
+      # (StatisticsGen has made the first; nothing reads the second): at a million
+      # patients most of Transform's time.
+      disable_statistics=True)
   schema = anomaly_gate.outputs["validated_schema"]
   training = config.training
   column_names = {COLUMN_NAMES_KEY: keys.to_name}
@@ -142,7 +148,7 @@ def create_components(config: PipelineConfig, spec: DatasetSpec,
     # It reads ExampleGen's rows itself, so only the gate's order keeps anomalies out.
     federated.add_upstream_node(anomaly_gate)
     if config.federated_beside_chain:
-      # Its child started when the gate passed (components/early_start.py): its turn,
+      # Its child started beside the chain (components/early_start.py): its turn,
       # where it is adopted, comes after the rest of the chain, just before the report.
       federated.add_upstream_node(synthetic_data)
       federated.add_upstream_node(evaluator)

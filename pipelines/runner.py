@@ -22,6 +22,7 @@ from clinical_dp.files import write_text_atomically
 from clinical_dp.spec import DatasetSpec
 from clinical_dp.validation import ValidationReport, load_valid_table
 from components import early_start
+from pipelines.component_ids import EXAMPLE_GEN_ID
 from pipelines.config import PipelineConfig
 from pipelines.input_selection import plan_run, prepare_input
 from pipelines.run_directory import (RUN_ARGS_FILE, begin_output_dir, fail_output_dir,
@@ -31,7 +32,7 @@ from pipelines.run_summary import summarize
 
 def run_local(config: PipelineConfig, spec: DatasetSpec) -> None:
   """Runs the pipeline under LocalDagRunner (imports TFX only when a run is asked for),
-  the federated step's child beside the chain once the gate passes
+  the federated step's child beside the chain once ExampleGen has written the examples
   (config.federated_beside_chain, components/early_start.py)."""
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from components.federated_step import child_environment, federated_command  # pylint: disable=g-import-not-at-top
@@ -40,7 +41,10 @@ def run_local(config: PipelineConfig, spec: DatasetSpec) -> None:
     spec_yaml, args = spec.to_yaml(), federated_step_args(config)
     early_start.plan(lambda examples, staging: federated_command(examples, spec_yaml, args,
                                                                  staging),
-                     config.output_dir, **child_environment())
+                     config.output_dir,
+                     (EXAMPLE_GEN_ID, os.path.join(config.pipeline_root, EXAMPLE_GEN_ID,
+                                                   "examples")),
+                     **child_environment())
   try:
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config, spec))
   finally:
@@ -93,7 +97,7 @@ def run_pipeline(data_path: str, spec: DatasetSpec, config: PipelineConfig,
     log(f"[2/3] running the TFX pipeline on {prepared.rows_used} rows with LocalDagRunner "
         f"(Beam {config.beam.mode}); artifacts under {config.pipeline_root}"
         + (f"; log {log_file}" if log_file else ""))
-    with console.track_components(log) as tracker:
+    with console.track_components(log, early_start.component_finished) as tracker:
       run_local(config, spec)
     tracker = None
     log("[3/3] reading ML Metadata; collecting the released artifacts")

@@ -124,3 +124,24 @@ def test_a_signal_ends_the_run_and_every_process_of_it(signum, exit_code, reason
     time.sleep(0.2)
   assert not [pid for pid in pids if _alive(pid)], {
       pid: _cmdline(pid) for pid in pids if _alive(pid)}
+
+
+def test_the_tracker_calls_its_hook_after_each_component_and_survives_its_failure():
+  import logging  # pylint: disable=g-import-not-at-top
+  from clinical_dp import console  # pylint: disable=g-import-not-at-top
+  lines, finished = [], []
+
+  def hook(component):
+    finished.append(component)
+    if component == "StatisticsGen":
+      raise OSError("no such directory")
+
+  tracker = console.ComponentTracker(lines.append, hook)
+  for component in ("CsvExampleGen", "StatisticsGen"):
+    for message in ("Component %s is running.", "Component %s is finished."):
+      tracker.emit(logging.LogRecord("absl", logging.INFO, __file__, 1, message,
+                                     (component,), None))
+  assert finished == ["CsvExampleGen", "StatisticsGen"]
+  assert lines[1].startswith("  CsvExampleGen done in") and lines[-2].startswith(
+      "  StatisticsGen done in")
+  assert lines[-1] == "  (after StatisticsGen: OSError: no such directory)"

@@ -1,4 +1,5 @@
-"""components/early_start.py: the federated child started at the gate, adopted in its turn."""
+"""components/early_start.py: the federated child started once ExampleGen has written the
+examples (or at the gate), adopted in its turn."""
 
 import os
 import sys
@@ -36,6 +37,34 @@ def test_the_gate_starts_the_planned_child_and_its_step_adopts_it(tmp_path):
   assert completed.returncode == 0 and child.lines == ["first line"]
   assert os.listdir(tmp_path / "artifact") == ["federated.json"]
   assert sorted(os.listdir(tmp_path)) == ["artifact"]  # the staging directory is gone
+
+
+def test_example_gen_finishing_starts_the_child_on_its_newest_examples(tmp_path):
+  root = tmp_path / "tfx" / "CsvExampleGen" / "examples"
+  for execution, splits in (("3", ["Split-train"]), ("12", ["Split-train", "Split-eval"]),
+                            ("15", [])):  # 15: made, never written (no split)
+    for split in splits or [""]:
+      os.makedirs(root / execution / split, exist_ok=True)
+  early_start.plan(lambda examples, staging: _command(examples, staging), str(tmp_path),
+                   ("CsvExampleGen", str(root)))
+  early_start.component_finished("StatisticsGen")  # not the planned ExampleGen
+  assert early_start.adopt(_command(str(root / "12"), "x")) is None
+  early_start.component_finished("CsvExampleGen")
+  early_start.gate_passed(str(root / "12"))  # already started: the gate starts no other
+  assert early_start.adopt(_command(str(root / "3"), "x")) is None
+  child = early_start.adopt(_command(str(root / "12"), str(tmp_path / "artifact")))
+  assert child is not None and early_start.adopt(child.command) is None
+  assert early_start.finish(child, str(tmp_path / "artifact")).returncode == 0
+
+
+def test_without_examples_at_example_gen_the_gate_starts_the_child(tmp_path):
+  early_start.plan(lambda examples, staging: _command(examples, staging), str(tmp_path),
+                   ("CsvExampleGen", str(tmp_path / "no-such-directory")))
+  early_start.component_finished("CsvExampleGen")
+  early_start.gate_passed("examples-uri")
+  child = early_start.adopt(_command("examples-uri", str(tmp_path / "artifact")))
+  assert child is not None
+  assert early_start.finish(child, str(tmp_path / "artifact")).returncode == 0
 
 
 def test_without_a_plan_the_gate_starts_nothing(tmp_path):

@@ -148,6 +148,33 @@ def test_anomalies_stop_the_pipeline_before_transform(tmp_path):
   assert not {"Transform", "FederatedStep"} & components
 
 
+def test_a_gate_that_fails_ends_the_federated_child_started_after_example_gen(tmp_path,
+                                                                               capsys):
+  """Under `clinical-dp run` the federated child starts once ExampleGen has written the
+  examples, before the gate has looked at them (components/early_start.py): anomalies
+  still fail the run, and the child is ended with nothing of it left."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from clinical_dp import console  # pylint: disable=g-import-not-at-top
+  from components import early_start  # pylint: disable=g-import-not-at-top
+  from pipelines.runner import run_local  # pylint: disable=g-import-not-at-top
+  frame, spec = simulate("sprint", patients=300, seed=2)
+  frame.to_csv(tmp_path / "data.csv", index=False)
+  table = validate_table(str(tmp_path / "data.csv"), spec).table
+  table.loc[:9, "sbp_6m"] = 400.0
+  config = dataclasses.replace(build_config(str(tmp_path / "run"), fast=True, seed=1),
+                               federated_beside_chain=True)
+  write_prepared_input(table, spec, config.input_dir)
+  with pytest.raises(DataAnomaliesError, match="sbp_6m"):
+    with console.track_components(lambda line: None, early_start.component_finished):
+      run_local(config, spec)
+  started = "FederatedStep: started beside the chain, now that ExampleGen's examples are written"
+  assert started in capsys.readouterr().out  # it did start: the clean-up below is tested
+  assert not [name for name in os.listdir(config.output_dir) if name.startswith(".federated")]
+  assert not early_start._children  # pylint: disable=protected-access
+  components = {o["component"] for o in read_outputs(config.metadata_path)}
+  assert not {"Transform", "FederatedStep"} & components
+
+
 def test_a_plan_over_budget_is_refused_before_the_pipeline_starts(sprint_dir, tmp_path):
   output = tmp_path / "run"
   result = run_cli("run", "--data", sprint_dir / "data.csv", "--spec", sprint_dir / "spec.yaml",

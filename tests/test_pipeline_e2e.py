@@ -120,12 +120,12 @@ def test_console_shows_our_lines_and_the_log_has_the_rest(icu_run):
     assert f"  {component} ...\n" in result.stdout, component
     assert re.search(rf"^  {component} done in \d+ s$", result.stdout, re.MULTILINE), component
   assert "[federated]" in result.stdout and "epsilon so far" in result.stdout
-  # The federated child started when the gate passed and ran beside the chain
-  # (components/early_start.py); its lines come in FederatedStep's turn.
+  # The federated child started once ExampleGen had written the examples and ran beside
+  # the chain (components/early_start.py); its lines come in FederatedStep's turn.
   at = result.stdout.index
-  started = at("FederatedStep: started beside the chain")
+  started = at("FederatedStep: started beside the chain, now that ExampleGen's examples")
   adopted = at("FederatedStep: its child started beside the chain")
-  assert started < at("  AnomalyGate done in") < at("  Transform ...")
+  assert at("  CsvExampleGen done in") < started < at("  StatisticsGen ...")
   assert max(at("  SyntheticDataGen done in"), at("  Evaluator done in")) < at(
       "  FederatedStep ...") < adopted < at("[federated]") < at("  EvaluationReport ...")
   log = (output / "logs" / "pipeline.log").read_text()
