@@ -90,11 +90,11 @@ def load_generator(export_dir: str):
   return tf.saved_model.load(export_dir).signatures[SIGNATURE]
 
 
-def generate_table(export_dir, spec: DatasetSpec, num_patients: int,
+def generate_table(generator, spec: DatasetSpec, num_patients: int,
                    positive_rate: float = 0.5) -> pd.DataFrame:
-  """A table in the input's columns and units from an exported generator: its directory,
-  or its signature from load_generator (loaded once for many tables)."""
-  signature = load_generator(export_dir) if isinstance(export_dir, str) else export_dir
+  """A table in the input's columns and units from an exported generator: its export
+  directory, or its signature from load_generator (loaded once for many tables)."""
+  signature = load_generator(generator) if isinstance(generator, str) else generator
   columns = [spec.label_column] + spec.feature_columns
   chunks = []
   for start in range(0, num_patients or 1, GENERATE_CHUNK):  # one call for no patients
