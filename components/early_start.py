@@ -39,6 +39,7 @@ from federated.child_session import Completed, run_in_own_session
 # (examples uri, output directory) -> the child's command line
 CommandFor = Callable[[str, str], List[str]]
 _RESULTS = "results"  # the child's output directory, inside its staging directory
+_SESSION_WAIT_S = 5.0  # for a child's session to be known, before `clear` ends it
 
 
 @dataclasses.dataclass
@@ -180,13 +181,24 @@ def finish(child: EarlyChild, output: str) -> Completed:
 
 def clear() -> None:
   """Forgets the plan and ends every child not adopted (a run that failed or was
-  interrupted before FederatedStep's turn), removing their staging directories."""
+  interrupted before FederatedStep's turn), removing their staging directories.
+
+  A child stays listed until its staging directory is gone, so that a second caller (the
+  interrupt watchdog, which may end the process while the first waits here) finishes the
+  work. A child whose session is not known yet (just started) is waited for briefly: left
+  running, it would go on writing while the run ends."""
   global _plan
   with _lock:
     _plan, children = None, list(_children)
-    _children.clear()
   for child in children:
+    deadline = time.time() + _SESSION_WAIT_S
+    while child.session is None and child.thread.is_alive() and time.time() < deadline:
+      time.sleep(0.05)
     if child.session is not None:
       kill_session(child.session)
-    child.thread.join(timeout=30)
     shutil.rmtree(child.staging, ignore_errors=True)
+    child.thread.join(timeout=30)
+    shutil.rmtree(child.staging, ignore_errors=True)  # what it wrote before it ended
+    with _lock:
+      if child in _children:
+        _children.remove(child)
