@@ -88,8 +88,9 @@ def plan(command_for: CommandFor, staging_parent: str,
 
 def component_finished(component: str) -> None:
   """The console's hook at each component's end (clinical_dp.console.track_components):
-  at the planned ExampleGen's, the planned child starts on its newest examples. The gate has not looked at them yet: if it fails, the run fails and
-  `clear` ends the child and removes its staging directory, so nothing it made is kept.
+  at the planned ExampleGen's, the planned child starts on its newest examples. The gate
+  has not looked at them yet: if it fails, the run fails and `clear` ends the child and
+  removes its staging directory, so nothing it made is kept.
   Starting here rather than at the gate puts the child beside StatisticsGen (81 s of one
   core at a million patients). A wrong guess costs only time: FederatedStep adopts a child
   only if its command, examples included, is the one it would run."""
