@@ -8,8 +8,8 @@ AIM) on the pipeline's own split, at the same budgets, scored as the pipeline is
 
 Simulates the default table (`clinical-dp simulate --kind sprint`, seed 0, as `make demo`
 does), validates it, and splits it by patient exactly as CsvExampleGen will
-(pipelines/splits.py), without running TFX. The DP AC-GAN (trainers/gan_trainer.py, its
-defaults) and the DP copula and independent-marginals baselines
+(clinical_dp/example_gen_split.py), without running TFX. The DP AC-GAN
+(trainers/gan_trainer.py, its defaults) and the DP copula and independent-marginals baselines
 (components/evaluation/baselines.py) run in this runtime. Each peer is fitted on the training split
 in a runtime of its own (.venv-peers, created here from requirements/peers.lock: the
 peers' pins conflict with TFX's) by benchmarks/peer_worker.py, one child process per
@@ -49,7 +49,7 @@ from clinical_dp.simulators import simulate, write_simulated  # noqa: E402
 from clinical_dp.spec import DatasetSpec  # noqa: E402
 from clinical_dp.validation import InvalidInputError, prepared_table, validate_table  # noqa: E402
 from pipelines.config import SplitConfig  # noqa: E402
-from pipelines.splits import example_gen_splits  # noqa: E402
+from clinical_dp.example_gen_split import example_gen_splits  # noqa: E402
 
 PEERS_VENV = os.path.join(PROJECT_ROOT, ".venv-peers")
 PEERS_LOCK = os.path.join(PROJECT_ROOT, "requirements", "peers.lock")

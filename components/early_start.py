@@ -1,25 +1,32 @@
-"""The federated step's child started beside the TFX chain, once ExampleGen has written
-the examples.
+"""The federated step's child started beside the TFX chain: on the prepared input as the
+pipeline starts, or once ExampleGen has written the examples.
 
 LocalDagRunner runs one component at a time (TFX notes that independent nodes could
 run side by side, but its launchers would then write the run's SQLite ML Metadata from
 two threads at once). The federated step's work, though, is a child process in another
-runtime that needs only ExampleGen's examples, and on a large table it is the longest
-step (a million patients over 200 hospitals: 12 min). So under `clinical-dp run`
-(pipelines/runner.py) the runner plans it with `plan`; when ExampleGen has finished
-(`component_finished`, the console's hook; or at the latest when the gate passes,
-`gate_passed`, called by AnomalyGate) the child starts in the background with the very
-command FederatedStep would run, writing into a staging directory, while the chain goes
-on (StatisticsGen and the data checks, Transform, the DP trainers, the Evaluator, the
-synthetic data). Started before the checks, it is speculative: a gate that fails fails
-the run, and the run's end (`clear`) ends the child and removes everything it wrote.
+runtime that needs only the patients' rows and their split, and on a large table it is
+the longest step (a million patients over 200 hospitals: 12 min). So under
+`clinical-dp run` (pipelines/runner.py) the runner plans it with `plan` and, on a new
+run, starts it at once with `prepared_written`: federated.simulate reads the prepared
+CSV that CsvExampleGen is about to read and splits it as ExampleGen will
+(federated/site_data.py: load_prepared), while ExampleGen, the data checks, Transform,
+the DP trainers, the Evaluator and the synthetic data run. Where nothing started it
+then (a resumed run), it starts when ExampleGen has finished (`component_finished`, the
+console's hook) on the examples, or at the latest when the gate passes (`gate_passed`,
+called by AnomalyGate). Started before the checks, it is speculative: a gate that fails
+fails the run, and the run's end (`clear`) ends the child and removes everything it
+wrote.
+
 When FederatedStep's turn comes (after those: pipelines/pipeline.py orders it so) it
-`adopt`s the child (same command, same examples), waits for it, replays its lines and
-moves its outputs into its artifact: ML Metadata still sees one component after
-another, and the results are those of the same command run then. Anywhere nothing was
-planned (the TFX CLI's local engine, Kubeflow, which runs independent nodes in parallel
-itself, a resumed run whose gate is cached) FederatedStep runs its child itself, as
-before. `clear` ends whatever was not adopted.
+`adopt`s the child if it is the command FederatedStep would run on the same rows: on its
+examples, or on the prepared input those examples were made from (ExampleGen's
+`input_fingerprint` of that file, its size and modification time, is the one recorded
+when the child started). It waits for it, replays its lines and moves its outputs into
+its artifact: ML Metadata still sees one component after another, and the results are
+those of the same data in the same order (site_data's canonical order). Anywhere nothing
+was planned (the TFX CLI's local engine, Kubeflow, which runs independent nodes in
+parallel itself) FederatedStep runs its child itself, as before. `clear` ends whatever
+was not adopted.
 """
 
 from __future__ import annotations
@@ -35,19 +42,23 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from clinical_dp.console import say
 from clinical_dp.process_tree import kill_session
 from federated.child_session import Completed, run_in_own_session
+from federated.config import examples_source
 
-# (examples uri, output directory) -> the child's command line
-CommandFor = Callable[[str, str], List[str]]
+# (federated.simulate's input arguments, output directory) -> the child's command line
+CommandFor = Callable[[List[str], str], List[str]]
 _RESULTS = "results"  # the child's output directory, inside its staging directory
 _SESSION_WAIT_S = 5.0  # for a child's session to be known, before `clear` ends it
 
 
 @dataclasses.dataclass
 class EarlyChild:
-  """A child started at the gate: its command (staging output), lines and outcome."""
+  """A child started beside the chain: its command (staging output), its input
+  (`source`; with the prepared input's fingerprint), lines and outcome."""
   command: List[str]
   staging: str
   started: float
+  source: List[str]
+  input_fingerprint: Optional[str] = None  # of the prepared input; None: on the examples
   lines: List[str] = dataclasses.field(default_factory=list)
   session: Optional[int] = None
   completed: Optional[Completed] = None
@@ -78,9 +89,10 @@ _children: List[EarlyChild] = []
 
 def plan(command_for: CommandFor, staging_parent: str,
          example_gen: Optional[Tuple[str, str]] = None, **popen_kwargs) -> None:
-  """Starts `command_for(examples uri, staging dir)` once the component of `example_gen`
-  (its id, the directory of its examples channel) has finished (`component_finished`),
-  or else when the gate passes."""
+  """Starts `command_for(input arguments, staging dir)` on the prepared input when the
+  runner says it is written (`prepared_written`), else once the component of
+  `example_gen` (its id, the directory of its examples channel) has finished
+  (`component_finished`), or else when the gate passes."""
   global _plan
   with _lock:
     _plan = _Plan(command_for, staging_parent, example_gen, popen_kwargs)
@@ -100,7 +112,16 @@ def component_finished(component: str) -> None:
     return
   examples = _newest_examples(planned.example_gen[1])
   if examples is not None:
-    _start(examples, "now that ExampleGen's examples are written (ended if the gate fails)")
+    _start(examples_source(examples),
+           "now that ExampleGen's examples are written (ended if the gate fails)")
+
+
+def prepared_written(source: List[str], input_fingerprint: str) -> None:
+  """The runner has written the prepared input: the planned child starts on it now, beside
+  ExampleGen (`source`: federated.config.prepared_source; `input_fingerprint`: the one
+  ExampleGen will record for that input). The gate has not looked at the rows yet: as
+  at ExampleGen's end, a failing gate ends the child and nothing it made is kept."""
+  _start(source, "on the prepared input (ended if the data checks fail)", input_fingerprint)
 
 
 def _newest_examples(examples_root: str) -> Optional[str]:
@@ -119,11 +140,11 @@ def _newest_examples(examples_root: str) -> Optional[str]:
 
 def gate_passed(examples_uri: str) -> None:
   """AnomalyGate's data are clean: the planned child starts, unless it already has."""
-  _start(examples_uri, "now that the gate has passed")
+  _start(examples_source(examples_uri), "now that the gate has passed")
 
 
-def _start(examples_uri: str, reason: str) -> None:
-  """The planned child starts on `examples_uri` (once: the plan is used up)."""
+def _start(source: List[str], reason: str, input_fingerprint: Optional[str] = None) -> None:
+  """The planned child starts on `source` (once: the plan is used up)."""
   global _plan
   with _lock:
     planned, _plan = _plan, None
@@ -133,8 +154,8 @@ def _start(examples_uri: str, reason: str) -> None:
   staging = tempfile.mkdtemp(prefix=".federated-early-", dir=planned.staging_parent)
   # The child's output one level down: what it stages beside its output (a killed
   # child's partial directory) stays inside `staging`, which `clear` removes.
-  child = EarlyChild(planned.command_for(examples_uri, os.path.join(staging, _RESULTS)),
-                     staging, time.time())
+  child = EarlyChild(planned.command_for(source, os.path.join(staging, _RESULTS)),
+                     staging, time.time(), list(source), input_fingerprint)
 
   def record_session(session: int) -> None:
     child.session = session
@@ -153,12 +174,22 @@ def _start(examples_uri: str, reason: str) -> None:
   say(f"  FederatedStep: started beside the chain, {reason}; its lines follow in its turn")
 
 
-def adopt(command: Sequence[str]) -> Optional[EarlyChild]:
-  """The child started with `command` but for its last argument (FederatedStep's ends
-  with `--output DIR`; the child's output is its staging directory), or None."""
+def adopt(command_for: Callable[[List[str]], Sequence[str]], examples_uri: str,
+          input_fingerprint: str = "") -> Optional[EarlyChild]:
+  """The child FederatedStep would have started itself on the same rows, or None.
+
+  `command_for(input arguments)`: FederatedStep's command line on that input, which must
+  be the child's but for its last argument (both end with `--output DIR`; the child's
+  output is its staging directory). The rows are the same when the child read the
+  examples at `examples_uri`, or the prepared input whose fingerprint ExampleGen
+  recorded on them (`input_fingerprint`) when it made them."""
   with _lock:
     for child in _children:
-      if child.command[:-1] == list(command[:-1]):
+      if child.input_fingerprint is None:
+        same_rows = child.source == examples_source(examples_uri)
+      else:
+        same_rows = child.input_fingerprint == input_fingerprint
+      if same_rows and child.command[:-1] == list(command_for(child.source)[:-1]):
         _children.remove(child)
         return child
   return None

@@ -21,12 +21,13 @@ import time
 from typing import Dict, List
 
 from tfx import v1 as tfx
+from tfx.components.example_gen import utils as example_gen_utils
 from tfx.types.artifact import Artifact
 
 from clinical_dp.console import say
 from components import early_start
 from federated.child_session import run_in_own_session
-from federated.config import RESULTS_FILE, simulate_command
+from federated.config import RESULTS_FILE, examples_source, simulate_command
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FEDERATED_PYTHON_ENV = "CLINICAL_DP_FEDERATED_PYTHON"
@@ -43,14 +44,15 @@ def federated_python() -> str:
       PROJECT_ROOT, ".venv-federated", "bin", "python")
 
 
-def federated_command(examples_uri: str, spec_yaml: str, args: List[str],
+def federated_command(source: List[str], spec_yaml: str, args: List[str],
                       output: str) -> List[str]:
-  """The child's command line (federated.simulate in the federated runtime)."""
+  """The child's command line (federated.simulate in the federated runtime) on `source`
+  (federated.config's examples_source or prepared_source)."""
   python = federated_python()
   if not os.path.exists(python):
     raise RuntimeError(f"FederatedStep: the federated runtime's Python {python} does not exist; "
                        f"run scripts/setup.sh or set {FEDERATED_PYTHON_ENV}")
-  return simulate_command(python, examples_uri, spec_yaml, args, output)
+  return simulate_command(python, source, spec_yaml, args, output)
 
 
 def child_environment() -> Dict:
@@ -98,16 +100,22 @@ def FederatedStep(  # pylint: disable=invalid-name
 ) -> None:
   """Trains and compares the federated algorithms on ExampleGen's patient splits."""
   args = _parse_args(federated_args)
-  command = federated_command(examples.uri, spec_yaml, args, federated_results.uri)
+  def command_for(source: List[str]) -> List[str]:
+    return federated_command(source, spec_yaml, args, federated_results.uri)
+  command = command_for(examples_source(examples.uri))
   # The full command line goes to the log; the console gets the child's own lines.
   print(f"  FederatedStep: {command[0]} -m federated.simulate --examples {examples.uri} "
         f"{' '.join(args)} --output {federated_results.uri}", flush=True)
-  early = early_start.adopt(command)
+  early = early_start.adopt(command_for, examples.uri,
+                            examples.get_string_custom_property(
+                                example_gen_utils.FINGERPRINT_PROPERTY_NAME))
   if early is None:
     completed = run_in_own_session(command, on_line=_ChildLines(), **child_environment())
   else:  # started beside the chain (components/early_start.py)
+    rows = (f"the prepared input {early.source[1]} that these examples were made from"
+            if early.input_fingerprint else "these examples")
     say(f"  FederatedStep: its child started beside the chain "
-        f"{time.time() - early.started:.0f} s ago; waiting for it")
+        f"{time.time() - early.started:.0f} s ago on {rows}; waiting for it")
     completed = early_start.finish(early, federated_results.uri)
     show = _ChildLines()
     for line in early.lines:

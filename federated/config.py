@@ -8,7 +8,7 @@ in the federated runtime.
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from clinical_dp import secret_seed
 
@@ -148,9 +148,34 @@ def flag(name: str) -> str:
   return "--" + name.replace("_", "-")
 
 
-def simulate_command(python: str, examples: str, spec_yaml: str, args: List[str],
+def examples_source(examples: str) -> List[str]:
+  """federated.simulate's input: a pipeline Examples directory (ExampleGen's output)."""
+  return ["--examples", examples]
+
+
+def prepared_source(prepared_csv: str, buckets: Dict[str, int]) -> List[str]:
+  """federated.simulate's input: the pipeline's prepared input, split as CsvExampleGen
+  splits it with these hash buckets (split name -> buckets, in order)."""
+  return ["--prepared", prepared_csv, "--split-buckets",
+          ",".join(f"{name}={count}" for name, count in buckets.items())]
+
+
+def parse_buckets(text: str) -> Dict[str, int]:
+  """`train=8,eval=1,test=1` -> {"train": 8, "eval": 1, "test": 1} (prepared_source's)."""
+  buckets = {}
+  for part in text.split(","):
+    name, _, count = part.partition("=")
+    if not name or not count.isdigit() or int(count) < 1:
+      raise ValueError(f"--split-buckets {text!r}: expected name=count,... with counts >= 1, "
+                       "e.g. train=8,eval=1,test=1")
+    buckets[name] = int(count)
+  return buckets
+
+
+def simulate_command(python: str, source: List[str], spec_yaml: str, args: List[str],
                      output: str) -> List[str]:
   """The federated step's command line, locally (FederatedStep) and in the Kubeflow
-  container alike; here because neither side can import the other's runtime."""
-  return [python, "-m", "federated.simulate", "--examples", examples, "--spec-yaml", spec_yaml,
-          *args, "--output", output]
+  container alike; here because neither side can import the other's runtime. `source`:
+  examples_source or prepared_source."""
+  return [python, "-m", "federated.simulate", *source, "--spec-yaml", spec_yaml, *args,
+          "--output", output]

@@ -1,6 +1,7 @@
 """Simulates multi-site DP federated learning and compares the algorithms.
 
-  python -m federated.simulate (--data CSV | --examples DIR) (--spec YAML | --spec-yaml TEXT)
+  python -m federated.simulate (--data CSV | --examples DIR | --prepared CSV --split-buckets B)
+      (--spec YAML | --spec-yaml TEXT)
       --output DIR [--algorithm NAME|all] [--rounds R] [--clients-per-round C]
       [--target-epsilon E] [--delta D] [--seed S] [--dropout-rate P] [...]
       [--workers N | --worker-address HOST:PORT ...] [--round-timeout S]
@@ -34,7 +35,8 @@ from typing import List, Optional
 from clinical_dp import secret_seed
 from clinical_dp.names import SIGNATURE_INPUTS_FILE, ColumnKeys
 from federated.child_session import sigterm_as_exit
-from federated.config import ALGORITHMS, DP_ALGORITHMS, RESULTS_FILE, FederatedConfig, flag
+from federated.config import (ALGORITHMS, DP_ALGORITHMS, RESULTS_FILE, FederatedConfig, flag,
+                              parse_buckets)
 from federated.workers import (NoWorkersLeft, WorkerPool, WorkersConfig, add_worker_flags,
                                workers_config)
 
@@ -46,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
   data = parser.add_mutually_exclusive_group(required=True)
   data.add_argument("--data", help="CSV table described by the spec")
   data.add_argument("--examples", help="pipeline Examples directory (Split-train/eval/test)")
+  data.add_argument("--prepared", help="the pipeline's prepared input CSV (feature keys, label "
+                    "1 / 0), split as CsvExampleGen splits it with --split-buckets")
+  parser.add_argument("--split-buckets", help="with --prepared: ExampleGen's hash buckets, "
+                      "e.g. train=8,eval=1,test=1")
   spec = parser.add_mutually_exclusive_group(required=True)
   spec.add_argument("--spec", help="dataset spec YAML file")
   spec.add_argument("--spec-yaml", help="the dataset spec's YAML text")
@@ -104,12 +110,27 @@ def _runtime(workers: WorkersConfig, log):
     raise
 
 
+def _buckets(text: Optional[str]):
+  if not text:
+    raise UsageError("--prepared needs --split-buckets (e.g. train=8,eval=1,test=1)")
+  try:
+    return parse_buckets(text)
+  except ValueError as e:
+    raise UsageError(str(e)) from e
+
+
 def _load(args, config: FederatedConfig):
   from federated import site_data as data_lib  # pylint: disable=import-outside-toplevel
   try:
     spec = data_lib.read_spec(path=args.spec, text=args.spec_yaml)
-    data = (data_lib.load_csv(args.data, spec) if args.data
-            else data_lib.load_examples(args.examples, spec))
+    if args.split_buckets and not args.prepared:
+      raise UsageError("--split-buckets goes with --prepared only")
+    if args.prepared:
+      data = data_lib.load_prepared(args.prepared, spec, _buckets(args.split_buckets))
+    elif args.data:
+      data = data_lib.load_csv(args.data, spec)
+    else:
+      data = data_lib.load_examples(args.examples, spec)
   except data_lib.DataError as e:
     raise UsageError(str(e)) from e
   per_round = config.clients_per_round or len(data.sites)

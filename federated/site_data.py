@@ -1,13 +1,21 @@
 """Loads a clinical table into per-site, per-split feature matrices.
 
-Two sources, the same rules as the pipeline:
+Three sources, the same rules as the pipeline:
   a CSV + dataset spec (checked with the pipeline's own validation, which decides which
     rows are kept: complete-case rows, or with `missing: model` every row with a label;
     patients split 8:1:1 train / eval / test by a hash of the patient id, so all rows
     of a patient land in one split);
   a pipeline Examples directory (CsvExampleGen output: `Split-train/`, `Split-eval/`,
     `Split-test/` of GZIP TFRecords of raw tf.Examples), whose split is ExampleGen's
-    patient hash split; each split goes through the same validation.
+    patient hash split; each split goes through the same validation;
+  the pipeline's prepared input (the CSV CsvExampleGen reads), split as ExampleGen will
+    split it (clinical_dp/example_gen_split.py), so that the federated step can start
+    while ExampleGen runs: the same rows, the same split and, in the canonical row order
+    below, the same arrays as ExampleGen's examples give
+    (tests/test_pipeline_e2e.py compares them).
+Each split's rows are put in one canonical order (`_canonical_order`), whatever the
+source: ExampleGen's shards hold them in no fixed order, and the seeded draws of
+training depend on it.
 Features are scaled by the spec's public bounds and one-hot encoded over the spec's
 categories (as trainers/preprocessing.py does): nothing here depends on the data's
 statistics, so preprocessing costs no privacy. With `missing: model` the holes follow
@@ -32,6 +40,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import pandas as pd
 
+from clinical_dp.example_gen_split import example_gen_splits
 from clinical_dp.example_tables import read_example_table
 from clinical_dp.names import ColumnKeys
 from clinical_dp.spec import DatasetSpec, SpecError, load_spec, parse_spec
@@ -208,6 +217,28 @@ def load_csv(path: str, spec: DatasetSpec) -> FederatedData:
   return _assemble({s: table[split == s] for s in SPLITS}, internal, source=path)
 
 
+def load_prepared(path: str, spec: DatasetSpec, buckets: Dict[str, int]) -> FederatedData:
+  """The pipeline's prepared input (feature keys, label 1 / 0: pipelines/input_selection.py)
+  split by `buckets` (split name -> hash buckets, in order) as CsvExampleGen splits it:
+  by the patient id's cells as the file holds them, or by whole rows without an id column."""
+  internal = ColumnKeys.for_spec(spec).internal_spec(spec)
+  if list(buckets) != list(SPLITS):
+    raise DataError(f"--split-buckets: splits {list(buckets)}; expected {list(SPLITS)}")
+  table = _validated(path, internal)
+  cells = pd.read_csv(path, usecols=[internal.id_column or 0], dtype=str,
+                      keep_default_na=False)
+  if len(cells) != len(table):
+    raise DataError(f"{path}: {len(cells) - len(table)} of its rows fail validation; the "
+                    "prepared input holds only rows the run validated")
+  if internal.id_column:
+    split = example_gen_splits(cells, buckets, internal.id_column)
+  else:
+    with open(path, encoding="utf-8") as f:
+      split = example_gen_splits(cells, buckets, csv_text=f.read())
+  split.index = table.index
+  return _assemble({s: table[split == s] for s in SPLITS}, internal, source=path)
+
+
 def _example_rows(files: List[str], keys: List[str]) -> pd.DataFrame:
   """The records' `keys` that some record holds (a column no record holds is absent, as
   in a CSV without it); whole numbers with holes stay whole numbers in the CSV."""
@@ -243,6 +274,19 @@ def load_examples(directory: str, spec: DatasetSpec) -> FederatedData:
   return _assemble(tables, spec, source=directory)
 
 
+def _canonical_order(table: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+  """The rows sorted by patient id (unique ids: by nothing else), else by every column,
+  numbers compared as the float32 they are encoded as: read from ExampleGen's float32
+  features or from the CSV's decimals, the same rows then come in the same order."""
+  columns = [c for c in spec.required_columns if c in table.columns]
+  if spec.id_column and table[spec.id_column].is_unique:
+    columns = [spec.id_column]
+  keys = pd.DataFrame({c: (table[c].astype(np.float32) if table[c].dtype.kind == "f"
+                           else table[c]) for c in columns})
+  order = keys.reset_index(drop=True).sort_values(columns, kind="stable").index
+  return table.iloc[order.to_numpy()]
+
+
 def _assemble(tables: Dict[str, pd.DataFrame], spec: DatasetSpec, source: str) -> FederatedData:
   sites = sorted(set().union(*(t[spec.site_column].astype(str) for t in tables.values())))
   if len(sites) < 2:
@@ -259,6 +303,7 @@ def _assemble(tables: Dict[str, pd.DataFrame], spec: DatasetSpec, source: str) -
                       "per-site accounting needs each patient at one site")
   splits: Dict[str, Dict[str, SiteData]] = {}
   for split, table in tables.items():
+    table = _canonical_order(table, spec)
     splits[split] = {}
     site_of_row = table[spec.site_column].astype(str)
     for site in sites:

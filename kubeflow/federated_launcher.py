@@ -21,7 +21,7 @@ from typing import List, Optional
 from urllib.parse import urlparse
 
 from clinical_dp.files import copy_tree
-from federated.config import RESULTS_FILE, simulate_command
+from federated.config import RESULTS_FILE, examples_source, simulate_command
 
 
 def is_remote(uri: str) -> bool:
@@ -45,7 +45,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     # TFF's worker processes outlive the simulation holding its stdout; in a session of
     # its own the run is cleaned up when it ends, so the step's pod does not hang.
     from federated.child_session import run_in_own_session  # pylint: disable=import-outside-toplevel
-    command = simulate_command(sys.executable, examples, spec_yaml, federated_args, output)
+    command = simulate_command(sys.executable, examples_source(examples), spec_yaml,
+                               federated_args, output)
     code = run_in_own_session(command, on_line=lambda line: print(line, flush=True)).returncode
     if code == 0 and not os.path.exists(os.path.join(output, RESULTS_FILE)):
       print(f"federated step: federated.simulate wrote no {RESULTS_FILE}", file=sys.stderr)

@@ -1,8 +1,8 @@
 """What `run` checks before the pipeline starts, so a table is run whole or refused at once.
 
 `validate` checks each cell; this checks the table as the pipeline will use it: the
-patient split ExampleGen will make (pipelines/splits.py), whether each split can be
-trained and scored (both label classes where a model is fitted or an AUROC measured),
+patient split ExampleGen will make (clinical_dp/example_gen_split.py), whether each split
+can be trained and scored (both label classes where a model is fitted or an AUROC measured),
 whether DP training at the budget can learn anything on the training split
 (trainers/dp_training.py: dp_feasibility), and whether there are sites enough for
 federated learning. A refusal names the rule and what to change; a table with a site
@@ -21,7 +21,7 @@ from clinical_dp.names import ColumnKeys
 from clinical_dp.spec import DatasetSpec
 from clinical_dp.validation import prepared_table
 from pipelines.config import PipelineConfig
-from pipelines.splits import example_gen_splits
+from clinical_dp.example_gen_split import example_gen_splits
 
 MIN_SITES = 2
 # SPRINT_gan's generator (statistics_share 0, paper mode) learns from its DP steps alone:

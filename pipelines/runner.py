@@ -22,6 +22,7 @@ from clinical_dp.files import write_text_atomically
 from clinical_dp.spec import DatasetSpec
 from clinical_dp.validation import ValidationReport, load_valid_table
 from components import early_start
+from federated.config import prepared_source
 from pipelines.component_ids import EXAMPLE_GEN_ID
 from pipelines.config import PipelineConfig
 from pipelines.input_selection import plan_run, prepare_input
@@ -30,25 +31,40 @@ from pipelines.run_directory import (RUN_ARGS_FILE, begin_output_dir, fail_outpu
 from pipelines.run_summary import summarize
 
 
-def run_local(config: PipelineConfig, spec: DatasetSpec) -> None:
+def run_local(config: PipelineConfig, spec: DatasetSpec, prepared_csv: Optional[str] = None
+              ) -> None:
   """Runs the pipeline under LocalDagRunner (imports TFX only when a run is asked for),
-  the federated step's child beside the chain once ExampleGen has written the examples
-  (config.federated_beside_chain, components/early_start.py)."""
+  the federated step's child beside the chain (config.federated_beside_chain,
+  components/early_start.py): from the start on `prepared_csv`, the input just written
+  for ExampleGen (a new run), else once ExampleGen has written the examples."""
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from components.federated_step import child_environment, federated_command  # pylint: disable=g-import-not-at-top
   from pipelines.pipeline import create_pipeline, federated_step_args  # pylint: disable=g-import-not-at-top
   if config.federated_beside_chain and config.federated is not None and spec.site_column:
     spec_yaml, args = spec.to_yaml(), federated_step_args(config)
-    early_start.plan(lambda examples, staging: federated_command(examples, spec_yaml, args,
-                                                                 staging),
+    early_start.plan(lambda source, staging: federated_command(source, spec_yaml, args, staging),
                      config.output_dir,
                      (EXAMPLE_GEN_ID, os.path.join(config.pipeline_root, EXAMPLE_GEN_ID,
                                                    "examples")),
                      **child_environment())
+    if prepared_csv is not None:
+      early_start.prepared_written(
+          prepared_source(prepared_csv, dataclasses.asdict(config.splits)),
+          input_fingerprint(config.input_dir))
   try:
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config, spec))
   finally:
     early_start.clear()
+
+
+def input_fingerprint(input_dir: str) -> str:
+  """The `input_fingerprint` CsvExampleGen will record on its examples for `input_dir`
+  (its input_base, with its default input config: every file, one split): the files'
+  count, bytes and modification times."""
+  from tfx.components.example_gen import utils  # pylint: disable=g-import-not-at-top
+  fingerprint, _, _ = utils.calculate_splits_fingerprint_span_and_version(
+      input_dir, utils.make_default_input_config().splits)
+  return fingerprint
 
 
 def run_pipeline(data_path: str, spec: DatasetSpec, config: PipelineConfig,
@@ -98,7 +114,8 @@ def run_pipeline(data_path: str, spec: DatasetSpec, config: PipelineConfig,
         f"(Beam {config.beam.mode}); artifacts under {config.pipeline_root}"
         + (f"; log {log_file}" if log_file else ""))
     with console.track_components(log, early_start.component_finished) as tracker:
-      run_local(config, spec)
+      # A resumed run keeps its examples (and maybe its federated results): no early start.
+      run_local(config, spec, None if resume else prepared.prepared_csv)
     tracker = None
     log("[3/3] reading ML Metadata; collecting the released artifacts")
     summary = summarize(config, spec, prepared, time.time() - start)

@@ -1,5 +1,5 @@
-"""components/early_start.py: the federated child started once ExampleGen has written the
-examples (or at the gate), adopted in its turn."""
+"""components/early_start.py: the federated child started on the prepared input, once
+ExampleGen has written the examples, or at the gate, and adopted in its turn."""
 
 import os
 import sys
@@ -12,12 +12,22 @@ from components import early_start
 
 # A stand-in for federated.simulate: prints, then writes its result into --output.
 _WRITES = ("import os, sys, time; print('first line', flush=True); time.sleep(float(sys.argv[1]));"
-           " os.makedirs(sys.argv[4]);"
-           " open(os.path.join(sys.argv[4], 'federated.json'), 'w').write('{}')")
+           " os.makedirs(sys.argv[-1]);"
+           " open(os.path.join(sys.argv[-1], 'federated.json'), 'w').write('{}')")
 
 
-def _command(examples, output, seconds=0.0):
-  return [sys.executable, "-c", _WRITES, str(seconds), examples, "--output", output]
+def _command(source, output, seconds=0.0):
+  return [sys.executable, "-c", _WRITES, str(seconds), *source, "--output", output]
+
+
+def _step(output):
+  """FederatedStep's command on an input, writing into `output` (adopt's command_for)."""
+  return lambda source: _command(source, output)
+
+
+def _plan(tmp_path, example_gen=None, seconds=0.0):
+  early_start.plan(lambda source, staging: _command(source, staging, seconds), str(tmp_path),
+                   example_gen)
 
 
 @pytest.fixture(autouse=True)
@@ -27,12 +37,13 @@ def _nothing_left():
 
 
 def test_the_gate_starts_the_planned_child_and_its_step_adopts_it(tmp_path):
-  early_start.plan(lambda examples, staging: _command(examples, staging), str(tmp_path))
+  _plan(tmp_path)
   early_start.gate_passed("examples-uri")
   early_start.gate_passed("examples-uri")  # once: the plan is used up
-  assert early_start.adopt(_command("other-uri", "x")) is None  # another command: not ours
-  child = early_start.adopt(_command("examples-uri", str(tmp_path / "artifact")))
-  assert child is not None and early_start.adopt(child.command) is None  # adopted once
+  assert early_start.adopt(_step("x"), "other-uri") is None  # other rows: not ours
+  assert early_start.adopt(lambda source: _command(source, "x", 1), "examples-uri") is None
+  child = early_start.adopt(_step(str(tmp_path / "artifact")), "examples-uri")
+  assert child is not None and early_start.adopt(_step("x"), "examples-uri") is None  # once
   completed = early_start.finish(child, str(tmp_path / "artifact"))
   assert completed.returncode == 0 and child.lines == ["first line"]
   assert os.listdir(tmp_path / "artifact") == ["federated.json"]
@@ -45,36 +56,55 @@ def test_example_gen_finishing_starts_the_child_on_its_newest_examples(tmp_path)
                             ("15", [])):  # 15: made, never written (no split)
     for split in splits or [""]:
       os.makedirs(root / execution / split, exist_ok=True)
-  early_start.plan(lambda examples, staging: _command(examples, staging), str(tmp_path),
-                   ("CsvExampleGen", str(root)))
+  _plan(tmp_path, ("CsvExampleGen", str(root)))
   early_start.component_finished("StatisticsGen")  # not the planned ExampleGen
-  assert early_start.adopt(_command(str(root / "12"), "x")) is None
+  assert early_start.adopt(_step("x"), str(root / "12")) is None
   early_start.component_finished("CsvExampleGen")
   early_start.gate_passed(str(root / "12"))  # already started: the gate starts no other
-  assert early_start.adopt(_command(str(root / "3"), "x")) is None
-  child = early_start.adopt(_command(str(root / "12"), str(tmp_path / "artifact")))
-  assert child is not None and early_start.adopt(child.command) is None
+  assert early_start.adopt(_step("x"), str(root / "3")) is None
+  child = early_start.adopt(_step(str(tmp_path / "artifact")), str(root / "12"))
+  assert child is not None and early_start.adopt(_step("x"), str(root / "12")) is None
   assert early_start.finish(child, str(tmp_path / "artifact")).returncode == 0
 
 
+def test_the_child_on_the_prepared_input_is_adopted_for_the_examples_made_from_it(tmp_path):
+  _plan(tmp_path, ("CsvExampleGen", str(tmp_path / "examples")))
+  prepared = ["--prepared", "input/data.csv", "--split-buckets", "train=8,eval=1,test=1"]
+  early_start.prepared_written(prepared, "split:single_split,num_files:1,total_bytes:10")
+  early_start.component_finished("CsvExampleGen")  # already started: no other
+  early_start.gate_passed("examples-uri")
+  assert len(early_start._children) == 1  # pylint: disable=protected-access
+  # Examples made from another file, or no fingerprint at all: other rows.
+  assert early_start.adopt(_step("x"), "examples-uri",
+                           "split:single_split,num_files:1,total_bytes:11") is None
+  assert early_start.adopt(_step("x"), "examples-uri") is None
+  # The same rows, but another command (more rounds, say): not the step's child.
+  assert early_start.adopt(lambda source: _command(source, "x", 1), "examples-uri",
+                           "split:single_split,num_files:1,total_bytes:10") is None
+  child = early_start.adopt(_step(str(tmp_path / "artifact")), "examples-uri",
+                            "split:single_split,num_files:1,total_bytes:10")
+  assert child is not None and child.source == prepared
+  assert child.command[-4:-2] == prepared[-2:]  # it ran on the prepared input
+  assert early_start.finish(child, str(tmp_path / "artifact")).returncode == 0
+  assert os.listdir(tmp_path / "artifact") == ["federated.json"]
+
+
 def test_without_examples_at_example_gen_the_gate_starts_the_child(tmp_path):
-  early_start.plan(lambda examples, staging: _command(examples, staging), str(tmp_path),
-                   ("CsvExampleGen", str(tmp_path / "no-such-directory")))
+  _plan(tmp_path, ("CsvExampleGen", str(tmp_path / "no-such-directory")))
   early_start.component_finished("CsvExampleGen")
   early_start.gate_passed("examples-uri")
-  child = early_start.adopt(_command("examples-uri", str(tmp_path / "artifact")))
+  child = early_start.adopt(_step(str(tmp_path / "artifact")), "examples-uri")
   assert child is not None
   assert early_start.finish(child, str(tmp_path / "artifact")).returncode == 0
 
 
 def test_without_a_plan_the_gate_starts_nothing(tmp_path):
   early_start.gate_passed("examples-uri")
-  assert early_start.adopt(_command("examples-uri", str(tmp_path))) is None
+  assert early_start.adopt(_step(str(tmp_path)), "examples-uri") is None
 
 
 def test_a_child_never_adopted_is_ended_and_its_staging_removed(tmp_path):
-  early_start.plan(lambda examples, staging: _command(examples, staging, seconds=120),
-                   str(tmp_path))
+  _plan(tmp_path, seconds=120)
   early_start.gate_passed("examples-uri")
   child = early_start._children[0]  # pylint: disable=protected-access
   for _ in range(100):
@@ -89,10 +119,11 @@ def test_a_child_never_adopted_is_ended_and_its_staging_removed(tmp_path):
 
 
 def test_a_failed_child_leaves_nothing_in_the_artifact(tmp_path):
-  early_start.plan(lambda examples, staging: [sys.executable, "-c", "raise SystemExit(3)",
-                                              "--output", staging], str(tmp_path))
+  fails = lambda source, output: [sys.executable, "-c", "raise SystemExit(3)", *source,
+                                  "--output", output]
+  early_start.plan(fails, str(tmp_path))
   early_start.gate_passed("examples-uri")
-  child = early_start.adopt([sys.executable, "-c", "raise SystemExit(3)", "--output", "a"])
+  child = early_start.adopt(lambda source: fails(source, "a"), "examples-uri")
   completed = early_start.finish(child, str(tmp_path / "artifact"))
   assert completed.returncode == 3
   assert os.listdir(tmp_path) == []

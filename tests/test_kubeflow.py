@@ -16,7 +16,7 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from federated.config import simulate_command
+from federated.config import examples_source, simulate_command
 from tests.conftest import PROJECT_ROOT, run_cli
 
 EXIT_INVALID = 2
@@ -536,7 +536,8 @@ def test_federated_launcher_stages_remote_artifacts_only(tmp_path):
   assert (target / "Split-test" / "data_tfrecord-00000-of-00001.gz").read_bytes() == \
       b"held out"
   # The launcher and the local FederatedStep build the command line with one function.
-  command = simulate_command(sys.executable, "E", "name: x", ["--rounds", "3"], "O")
+  command = simulate_command(sys.executable, examples_source("E"), "name: x", ["--rounds", "3"],
+                             "O")
   assert command == [sys.executable, "-m", "federated.simulate", "--examples", "E",
                      "--spec-yaml", "name: x", "--rounds", "3", "--output", "O"]
   from components import federated_step  # pylint: disable=g-import-not-at-top

@@ -15,7 +15,7 @@ import tensorflow as tf
 from clinical_dp.names import ColumnKeys, _is_safe, user_labels
 from clinical_dp.spec import parse_spec, spec_from_dict
 from clinical_dp.validation import prepared_table, validate_table, write_prepared_input
-from pipelines.splits import example_gen_splits
+from clinical_dp.example_gen_split import example_gen_splits
 
 ODD_NAMES = ["lambda", "class", "type", "id", "heart rate (bpm)", "Température", "größe",
              "2nd-score.v1", "a/b", "a b", "a_b", "%", "SpO2 %", "Age", "age", "AGE",

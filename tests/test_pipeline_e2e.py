@@ -7,14 +7,17 @@ import os
 import re
 from html.parser import HTMLParser
 
+import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
 
+from clinical_dp.example_gen_split import example_gen_splits
 from clinical_dp.names import SIGNATURE_INPUTS_FILE, ColumnKeys
 from clinical_dp.spec import load_spec
-from pipelines.metadata import read_outputs
-from pipelines.splits import example_gen_splits
+from federated import site_data
+from pipelines.metadata import open_store, read_outputs
+from pipelines.runner import input_fingerprint
 from tests import privacy_recompute
 from tests.conftest import run_cli
 from tests.real_shaped import odd_icu, small_two_centre_trial, write_table
@@ -120,12 +123,13 @@ def test_console_shows_our_lines_and_the_log_has_the_rest(icu_run):
     assert f"  {component} ...\n" in result.stdout, component
     assert re.search(rf"^  {component} done in \d+ s$", result.stdout, re.MULTILINE), component
   assert "[federated]" in result.stdout and "epsilon so far" in result.stdout
-  # The federated child started once ExampleGen had written the examples and ran beside
-  # the chain (components/early_start.py); its lines come in FederatedStep's turn.
+  # The federated child started on the prepared input as the pipeline started and ran
+  # beside the chain (components/early_start.py); its lines come in FederatedStep's turn.
   at = result.stdout.index
-  started = at("FederatedStep: started beside the chain, now that ExampleGen's examples")
+  started = at("FederatedStep: started beside the chain, on the prepared input")
   adopted = at("FederatedStep: its child started beside the chain")
-  assert at("  CsvExampleGen done in") < started < at("  StatisticsGen ...")
+  assert at("[2/3] running the TFX pipeline") < started < at("  CsvExampleGen ...")
+  assert "on the prepared input" in result.stdout[adopted:at("[federated]")]
   assert max(at("  SyntheticDataGen done in"), at("  Evaluator done in")) < at(
       "  FederatedStep ...") < adopted < at("[federated]") < at("  EvaluationReport ...")
   log = (output / "logs" / "pipeline.log").read_text()
@@ -151,7 +155,8 @@ def test_split_keeps_patients_together_and_test_rows_apart(icu_run, odd_icu_dir)
   # The transformed test split holds exactly the held-out patients.
   transformed = _outputs_by_key(str(output))["Transform.transformed_examples"]["uri"]
   assert {_bytes(e, id_key) for e in _split_examples(transformed, "test")} == test
-  # The pre-flight check knew ExampleGen's split before it ran (pipelines/splits.py).
+  # The pre-flight check knew ExampleGen's split before it ran
+  # (clinical_dp/example_gen_split.py).
   text = (output / "input" / "data.csv").read_text()
   predicted = example_gen_splits(prepared, {"train": 8, "eval": 1, "test": 1}, id_key, text)
   for split, split_patients in patients.items():
@@ -159,6 +164,34 @@ def test_split_keeps_patients_together_and_test_rows_apart(icu_run, odd_icu_dir)
   # As the pre-flight check calls it: the id column rendered alone.
   assert predicted.equals(example_gen_splits(prepared, {"train": 8, "eval": 1, "test": 1},
                                              id_key))
+
+
+@pytest.mark.parametrize("run_fixture,data_fixture", [("small_trial_run", "small_trial_dir"),
+                                                      ("icu_run", "odd_icu_dir")])
+def test_the_federated_child_reads_from_the_prepared_input_what_the_examples_hold(
+    run_fixture, data_fixture, request):
+  """federated/site_data.py: load_prepared, which lets the child start before ExampleGen,
+  gives the very arrays that ExampleGen's examples give (the same rows, split and order),
+  and the runner's fingerprint of the input is the one ExampleGen recorded on them, which
+  FederatedStep checks before it adopts the child."""
+  output, _ = request.getfixturevalue(run_fixture)
+  spec = load_spec(request.getfixturevalue(data_fixture) / "spec.yaml")
+  examples = _outputs_by_key(str(output))["CsvExampleGen.examples"]["uri"]
+  from_examples = site_data.load_examples(examples, spec)
+  from_prepared = site_data.load_prepared(str(output / "input" / "data.csv"), spec,
+                                          {"train": 8, "eval": 1, "test": 1})
+  assert from_prepared.sites == from_examples.sites and len(from_examples.sites) >= 2
+  assert from_prepared.feature_names == from_examples.feature_names
+  for split in site_data.SPLITS:
+    for site in from_examples.sites:
+      ours, theirs = from_prepared.splits[split][site], from_examples.splits[split][site]
+      for field in ("x", "y", "patient"):
+        np.testing.assert_array_equal(getattr(ours, field), getattr(theirs, field),
+                                      err_msg=f"{split} {site} {field}")
+      assert ours.num_patients == theirs.num_patients
+  recorded = open_store(str(output / "metadata.sqlite")).get_artifacts_by_uri(examples)[0]
+  assert input_fingerprint(str(output / "input")) == recorded.custom_properties[
+      "input_fingerprint"].string_value
 
 
 @pytest.mark.parametrize("run_fixture,data_fixture", [("small_trial_run", "small_trial_dir"),

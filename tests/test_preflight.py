@@ -80,7 +80,7 @@ def test_a_test_split_with_one_class_is_refused_by_name(tmp_path):
   assert plan.config is not None
   # Only negatives among the patients ExampleGen will put in the test split.
   from clinical_dp.validation import prepared_table  # pylint: disable=import-outside-toplevel
-  from pipelines.splits import example_gen_splits  # pylint: disable=import-outside-toplevel
+  from clinical_dp.example_gen_split import example_gen_splits  # pylint: disable=import-outside-toplevel
   splits = example_gen_splits(prepared_table(table, spec), {"train": 8, "eval": 1, "test": 1},
                               spec.id_column)
   table.loc[splits == "test", spec.label_column] = 0

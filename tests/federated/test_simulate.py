@@ -149,5 +149,11 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tiny_federation, tmp
                   out, "--clients-per-round 4", "3 sites")
   _assert_refused(_refuse(capsys, out, "--examples", tmp_path, "--spec", spec), out,
                   "Split-train")
+  _assert_refused(_refuse(capsys, out, "--prepared", data, "--spec", spec), out,
+                  "--split-buckets")
+  _assert_refused(_refuse(capsys, out, "--prepared", data, "--spec", spec, "--split-buckets",
+                          "train=8,eval"), out, "--split-buckets", "name=count")
+  _assert_refused(_refuse(capsys, out, "--data", data, "--spec", spec, "--split-buckets",
+                          "train=8,eval=1,test=1"), out, "--split-buckets", "--prepared")
   import sys
   assert "tensorflow_federated" not in sys.modules  # TFF only ever runs in child sessions

@@ -7,7 +7,10 @@ wire format of the prepared CSV's cells as tfx_bsl's CSV decoder types them (a c
 is INT if every cell is an int64, else FLOAT if every cell is a number, else bytes),
 so it can be written out here without TensorFlow. Knowing the split in advance lets
 `run` refuse a table whose splits could not be trained or scored, before the pipeline
-starts. tests/test_pipeline_e2e.py checks it against ExampleGen's real output.
+starts, and the federated step's child start on the prepared CSV while ExampleGen runs
+(federated/site_data.py: load_prepared). It lives here, outside pipelines/, because the
+federated runtime imports it too. tests/test_pipeline_e2e.py checks it against
+ExampleGen's real output.
 """
 
 from __future__ import annotations
