@@ -37,7 +37,7 @@ import shutil
 import tempfile
 import threading
 import time
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from clinical_dp.console import say
 from clinical_dp.process_tree import kill_session
@@ -46,6 +46,10 @@ from federated.config import examples_source
 
 # (federated.simulate's input arguments, output directory) -> the child's command line
 CommandFor = Callable[[List[str], str], List[str]]
+# The adopting components, named as their ids in the pipeline (pipelines/component_ids.py,
+# a floor above: tests/test_early_start.py holds the two to the same names).
+FEDERATED_STEP = "FederatedStep"
+EVALUATION_REPORT = "EvaluationReport"
 _RESULTS = "results"  # the child's output directory, inside its staging directory
 _SESSION_WAIT_S = 5.0  # for a child's session to be known, before `clear` ends it
 
@@ -54,6 +58,7 @@ _SESSION_WAIT_S = 5.0  # for a child's session to be known, before `clear` ends 
 class EarlyChild:
   """A child started beside the chain: its command (staging output), its input
   (`source`; with the prepared input's fingerprint), lines and outcome."""
+  adopter: str  # the component that adopts it in its turn
   command: List[str]
   staging: str
   started: float
@@ -79,23 +84,26 @@ class _Plan:
   command_for: CommandFor
   staging_parent: str
   example_gen: Optional[Tuple[str, str]]  # (component id, its examples channel's root)
+  label: str  # how the console names the child
   popen_kwargs: dict
 
 
 _lock = threading.Lock()
-_plan: Optional[_Plan] = None
+_plans: Dict[str, _Plan] = {}  # by adopter
 _children: List[EarlyChild] = []
 
 
-def plan(command_for: CommandFor, staging_parent: str,
-         example_gen: Optional[Tuple[str, str]] = None, **popen_kwargs) -> None:
-  """Starts `command_for(input arguments, staging dir)` on the prepared input when the
-  runner says it is written (`prepared_written`), else once the component of
-  `example_gen` (its id, the directory of its examples channel) has finished
-  (`component_finished`), or else when the gate passes."""
-  global _plan
+def plan(adopter: str, command_for: CommandFor, staging_parent: str,
+         example_gen: Optional[Tuple[str, str]] = None, label: str = "",
+         **popen_kwargs) -> None:
+  """Starts `command_for(input arguments, staging dir)`, for the component `adopter` to
+  adopt in its turn: on the prepared input when the runner says it is written
+  (`prepared_written`), else once the component of `example_gen` (its id, the directory
+  of its examples channel) has finished (`component_finished`), or else when the gate
+  passes. `label` names the child on the console (default: the adopter)."""
   with _lock:
-    _plan = _Plan(command_for, staging_parent, example_gen, popen_kwargs)
+    _plans[adopter] = _Plan(command_for, staging_parent, example_gen, label or adopter,
+                            popen_kwargs)
 
 
 def component_finished(component: str) -> None:
@@ -107,21 +115,22 @@ def component_finished(component: str) -> None:
   core at a million patients). A wrong guess costs only time: FederatedStep adopts a child
   only if its command, examples included, is the one it would run."""
   with _lock:
-    planned = _plan
-  if planned is None or planned.example_gen is None or component != planned.example_gen[0]:
-    return
-  examples = _newest_examples(planned.example_gen[1])
-  if examples is not None:
-    _start(examples_source(examples),
-           "now that ExampleGen's examples are written (ended if the gate fails)")
+    waiting = [(adopter, planned) for adopter, planned in _plans.items()
+               if planned.example_gen and component == planned.example_gen[0]]
+  for adopter, planned in waiting:
+    examples = _newest_examples(planned.example_gen[1])
+    if examples is not None:
+      _start(adopter, examples_source(examples),
+             "now that ExampleGen's examples are written (ended if the gate fails)")
 
 
-def prepared_written(source: List[str], input_fingerprint: str) -> None:
+def prepared_written(adopter: str, source: List[str], input_fingerprint: str) -> None:
   """The runner has written the prepared input: the planned child starts on it now, beside
   ExampleGen (`source`: federated.config.prepared_source; `input_fingerprint`: the one
   ExampleGen will record for that input). The gate has not looked at the rows yet: as
   at ExampleGen's end, a failing gate ends the child and nothing it made is kept."""
-  _start(source, "on the prepared input (ended if the data checks fail)", input_fingerprint)
+  _start(adopter, source, "on the prepared input (ended if the data checks fail)",
+         input_fingerprint)
 
 
 def _newest_examples(examples_root: str) -> Optional[str]:
@@ -139,22 +148,25 @@ def _newest_examples(examples_root: str) -> Optional[str]:
 
 
 def gate_passed(examples_uri: str) -> None:
-  """AnomalyGate's data are clean: the planned child starts, unless it already has."""
-  _start(examples_source(examples_uri), "now that the gate has passed")
-
-
-def _start(source: List[str], reason: str, input_fingerprint: Optional[str] = None) -> None:
-  """The planned child starts on `source` (once: the plan is used up)."""
-  global _plan
+  """AnomalyGate's data are clean: the planned children start, unless they already have."""
   with _lock:
-    planned, _plan = _plan, None
+    waiting = list(_plans)
+  for adopter in waiting:
+    _start(adopter, examples_source(examples_uri), "now that the gate has passed")
+
+
+def _start(adopter: str, source: List[str], reason: str,
+           input_fingerprint: Optional[str] = None) -> None:
+  """`adopter`'s planned child starts on `source` (once: the plan is used up)."""
+  with _lock:
+    planned = _plans.pop(adopter, None)
   if planned is None:
     return
   os.makedirs(planned.staging_parent, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=".federated-early-", dir=planned.staging_parent)
   # The child's output one level down: what it stages beside its output (a killed
   # child's partial directory) stays inside `staging`, which `clear` removes.
-  child = EarlyChild(planned.command_for(source, os.path.join(staging, _RESULTS)),
+  child = EarlyChild(adopter, planned.command_for(source, os.path.join(staging, _RESULTS)),
                      staging, time.time(), list(source), input_fingerprint)
 
   def record_session(session: int) -> None:
@@ -171,20 +183,24 @@ def _start(source: List[str], reason: str, input_fingerprint: Optional[str] = No
   with _lock:
     _children.append(child)
   child.thread.start()
-  say(f"  FederatedStep: started beside the chain, {reason}; its lines follow in its turn")
+  say(f"  {planned.label}: started beside the chain, {reason}; its lines follow in "
+      f"{adopter}'s turn")
 
 
-def adopt(command_for: Callable[[List[str]], Sequence[str]], examples_uri: str,
+def adopt(adopter: str, command_for: Callable[[List[str]], Sequence[str]], examples_uri: str,
           input_fingerprint: str = "") -> Optional[EarlyChild]:
-  """The child FederatedStep would have started itself on the same rows, or None.
+  """The child started for `adopter` that it would have run itself on the same rows, or
+  None.
 
-  `command_for(input arguments)`: FederatedStep's command line on that input, which must
+  `command_for(input arguments)`: the adopter's command line on that input, which must
   be the child's but for its last argument (both end with `--output DIR`; the child's
   output is its staging directory). The rows are the same when the child read the
   examples at `examples_uri`, or the prepared input whose fingerprint ExampleGen
   recorded on them (`input_fingerprint`) when it made them."""
   with _lock:
     for child in _children:
+      if child.adopter != adopter:
+        continue
       if child.input_fingerprint is None:
         same_rows = child.source == examples_source(examples_uri)
       else:
@@ -219,9 +235,9 @@ def clear() -> None:
   interrupt watchdog, which may end the process while the first waits here) finishes the
   work. A child whose session is not known yet (just started) is waited for briefly: left
   running, it would go on writing while the run ends."""
-  global _plan
   with _lock:
-    _plan, children = None, list(_children)
+    _plans.clear()
+    children = list(_children)
   for child in children:
     deadline = time.time() + _SESSION_WAIT_S
     while child.session is None and child.thread.is_alive() and time.time() < deadline:

@@ -14,7 +14,10 @@ patients as members and eval-split patients, which no trainer touches, as non-me
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+import sys
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -38,7 +41,9 @@ from components.evaluation.step_clock import StepClock, silent
 from components.evaluation.report_html import REPORT_HTML, REPORT_JSON
 from components.evaluation.verdicts import Thresholds
 from components.evaluation.utility import UtilityConfig
+from components import early_start
 from components.federated_step import FederatedResults
+from components.report_references import load_references, references_command
 from components.release import compose_released, spec_record
 from components.synthetic_data import SYNTHETIC_CSV
 from federated.config import RESULTS_FILE
@@ -216,8 +221,7 @@ def fit_baselines(train: pd.DataFrame, x_train: np.ndarray, y_train: np.ndarray,
   sampled to `patients` patients and scored by `score(table, x, y)`; never released.
   `clock` times each baseline's fit and sample, and its scoring inside `clock.about`."""
   clock = clock or silent()
-  target = generator_record.get("target_epsilon") or generator_record["epsilon"]
-  delta = generator_record["delta"]
+  target, delta = baseline_budget(generator_record)
   rows = (int(train[spec.id_column].value_counts().max())
           if spec.id_column and len(train) else 1)  # as features.max_rows_per_patient
   log(f"  EvaluationReport: DP baselines (copula, independent marginals) at epsilon "
@@ -294,23 +298,98 @@ def patients_and_rows(frame: pd.DataFrame, spec: DatasetSpec) -> str:
   return f"{patients} patients" + (f" ({len(frame)} rows)" if patients != len(frame) else "")
 
 
+@dataclasses.dataclass
+class RealSplits:
+  """The real splits the report reads, with their encodings (the label as 1 / 0)."""
+  train: pd.DataFrame
+  test: pd.DataFrame
+  train_encoded: Tuple[np.ndarray, List[np.ndarray], np.ndarray]
+  x_test: np.ndarray
+  y_test: np.ndarray
+
+  @classmethod
+  def read(cls, examples_uri: str, spec: DatasetSpec) -> "RealSplits":
+    """`spec`: the user's; the tables are encoded under binary_label_spec(spec)."""
+    train = read_split(examples_uri, "train", spec)
+    test = read_split(examples_uri, "test", spec)
+    x_test, _, y_test = encode(test, binary_label_spec(spec))
+    return cls(train, test, encode(train, binary_label_spec(spec)), x_test, y_test)
+
+
+@dataclasses.dataclass
+class References:
+  """What the released table is measured against that needs no generator: the utility
+  models trained on the real training table (and, with `missing: model`, on its
+  complete cases) and the DP baselines, scored as the released table is."""
+  real_utility: Dict
+  complete_case_real: Optional[Dict]
+  baselines: Dict[str, Dict]
+  step_seconds: Dict[str, float]
+
+
+def baseline_budget(generator_record: Dict) -> Tuple[float, float]:
+  """The (epsilon, delta) the DP baselines are fitted at: the generator's target."""
+  return (generator_record.get("target_epsilon") or generator_record["epsilon"],
+          generator_record["delta"])
+
+
+def compute_references(real: RealSplits, user_spec: DatasetSpec, config: ReportConfig,
+                       budget: Tuple[float, float], released_patients: int, log=say,
+                       clock: Optional[StepClock] = None) -> References:
+  """The report's references (`References`) for a released table of `released_patients`
+  from a generator trained at `budget`. A function of the real splits, the configuration
+  and those two numbers only, so that it can run before the generator has been trained
+  (components/report_references.py, beside the chain)."""
+  clock = clock or StepClock(log)
+  spec = binary_label_spec(user_spec)
+  x_train, _, y_train = real.train_encoded
+  with clock.step("utility models, real training table"):
+    real_utility = utility.utility_table({"real": (x_train, y_train)}, real.x_test,
+                                         real.y_test, config.utility)["real"]
+  complete_case_real = None
+  if user_spec.models_missing:
+    complete = ~missingness.missing_mask(real.train, spec.feature_columns).any(
+        axis=1).to_numpy()
+    with clock.step("complete-case models, real training table"):
+      complete_case_real = utility.complete_case(x_train, y_train, complete, real.x_test,
+                                                 real.y_test, config.utility)
+  measured_train = fidelity_rows(real.train, config.utility)
+  def score(table, x, y):
+    return score_table(table, x, y, measured_train, real.x_test, real.y_test, real_utility,
+                       user_spec, config.utility, clock)
+  target, delta = budget
+  baselines_scored = fit_baselines(
+      real.train, x_train, y_train, spec, {"target_epsilon": target, "delta": delta},
+      utility.baseline_patients(config.utility, released_patients), config.audit.seed, score,
+      log, clock)
+  return References(real_utility, complete_case_real, baselines_scored, dict(clock.seconds))
+
+
+# (the generator's budget, the released table's patients) -> the references computed
+# beside the chain for them, or None (components/report_references.py)
+AdoptReferences = Callable[[Tuple[float, float], int], Optional[References]]
+
+
 def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
                  synthetic_csv: str, generator_dir: str, classifier_dir: str,
                  discriminator_weights: str, evaluation_uri: Optional[str] = None,
-                 federated: Optional[Dict] = None, log=say) -> Tuple[Dict, Dict[str, bytes]]:
+                 federated: Optional[Dict] = None, log=say,
+                 adopt_references: Optional[AdoptReferences] = None
+                 ) -> Tuple[Dict, Dict[str, bytes]]:
   """Every measurement of the report, and its figures, under the user's column names.
-  Each sub-step's seconds are said through `log` as it ends and kept in `step_seconds`."""
+  Each sub-step's seconds are said through `log` as it ends and kept in `step_seconds`.
+  `adopt_references`: the references already computed beside the chain, when they were
+  computed for this generator's budget and table size; else they are computed here."""
   seed = config.audit.seed
   clock = StepClock(log)
   with clock.step("reading the splits and the synthetic table"):
-    train = read_split(examples_uri, "train", spec)
+    real = RealSplits.read(examples_uri, spec)
+    train, test, train_encoded = real.train, real.test, real.train_encoded
     holdout = read_split(examples_uri, "eval", spec)
-    test = read_split(examples_uri, "test", spec)
     synthetic = read_synthetic(synthetic_csv, spec)
     user_spec, spec = spec, binary_label_spec(spec)  # every table here holds the label as 1/0
-    train_encoded = encode(train, spec)
-    x_train, _, y_train = train_encoded
-    x_test, _, y_test = encode(test, spec)
+    x_train = train_encoded[0]
+    x_test, y_test = real.x_test, real.y_test
     x_synthetic, _, y_synthetic = encode(synthetic, spec)
     memory.return_free_memory()  # the CSV's cells as text: twice the table, now garbage
   generator_record = dp_training.read_privacy_record(generator_dir)
@@ -318,24 +397,25 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
 
   log(f"  EvaluationReport: utility and fidelity ({len(train)} real training, "
       f"{len(synthetic)} synthetic, {len(test)} real test rows)")
-  with clock.step("utility models, real training table"):
-    real_utility = utility.utility_table({"real": (x_train, y_train)}, x_test, y_test,
-                                         config.utility)["real"]
+  budget = baseline_budget(generator_record)
+  references = adopt_references(budget, len(synthetic)) if adopt_references else None
+  if references is None:
+    references = compute_references(real, user_spec, config, budget, len(synthetic), log,
+                                    clock)
+  else:
+    clock.seconds.update({f"{step} (beside the chain)": seconds
+                          for step, seconds in references.step_seconds.items()})
+  real_utility = references.real_utility
   # The real rows fidelity and missingness measure, drawn once for every table scored
   # (score_table's own fidelity_rows leaves a table at or below the cap as it is).
   measured_train = fidelity_rows(train, config.utility)
-  def score(table, x, y):
-    return score_table(table, x, y, measured_train, x_test, y_test, real_utility, user_spec,
-                       config.utility, clock)
   with clock.about("released table"):
-    scored = score(synthetic, x_synthetic, y_synthetic)
+    scored = score_table(synthetic, x_synthetic, y_synthetic, measured_train, x_test, y_test,
+                         real_utility, user_spec, config.utility, clock)
   use, fid = scored["utility"], scored["fidelity"]
   holes = None
   if user_spec.models_missing:
-    complete = ~missingness.missing_mask(train, spec.feature_columns).any(axis=1).to_numpy()
-    with clock.step("complete-case models, real training table"):
-      use["complete_case_real"] = utility.complete_case(x_train, y_train, complete, x_test,
-                                                        y_test, config.utility)
+    use["complete_case_real"] = references.complete_case_real
     use["missing_value_rule"] = missingness.MODEL_ENCODING_RULE
     with clock.step("missingness"):
       holes = missingness.missingness_fidelity(
@@ -347,10 +427,7 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
     for model, name in (("candidate", "DP classifier"), ("baseline", "non-private twin")):
       if model in slices:
         use["dp_models"][name] = {"slices": slices[model]}
-
-  compared = fit_baselines(train, x_train, y_train, spec, generator_record,
-                           utility.baseline_patients(config.utility, len(synthetic)), seed,
-                           score, log, clock)
+  compared = references.baselines
 
   log("  EvaluationReport: membership attacks (shadow models, positive control)")
   members = _sample(train_encoded, examples_uri, "train", config.audit.max_records, seed)
@@ -468,12 +545,42 @@ def EvaluationReport(  # pylint: disable=invalid-name
 ) -> None:
   """Writes report.json and report.html for the run."""
   spec = parse_spec(spec_yaml)
-  result, figures = build_report(
-      spec, ReportConfig.from_json(report_config), examples.uri,
-      os.path.join(synthetic_examples.uri, SYNTHETIC_CSV),
-      path_utils.serving_model_path(generator.uri),
-      path_utils.serving_model_path(classifier.uri),
-      os.path.join(gan_run.uri, DISCRIMINATOR_WEIGHTS),
-      evaluation_uri=evaluation.uri if evaluation else None,
-      federated=read_federated(federated_results.uri) if federated_results else None)
+  with tempfile.TemporaryDirectory(dir=report_dir.uri) as scratch:
+    result, figures = build_report(
+        spec, ReportConfig.from_json(report_config), examples.uri,
+        os.path.join(synthetic_examples.uri, SYNTHETIC_CSV),
+        path_utils.serving_model_path(generator.uri),
+        path_utils.serving_model_path(classifier.uri),
+        os.path.join(gan_run.uri, DISCRIMINATOR_WEIGHTS),
+        evaluation_uri=evaluation.uri if evaluation else None,
+        federated=read_federated(federated_results.uri) if federated_results else None,
+        adopt_references=_references_beside_chain(examples.uri, spec_yaml, report_config,
+                                                  scratch))
   write_report(result, figures, report_dir.uri)
+
+
+def _references_beside_chain(examples_uri: str, spec_yaml: str, report_config: str,
+                             scratch: str) -> AdoptReferences:
+  """The references started beside the chain (components/report_references.py), if one
+  was started with the command this report would run: the same examples, spec,
+  configuration, budget and size. A child that failed is reported in the log and the
+  references are computed here."""
+  def adopt(budget: Tuple[float, float], released_patients: int) -> Optional[References]:
+    def command_for(source: List[str]) -> List[str]:
+      return references_command(sys.executable, source, spec_yaml, report_config, budget,
+                                released_patients, scratch)
+    child = early_start.adopt(early_start.EVALUATION_REPORT, command_for, examples_uri)
+    if child is None:
+      return None
+    say(f"  EvaluationReport: its references started beside the chain "
+        f"{time.time() - child.started:.0f} s ago; waiting for them")
+    completed = early_start.finish(child, scratch)
+    for line in child.lines:  # its steps to the console, library output to the log
+      (say if line.startswith("  EvaluationReport: ") else print)(line)
+    if completed.returncode != 0:
+      print(completed.output, flush=True)
+      say(f"  EvaluationReport: the references beside the chain failed (exit status "
+          f"{completed.returncode}; its lines are in the log); computing them here")
+      return None
+    return load_references(scratch)
+  return adopt

@@ -106,7 +106,7 @@ def FederatedStep(  # pylint: disable=invalid-name
   # The full command line goes to the log; the console gets the child's own lines.
   print(f"  FederatedStep: {command[0]} -m federated.simulate --examples {examples.uri} "
         f"{' '.join(args)} --output {federated_results.uri}", flush=True)
-  early = early_start.adopt(command_for, examples.uri,
+  early = early_start.adopt(early_start.FEDERATED_STEP, command_for, examples.uri,
                             examples.get_string_custom_property(
                                 example_gen_utils.FINGERPRINT_PROPERTY_NAME))
   if early is None:

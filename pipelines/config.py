@@ -129,6 +129,14 @@ class PipelineConfig:
   # `clinical-dp run` only; LocalDagRunner alone would start it in its turn and
   # Kubeflow runs independent steps side by side itself.
   federated_beside_chain: bool = False
+  # The report's references (the real table's models and the DP baselines, which need no
+  # generator: components/report_references.py) start beside the chain when ExampleGen
+  # has written the examples, under `clinical-dp run`, on tables of at most this many
+  # training rows (None: never). Above it the report computes them in its turn: its
+  # splits, read a second time beside the chain's own components and the federated
+  # child, would cost more memory than the time saved is worth (the report's reading
+  # alone held 5 GB at a million patients; docs/benchmarks.md).
+  references_beside_chain_max_rows: Optional[int] = 300_000
   # Where ReleasePusher writes what may be published: None, <output_dir>/release; "",
   # its own output artifact under the pipeline root (Kubeflow without a root given).
   release_uri: Optional[str] = None

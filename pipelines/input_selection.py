@@ -30,6 +30,7 @@ class PreparedInput:
   rows_used: int
   patients_used: int
   subsampled: bool
+  train_rows: int = 0  # of the split ExampleGen will make (pipelines/preflight.py)
 
 
 @dataclasses.dataclass
@@ -38,6 +39,7 @@ class SelectedInput:
   report: ValidationReport
   table: pd.DataFrame
   subsampled: bool
+  train_rows: int = 0  # set by plan_run
 
 
 def select_patients(report: ValidationReport, spec: DatasetSpec, config: PipelineConfig
@@ -63,6 +65,7 @@ def plan_run(report: ValidationReport, spec: DatasetSpec, config: PipelineConfig
       + ", ".join(f"{split} {count}" for split, count in plan.split_patients) + " patients")
   for note in plan.notes:
     log(f"      {note}")
+  selected.train_rows = plan.train_rows
   return selected, plan.config
 
 
@@ -92,4 +95,4 @@ def prepare_input(selected: SelectedInput, spec: DatasetSpec, config: PipelineCo
   return PreparedInput(source=os.path.abspath(report.file), prepared_csv=prepared,
                        rows_in_file=report.rows, rows_dropped_missing=report.dropped_rows,
                        rows_used=len(table), patients_used=int(patients.nunique()),
-                       subsampled=selected.subsampled)
+                       subsampled=selected.subsampled, train_rows=selected.train_rows)

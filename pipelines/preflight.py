@@ -44,6 +44,7 @@ class RunPlan:
   config: PipelineConfig
   split_patients: Tuple[Tuple[str, int], ...]
   notes: Tuple[str, ...] = ()
+  train_rows: int = 0  # the training split's rows, as ExampleGen will make it
 
 
 def _patients(table: pd.DataFrame, spec: DatasetSpec) -> pd.Series:
@@ -207,4 +208,4 @@ def check_run(table: pd.DataFrame, spec: DatasetSpec, config: PipelineConfig, so
                      + "\n".join(f"  {p}" for p in problems)
                      + f"\n  what to change: {advice}")
   config, note = _federated_note(table, spec, config)
-  return RunPlan(config, split_patients, tuple(notes + ([note] if note else [])))
+  return RunPlan(config, split_patients, tuple(notes + ([note] if note else [])), train_rows)

@@ -25,36 +25,61 @@ from components import early_start
 from federated.config import prepared_source
 from pipelines.component_ids import EXAMPLE_GEN_ID
 from pipelines.config import PipelineConfig
-from pipelines.input_selection import plan_run, prepare_input
+from pipelines.input_selection import PreparedInput, plan_run, prepare_input
 from pipelines.run_directory import (RUN_ARGS_FILE, begin_output_dir, fail_output_dir,
                                      finish_output_dir, resume_output_dir)
 from pipelines.run_summary import summarize
 
 
-def run_local(config: PipelineConfig, spec: DatasetSpec, prepared_csv: Optional[str] = None
-              ) -> None:
+def run_local(config: PipelineConfig, spec: DatasetSpec,
+              prepared: Optional[PreparedInput] = None) -> None:
   """Runs the pipeline under LocalDagRunner (imports TFX only when a run is asked for),
-  the federated step's child beside the chain (config.federated_beside_chain,
-  components/early_start.py): from the start on `prepared_csv`, the input just written
-  for ExampleGen (a new run), else once ExampleGen has written the examples."""
+  with children beside the chain (components/early_start.py): the federated step's
+  (config.federated_beside_chain), from the start on the input just written for
+  ExampleGen (`prepared`, a new run), else once ExampleGen has written the examples; and,
+  on a new run of a table small enough, the report's references once ExampleGen has
+  written the examples (config.references_beside_chain_max_rows)."""
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from components.federated_step import child_environment, federated_command  # pylint: disable=g-import-not-at-top
   from pipelines.pipeline import create_pipeline, federated_step_args  # pylint: disable=g-import-not-at-top
+  examples_root = (EXAMPLE_GEN_ID, os.path.join(config.pipeline_root, EXAMPLE_GEN_ID,
+                                                "examples"))
   if config.federated_beside_chain and config.federated is not None and spec.site_column:
     spec_yaml, args = spec.to_yaml(), federated_step_args(config)
-    early_start.plan(lambda source, staging: federated_command(source, spec_yaml, args, staging),
-                     config.output_dir,
-                     (EXAMPLE_GEN_ID, os.path.join(config.pipeline_root, EXAMPLE_GEN_ID,
-                                                   "examples")),
-                     **child_environment())
-    if prepared_csv is not None:
+    early_start.plan(early_start.FEDERATED_STEP,
+                     lambda source, staging: federated_command(source, spec_yaml, args, staging),
+                     config.output_dir, examples_root, **child_environment())
+    if prepared is not None:
       early_start.prepared_written(
-          prepared_source(prepared_csv, dataclasses.asdict(config.splits)),
+          early_start.FEDERATED_STEP,
+          prepared_source(prepared.prepared_csv, dataclasses.asdict(config.splits)),
           input_fingerprint(config.input_dir))
+  limit = config.references_beside_chain_max_rows
+  if prepared is not None and limit is not None and prepared.train_rows <= limit:
+    _plan_references(config, spec, prepared.train_rows, examples_root)
   try:
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config, spec))
   finally:
     early_start.clear()
+
+
+def _plan_references(config: PipelineConfig, spec: DatasetSpec, train_rows: int,
+                     examples_root) -> None:
+  """The report's references (components/report_references.py) for the generator's
+  planned budget and the synthetic table's planned size (as many patients as the
+  generator trains on, unless set), started once ExampleGen has written the examples."""
+  from components.federated_step import child_environment  # pylint: disable=g-import-not-at-top
+  from components.report_references import references_command  # pylint: disable=g-import-not-at-top
+  budget = config.training.gan_budget
+  spec_yaml, report_config = spec.to_yaml(), config.report.to_json()
+  released = config.training.synthetic_patients or train_rows
+  early_start.plan(
+      early_start.EVALUATION_REPORT,
+      lambda source, staging: references_command(
+          sys.executable, source, spec_yaml, report_config,
+          (budget.target_epsilon, budget.delta), released, staging),
+      config.output_dir, examples_root, label="EvaluationReport's references",
+      **child_environment())
 
 
 def input_fingerprint(input_dir: str) -> str:
@@ -115,7 +140,7 @@ def run_pipeline(data_path: str, spec: DatasetSpec, config: PipelineConfig,
         + (f"; log {log_file}" if log_file else ""))
     with console.track_components(log, early_start.component_finished) as tracker:
       # A resumed run keeps its examples (and maybe its federated results): no early start.
-      run_local(config, spec, None if resume else prepared.prepared_csv)
+      run_local(config, spec, None if resume else prepared)
     tracker = None
     log("[3/3] reading ML Metadata; collecting the released artifacts")
     summary = summarize(config, spec, prepared, time.time() - start)

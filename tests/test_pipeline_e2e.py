@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from clinical_dp.example_gen_split import example_gen_splits
 from clinical_dp.names import SIGNATURE_INPUTS_FILE, ColumnKeys
+from clinical_dp.report_format import json_safe
 from clinical_dp.spec import load_spec
 from federated import site_data
 from pipelines.metadata import open_store, read_outputs
@@ -392,6 +393,57 @@ def _field(report, dotted):
   return value
 
 
+def test_the_report_adopts_the_references_it_would_have_computed(icu_run, odd_icu_dir):
+  """components/report_references.py: the real table's models and the DP baselines,
+  computed beside the chain and adopted by the report, are what the report computes
+  itself from the same examples, configuration, budget and table size."""
+  from components import evaluation_report  # pylint: disable=g-import-not-at-top
+  from tfx.utils import path_utils  # pylint: disable=g-import-not-at-top
+  from trainers import dp_training  # pylint: disable=g-import-not-at-top
+  output, result = icu_run
+  at = result.stdout.index
+  started = at("EvaluationReport's references: started beside the chain, now that "
+               "ExampleGen's examples are written")
+  assert at("  CsvExampleGen done in") < started < at("  StatisticsGen ...")
+  assert at("  EvaluationReport ...") < at(
+      "EvaluationReport: its references started beside the chain")
+  report = json.loads((output / "report" / "report.json").read_text())
+  assert "utility models, DP Gaussian copula (beside the chain)" in report["step_seconds"]
+  store = open_store(str(output / "metadata.sqlite"))
+  config_json, = [e.custom_properties["report_config"].string_value
+                  for e in store.get_executions() if "report_config" in e.custom_properties]
+  outputs = _outputs_by_key(str(output))
+  spec = load_spec(odd_icu_dir / "spec.yaml")
+  generator = dp_training.read_privacy_record(
+      path_utils.serving_model_path(outputs["GanTrainer.model"]["uri"]))
+  synthetic = pd.read_csv(os.path.join(outputs["SyntheticDataGen.synthetic_examples"]["uri"],
+                                       "synthetic.csv"))
+  here = evaluation_report.compute_references(
+      evaluation_report.RealSplits.read(outputs["CsvExampleGen.examples"]["uri"], spec), spec,
+      evaluation_report.ReportConfig.from_json(config_json),
+      evaluation_report.baseline_budget(generator), len(synthetic), log=lambda line: None)
+  as_written = lambda value: json.loads(json.dumps(json_safe(value)))
+  # Equal but for the last bits of a float sum (NumPy's SIMD sums follow the arrays'
+  # alignment in memory, which differs from process to process).
+  _assert_nested_close(as_written(here.real_utility), report["utility"]["real"])
+  _assert_nested_close(as_written(here.baselines), report["baselines"])
+
+
+def _assert_nested_close(ours, theirs, where="", rel=1e-9):
+  if isinstance(ours, dict) and isinstance(theirs, dict):
+    assert sorted(ours) == sorted(theirs), where
+    for key in ours:
+      _assert_nested_close(ours[key], theirs[key], f"{where}/{key}", rel)
+  elif isinstance(ours, list) and isinstance(theirs, list):
+    assert len(ours) == len(theirs), where
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+      _assert_nested_close(a, b, f"{where}[{i}]", rel)
+  elif isinstance(ours, float) and isinstance(theirs, float):
+    assert ours == pytest.approx(theirs, rel=rel, abs=1e-12), where
+  else:
+    assert ours == theirs, where
+
+
 def test_report_has_every_documented_field_and_run_prints_its_headline(icu_run):
   output, result = icu_run
   report = json.loads((output / "report" / "report.json").read_text())
@@ -439,12 +491,13 @@ def test_report_has_every_documented_field_and_run_prints_its_headline(icu_run):
   assert f"report    {html_path}" in result.stdout
   assert "strongest membership attack AUROC" in result.stdout
   assert "federated" in summary["results"]
-  # Each sub-step of the report says its seconds on the console and keeps them.
+  # Each sub-step of the report says its seconds on the console and keeps them; those of
+  # the references computed beside the chain are marked so (components/report_references.py).
   steps = report["step_seconds"]
   for step in ("utility models, real training table", "utility models, released table",
                "shuffled-label control, released table", "fidelity, released table",
                "utility models, DP Gaussian copula", "attacks, dp_classifier", "figures"):
-    assert steps[step] >= 0, step
+    assert steps.get(step, steps.get(f"{step} (beside the chain)", -1)) >= 0, step
     assert re.search(rf"  EvaluationReport: {re.escape(step)}: \d+ s\n", result.stdout), step
 
 
