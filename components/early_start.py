@@ -1,5 +1,7 @@
-"""The federated step's child started beside the TFX chain: on the prepared input as the
-pipeline starts, or once ExampleGen has written the examples.
+"""Children started beside the TFX chain for a later component to adopt in its turn: the
+federated step's (on the prepared input as the pipeline starts, or once ExampleGen has
+written the examples) and the report's references (components/report_references.py,
+once ExampleGen has written the examples).
 
 LocalDagRunner runs one component at a time (TFX notes that independent nodes could
 run side by side, but its launchers would then write the run's SQLite ML Metadata from
@@ -27,6 +29,10 @@ those of the same data in the same order (site_data's canonical order). Anywhere
 was planned (the TFX CLI's local engine, Kubeflow, which runs independent nodes in
 parallel itself) FederatedStep runs its child itself, as before. `clear` ends whatever
 was not adopted.
+
+The report's references are planned alike (`plan(EVALUATION_REPORT, ...)`), one plan
+and one child per adopting component: EvaluationReport adopts its child when the
+command is the one it would run on its examples, else computes them itself.
 """
 
 from __future__ import annotations
@@ -108,11 +114,11 @@ def plan(adopter: str, command_for: CommandFor, staging_parent: str,
 
 def component_finished(component: str) -> None:
   """The console's hook at each component's end (clinical_dp.console.track_components):
-  at the planned ExampleGen's, the planned child starts on its newest examples. The gate
-  has not looked at them yet: if it fails, the run fails and `clear` ends the child and
-  removes its staging directory, so nothing it made is kept.
+  at the planned ExampleGen's, each child still planned starts on its newest examples.
+  The gate has not looked at them yet: if it fails, the run fails and `clear` ends the
+  child and removes its staging directory, so nothing it made is kept.
   Starting here rather than at the gate puts the child beside StatisticsGen (81 s of one
-  core at a million patients). A wrong guess costs only time: FederatedStep adopts a child
+  core at a million patients). A wrong guess costs only time: a component adopts a child
   only if its command, examples included, is the one it would run."""
   with _lock:
     waiting = [(adopter, planned) for adopter, planned in _plans.items()

@@ -32,7 +32,7 @@ import tempfile
 import time
 from typing import List, Optional
 
-from clinical_dp import secret_seed
+from clinical_dp import memory, secret_seed
 from clinical_dp.names import SIGNATURE_INPUTS_FILE, ColumnKeys
 from federated.child_session import sigterm_as_exit
 from federated.config import (ALGORITHMS, DP_ALGORITHMS, RESULTS_FILE, FederatedConfig, flag,
@@ -208,6 +208,7 @@ def run(args) -> int:
   if os.path.exists(args.output) and not os.path.isdir(args.output):
     raise UsageError(f"{args.output}: --output exists and is not a directory")
   spec, data = _load(args, config)
+  memory.return_free_memory()  # the table's cells and validation, now garbage
   log = lambda line: print(line, flush=True)  # noqa: E731
   log(f"{PROG}: {len(data.sites)} sites, {data.pooled('train').rows} training rows "
       f"({data.pooled('train').num_patients} patients), algorithms {list(config.algorithms)}")
@@ -270,6 +271,10 @@ def _run(args, config: FederatedConfig, spec, data, runtime, log) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  # Beside the pipeline's chain (components/early_start.py) this child's resident memory
+  # adds to ExampleGen's, the run's peak at a million patients: TensorFlow's threads each
+  # taking a malloc arena kept freed memory resident (clinical_dp/memory.py).
+  memory.limit_malloc_arenas()
   args = _parser().parse_args(argv)
   try:
     # SIGTERM (Kubernetes, service managers) as SystemExit(143), so the `finally`
