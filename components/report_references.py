@@ -28,7 +28,6 @@ import sys
 from typing import List, Optional
 
 REFERENCES_FILE = "references.pickle"
-_NICENESS = 10  # the child's scheduling priority, below the chain's
 
 
 def references_command(python: str, source: List[str], spec_yaml: str, report_config: str,
@@ -58,10 +57,6 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser.add_argument("--released-patients", type=int, required=True)
   parser.add_argument("--output", required=True)
   args = parser.parse_args(argv)
-  # Beside the chain the references have time to spare (at 100 000 patients they were
-  # done a minute before the report's turn), while every second the chain's components
-  # lose to them is a second of the run: they take the cores the chain leaves idle.
-  os.nice(_NICENESS)
   # The pipeline's runtime: TensorFlow is imported only now, after the arguments parse.
   from clinical_dp.files import write_atomically  # pylint: disable=import-outside-toplevel
   from clinical_dp.spec import parse_spec  # pylint: disable=import-outside-toplevel
