@@ -335,11 +335,13 @@ def baseline_budget(generator_record: Dict) -> Tuple[float, float]:
 
 def compute_references(real: RealSplits, user_spec: DatasetSpec, config: ReportConfig,
                        budget: Tuple[float, float], released_patients: int, log=say,
-                       clock: Optional[StepClock] = None) -> References:
+                       clock: Optional[StepClock] = None,
+                       measured_train: Optional[pd.DataFrame] = None) -> References:
   """The report's references (`References`) for a released table of `released_patients`
   from a generator trained at `budget`. A function of the real splits, the configuration
   and those two numbers only, so that it can run before the generator has been trained
-  (components/report_references.py, beside the chain)."""
+  (components/report_references.py, beside the chain). `measured_train`: the caller's
+  fidelity_rows(real.train), when it has drawn them already."""
   clock = clock or StepClock(log)
   spec = binary_label_spec(user_spec)
   x_train, _, y_train = real.train_encoded
@@ -353,7 +355,8 @@ def compute_references(real: RealSplits, user_spec: DatasetSpec, config: ReportC
     with clock.step("complete-case models, real training table"):
       complete_case_real = utility.complete_case(x_train, y_train, complete, real.x_test,
                                                  real.y_test, config.utility)
-  measured_train = fidelity_rows(real.train, config.utility)
+  if measured_train is None:
+    measured_train = fidelity_rows(real.train, config.utility)
   def score(table, x, y):
     return score_table(table, x, y, measured_train, real.x_test, real.y_test, real_utility,
                        user_spec, config.utility, clock)
@@ -397,18 +400,18 @@ def build_report(spec: DatasetSpec, config: ReportConfig, examples_uri: str,
 
   log(f"  EvaluationReport: utility and fidelity ({len(train)} real training, "
       f"{len(synthetic)} synthetic, {len(test)} real test rows)")
+  # The real rows fidelity and missingness measure, drawn once for every table scored
+  # (score_table's own fidelity_rows leaves a table at or below the cap as it is).
+  measured_train = fidelity_rows(train, config.utility)
   budget = baseline_budget(generator_record)
   references = adopt_references(budget, len(synthetic)) if adopt_references else None
   if references is None:
     references = compute_references(real, user_spec, config, budget, len(synthetic), log,
-                                    clock)
+                                    clock, measured_train)
   else:
     clock.seconds.update({f"{step} (beside the chain)": seconds
                           for step, seconds in references.step_seconds.items()})
   real_utility = references.real_utility
-  # The real rows fidelity and missingness measure, drawn once for every table scored
-  # (score_table's own fidelity_rows leaves a table at or below the cap as it is).
-  measured_train = fidelity_rows(train, config.utility)
   with clock.about("released table"):
     scored = score_table(synthetic, x_synthetic, y_synthetic, measured_train, x_test, y_test,
                          real_utility, user_spec, config.utility, clock)
